@@ -1,0 +1,210 @@
+"""LLaRAEncoder: texts in, L2-normalised LLaRA embeddings out, with no framework around it.
+
+texts -> prompt token ids (only the text is truncated) -> batches sorted by length -> base-model
+forward -> mean of the final hidden states at the 8 special positions -> L2 norm -> float32 numpy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from llara_rag.backbone import DEFAULT_MODEL, Backbone, load_backbone
+from llara_rag.errors import InvalidInputError
+from llara_rag.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts, Side
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+POOLING = "mean-special-8"
+PROGRESS_THRESHOLD = 64
+
+
+class EncoderConfig(BaseModel):
+    """Everything that decides which model runs and which vectors come out."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str = Field(default=DEFAULT_MODEL, description="Embedded alias, .gguf file, local folder or Hub id.")
+    adapter: str | None = Field(default=None, description="A LoRA adapter directory written by a trainer.")
+    query_max_length: int = Field(default=128, gt=0, description="Query text tokens kept (prompt not counted).")
+    passage_max_length: int = Field(default=512, gt=0, description="Passage text tokens kept (prompt not counted).")
+    prompts: LLaRAPrompts = DEFAULT_PROMPTS
+    batch_size: int = Field(default=16, gt=0)
+    device: str | None = Field(default=None, description="cuda, cpu, ...; None picks CUDA when present.")
+    dtype: str | None = Field(default=None, description="float32, bfloat16, ...; None: fp32 on CPU, bf16 on GPU.")
+
+
+def pool_special(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the last ``N_POOLED`` real positions of each row, found from the mask.
+
+    Every prompt ends with its eight special tokens, so they are the last eight attended positions
+    whatever side the padding is on (reading ``[:, -8:]`` is only right for left padding).
+    """
+    import torch
+
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    last = (attention_mask * positions).amax(dim=1)
+    offsets = torch.arange(N_POOLED - 1, -1, -1, device=attention_mask.device)
+    index = (last[:, None] - offsets[None, :]).clamp(min=0)
+    gathered = hidden.gather(1, index[:, :, None].expand(-1, -1, hidden.shape[-1]))
+    return gathered.float().mean(dim=1)
+
+
+def collate(
+    sequences: Sequence[Sequence[int]], pad_id: int, padding_side: Literal["left", "right"] = "right"
+) -> dict[str, torch.Tensor]:
+    """Pads token id lists into a batch, with position ids that ignore the padding on either side."""
+    import torch
+
+    width = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        span = slice(width - len(ids), width) if padding_side == "left" else slice(0, len(ids))
+        input_ids[row, span] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, span] = 1
+    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
+
+
+def validate_texts(texts: Sequence[str]) -> None:
+    """Empty text has no meaning to embed; a vector for it would only pollute an index."""
+    if isinstance(texts, str):
+        raise InvalidInputError("Expected a list of texts, got a single string; wrap it in a list.")
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidInputError(f"Text {index} is a {type(text).__name__}, not a str.")
+        if not text.strip():
+            raise InvalidInputError(
+                f"Text {index} is empty or whitespace only; drop it before embedding "
+                "(llara-rag's ingestion skips such chunks)."
+            )
+
+
+class LLaRAEncoder:
+    """The LLaRA embedder: passages through the EBAE prompt, queries through the EBAR prompt."""
+
+    def __init__(self, config: EncoderConfig | None = None, **fields: object) -> None:
+        base = config.model_dump() if config else {}
+        self.config = EncoderConfig.model_validate({**base, **fields})
+        self.padding_side: Literal["left", "right"] = "right"
+        self.backbone: Backbone = load_backbone(self.config.model, device=self.config.device, dtype=self.config.dtype)
+        if self.config.adapter:
+            from llara_rag.adapter import apply_adapter
+
+            apply_adapter(self.backbone, self.config.adapter)
+        tokenizer = self.backbone.tokenizer
+        self._bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._pad_id = int(pad if pad is not None else 0)
+        prompts = self.config.prompts
+        self._prefix = tokenizer(prompts.prefix, add_special_tokens=False)["input_ids"]
+        self._suffix = {
+            side: tokenizer(prompts.suffix(side), add_special_tokens=False)["input_ids"]
+            + list(self.special_ids(side))
+            for side in ("passage", "query")
+        }
+        self.fingerprint = self._fingerprint()
+        logger.info("Loaded LLaRA encoder %s", self.describe())
+
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.model.device
+
+    @property
+    def dimension(self) -> int:
+        return int(self.backbone.model.config.get_text_config().hidden_size)
+
+    def special_ids(self, side: Side) -> tuple[int, ...]:
+        ids = self.backbone.special_ids
+        return ids.summarize if side == "passage" else ids.predict
+
+    def max_length(self, side: Side) -> int:
+        return self.config.passage_max_length if side == "passage" else self.config.query_max_length
+
+    def build_inputs(self, texts: Sequence[str], side: Side) -> list[list[int]]:
+        """``BOS + prefix + text[:max_length] + suffix + 8 special ids``; the suffix is never cut."""
+        validate_texts(texts)
+        encoded = self.backbone.tokenizer(
+            list(texts), add_special_tokens=False, truncation=True, max_length=self.max_length(side)
+        )["input_ids"]
+        head, tail = self._bos + self._prefix, self._suffix[side]
+        return [head + ids + tail for ids in encoded]
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        side: Side,
+        *,
+        batch_size: int | None = None,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        import torch
+        from tqdm.auto import tqdm
+
+        inputs = self.build_inputs(texts, side)
+        output = np.empty((len(inputs), self.dimension), dtype=np.float32)
+        if not inputs:
+            return output
+        size = batch_size or self.config.batch_size
+        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]), reverse=True)
+        batches = [order[start : start + size] for start in range(0, len(order), size)]
+        progress = show_progress if show_progress is not None else len(inputs) >= PROGRESS_THRESHOLD
+        encoder = self.backbone.model.base_model
+        with torch.inference_mode(), tqdm(
+            total=len(inputs), desc=f"Encoding {side}s", unit="text", disable=not progress
+        ) as bar:
+            for batch in batches:
+                tensors = collate([inputs[i] for i in batch], self._pad_id, self.padding_side)
+                tensors = {key: value.to(self.device) for key, value in tensors.items()}
+                hidden = encoder(**tensors).last_hidden_state
+                pooled = torch.nn.functional.normalize(pool_special(hidden, tensors["attention_mask"]), dim=-1)
+                output[batch] = pooled.cpu().numpy()
+                bar.update(len(batch))
+        return output
+
+    def encode_queries(self, queries: Sequence[str], **kwargs: object) -> np.ndarray:
+        return self.encode(queries, "query", **kwargs)  # type: ignore[arg-type]
+
+    def encode_passages(self, passages: Sequence[str], **kwargs: object) -> np.ndarray:
+        return self.encode(passages, "passage", **kwargs)  # type: ignore[arg-type]
+
+    def _fingerprint(self) -> str:
+        """Equal fingerprints mean interchangeable vectors: same backbone, adapter, prompts, pooling, size."""
+        from llara_rag.adapter import adapter_digest
+
+        key = {
+            "backbone": self.backbone.source.identity,
+            "adapter": adapter_digest(self.config.adapter) if self.config.adapter else None,
+            "prompts": self.config.prompts.model_dump(),
+            "pooling": POOLING,
+            "dimension": self.dimension,
+        }
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        adapter = f" + adapter {self.config.adapter}" if self.config.adapter else ""
+        return f"{self.config.model}{adapter} ({self.dimension}-d, fingerprint {self.fingerprint})"
+
+
+_SHARED: dict[EncoderConfig, LLaRAEncoder] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def get_encoder(config: EncoderConfig | None = None) -> LLaRAEncoder:
+    """One encoder per configuration per process, so every integration shares the loaded weights."""
+    config = config or EncoderConfig()
+    with _SHARED_LOCK:
+        if config not in _SHARED:
+            _SHARED[config] = LLaRAEncoder(config)
+        return _SHARED[config]

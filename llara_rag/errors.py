@@ -1,0 +1,27 @@
+"""The errors a user can cause, each naming the input and the way out."""
+
+from __future__ import annotations
+
+
+class LLaRAError(Exception):
+    """Base class of every error llara-rag raises on purpose."""
+
+
+class ModelNotFoundError(LLaRAError):
+    """A model name or path that resolves to nothing loadable."""
+
+
+class InvalidModelFileError(LLaRAError):
+    """A file given as a model that is not what it claims to be (e.g. not a GGUF)."""
+
+
+class AdapterError(LLaRAError):
+    """An adapter directory that is missing, incomplete or made for another backbone."""
+
+
+class InvalidInputError(LLaRAError, ValueError):
+    """Text to embed that cannot be embedded meaningfully (empty, not a string)."""
+
+
+class ModelMismatchError(LLaRAError):
+    """An index built with one encoder opened with another."""
