@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from llara_rag.backbone import DEFAULT_MODEL
 
@@ -44,7 +46,240 @@ def _run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_embed]
+def _baselines(value: str) -> tuple[str, ...]:
+    from typing import get_args
+
+    from llara_rag.evaluation.harness import SystemName
+
+    names = tuple(name.strip() for name in value.split(",") if name.strip() and name.strip() != "none")
+    unknown = [name for name in names if name not in get_args(SystemName)]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown system {', '.join(unknown)}; choose from {', '.join(get_args(SystemName))} or 'none'"
+        )
+    return names
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "eval", help="measure retrieval (nDCG@10, Recall@100, MRR@10, MAP@100) on BEIR-format folders"
+    )
+    parser.add_argument("datasets", nargs="+", metavar="DATASET_DIR",
+                        help="folder with corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
+    _add_model_arguments(parser)
+    parser.add_argument(
+        "--baselines", type=_baselines, default=("bm25", "minilm", "hybrid"),
+        help="comma-separated systems to report beside llara: bm25, minilm, raw-llm (mean-pooled backbone; "
+        "encodes the corpus again), llara-base (the model without --adapter), hybrid (RRF of bm25 and llara); "
+        "'none' for llara alone (default: bm25,minilm,hybrid)",
+    )
+    parser.add_argument("--split", default="test", help="qrels/<split>.tsv to score against (default: test)")
+    parser.add_argument("--output", default="llara-eval", help="folder for <collection>.json/.md/.png "
+                        "(default: ./llara-eval)")
+    parser.add_argument("--cache-dir", default=None, help="corpus vector cache (default: the user cache)")
+    parser.set_defaults(run=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from typing import get_args
+
+    from llara_rag.evaluation import EvaluationConfig, evaluate, markdown_table
+    from llara_rag.evaluation.harness import SystemName
+
+    config = EvaluationConfig(
+        encoder=_encoder_config(args),
+        systems=tuple(name for name in get_args(SystemName) if name == "llara" or name in args.baselines),
+        split=args.split,
+        cache_dir=args.cache_dir,
+        output_dir=args.output,
+    )
+    for dataset in args.datasets:
+        result = evaluate(dataset, config)
+        print(markdown_table(result))
+        print(f"Best nDCG@10 on {result.collection}: {result.best().label}\n")
+    return 0
+
+
+def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default="llara-db", help="folder of the embedded Chroma database (default: llara-db)")
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("LLARA_RAG_CHROMA_SERVER"),
+        help="a Chroma server URL such as http://localhost:8000 instead of --db "
+        "(default: $LLARA_RAG_CHROMA_SERVER, else embedded)",
+    )
+    parser.add_argument(
+        "--header", action="append", default=[], metavar="KEY=VALUE", help="an HTTP header for the server (repeatable)"
+    )
+    parser.add_argument("--collection", default="llara", help="collection name (default: llara)")
+
+
+def _store_config(args: argparse.Namespace):  # noqa: ANN202 - keeps chromadb out of --help's import path
+    from llara_rag.errors import InvalidInputError
+    from llara_rag.store import StoreConfig
+
+    headers = dict(item.partition("=")[::2] for item in args.header)
+    if any(not key or not value for key, value in headers.items()):
+        raise InvalidInputError(f"--header takes KEY=VALUE, got {args.header}.")
+    if args.server:
+        return StoreConfig.from_url(args.server, collection=args.collection, headers=headers)
+    return StoreConfig(path=args.db, collection=args.collection)
+
+
+def _embedding(args: argparse.Namespace):  # noqa: ANN202 - keeps llama-index out of --help's import path
+    from llara_rag.embedding import LLaRAEmbedding
+
+    return LLaRAEmbedding(model_name=args.model, adapter=args.adapter, device=args.device)
+
+
+def _add_index(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("index", help="index a folder of documents into a Chroma collection (re-runs upsert)")
+    parser.add_argument("docs", help="the folder of documents")
+    _add_store_arguments(parser)
+    _add_model_arguments(parser)
+    parser.add_argument("--chunk-size", type=int, default=256, help="encoder tokens per chunk (default: 256)")
+    parser.add_argument("--chunk-overlap", type=int, default=32, help="tokens shared by neighbouring chunks")
+    parser.add_argument("--max-file-mb", type=float, default=20.0, help="skip larger files (default: 20)")
+    parser.add_argument(
+        "--delete-missing", action="store_true", help="remove documents whose files are gone from the folder"
+    )
+    parser.set_defaults(run=_run_index)
+
+
+def _run_index(args: argparse.Namespace) -> int:
+    from llara_rag.ingest import IngestConfig, index_folder
+
+    config = IngestConfig(
+        chunk_size=args.chunk_size,
+        chunk_overlap=args.chunk_overlap,
+        max_file_bytes=int(args.max_file_mb * 1e6),
+        delete_missing=args.delete_missing,
+    )
+    summary = index_folder(Path(args.docs), _store_config(args), _embedding(args), config)
+    print(summary.report())
+    return 0
+
+
+def _add_query(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("query", help="the chunks of an indexed collection closest to a question")
+    parser.add_argument("question")
+    parser.add_argument("-k", type=int, default=5, help="chunks to return (default: 5)")
+    parser.add_argument(
+        "--where", action="append", default=[], metavar="KEY=VALUE", help="metadata filter, e.g. file_name=a.md"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+    _add_store_arguments(parser)
+    _add_model_arguments(parser)
+    parser.set_defaults(run=_run_query)
+
+
+def _run_query(args: argparse.Namespace) -> int:
+    from llara_rag.store import open_index, parse_where, search
+
+    hits = search(open_index(_store_config(args), _embedding(args)), args.question, args.k, parse_where(args.where))
+    for rank, hit in enumerate(hits, 1):
+        if args.json:
+            print(hit.model_dump_json())
+        else:
+            print(f"{rank}. {hit.score:.4f}  {hit.file_name}  [{hit.node_id}]\n   {' '.join(hit.text.split())[:300]}")
+    return 0
+
+
+def _add_adapt(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "adapt",
+        help="adapt the embedder to your documents, without labels (LLaRA EBAE/EBAR on LoRA)",
+        description="Trains a LoRA adapter on DOCS (a folder of txt/md/html/pdf/docx, a .jsonl file or a BEIR "
+        "folder) and writes it to --output. Rerun the same command to resume after an interruption. "
+        "On many GPUs: torchrun --nproc-per-node 8 $(which llara-rag) adapt DOCS --output DIR [--deepspeed ds.json].",
+    )
+    parser.add_argument("docs", help="a folder of documents, a .jsonl file with a 'text' field, or a BEIR folder")
+    parser.add_argument("--output", required=True, help="the adapter directory to write")
+    parser.add_argument("--base", "--model", dest="model", default=DEFAULT_MODEL, help="backbone to adapt")
+    parser.add_argument("--max-steps", type=int, default=-1, help="optimizer steps (default: --epochs decides)")
+    parser.add_argument("--epochs", type=float, default=1.0, help="passes over the windows (default 1)")
+    parser.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (default 2e-4)")
+    parser.add_argument("--batch-size", type=int, default=16, help="windows per step and device (default 16)")
+    parser.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    parser.add_argument("--window", type=int, default=64, help="tokens per window (default 64)")
+    parser.add_argument("--lm-weight", type=float, default=1.0, help="weight of the LM loss (default 1)")
+    parser.add_argument("--bow-weight", type=float, default=1.0, help="weight of (EBAE+EBAR)/2 (default 1)")
+    parser.add_argument("--keep-stopwords", action="store_true", help="keep stop words in bag-of-words targets")
+    parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default 16)")
+    parser.add_argument("--lora-alpha", type=int, default=32, help="LoRA alpha (default 32)")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory")
+    parser.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps (default 50)")
+    parser.add_argument("--logging-steps", type=int, default=10, help="log losses every N steps (default 10)")
+    parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default: OUTPUT.checkpoints)")
+    parser.add_argument("--restart", action="store_true", help="ignore existing checkpoints instead of resuming")
+    parser.add_argument("--allow-collapse", action="store_true", help="only warn when the embeddings collapse")
+    parser.add_argument("--deepspeed", default=None, help="a DeepSpeed config JSON (multi-GPU runs)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.set_defaults(run=_run_adapt)
+
+
+def _run_adapt(args: argparse.Namespace) -> int:
+    from llara_rag.adaptation import AdaptationArguments, adapt
+
+    training = AdaptationArguments(
+        output_dir=args.checkpoints or f"{args.output.rstrip('/')}.checkpoints",
+        model=args.model,
+        max_steps=args.max_steps,
+        num_train_epochs=args.epochs,
+        learning_rate=args.lr,
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.grad_accum,
+        window_tokens=args.window,
+        lm_weight=args.lm_weight,
+        bow_weight=args.bow_weight,
+        remove_stopwords=not args.keep_stopwords,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        activation_checkpointing=args.gradient_checkpointing,
+        save_steps=args.save_steps,
+        logging_steps=args.logging_steps,
+        stop_on_collapse=not args.allow_collapse,
+        deepspeed=args.deepspeed,
+        bf16=args.bf16,
+        seed=args.seed,
+    )
+    result = adapt(args.docs, args.output, training, resume=not args.restart)
+    print(f"Adapter written to {result.adapter} ({result.training['steps']} steps, {result.training['seconds']:.0f} s)")
+    print(f"Use it with: llara-rag embed --model {args.model} --adapter {result.adapter} ...")
+    return 0
+
+
+def _add_chat(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("chat", help="chat in the terminal with an indexed collection, answered by a local LLM")
+    _add_store_arguments(parser)
+    _add_model_arguments(parser)
+    parser.add_argument(
+        "--generator", default=DEFAULT_MODEL,
+        help=f"chat model that writes the answers: alias, .gguf, folder or Hub id (default: {DEFAULT_MODEL})",
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="longest answer in tokens (default: 256)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 decodes greedily (default: 0)")
+    parser.add_argument("-k", type=int, default=3, help="chunks retrieved per question (default: 3)")
+    parser.set_defaults(run=_run_chat)
+
+
+def _run_chat(args: argparse.Namespace) -> int:
+    from llara_rag.chat import ChatConfig, open_chat_session
+    from llara_rag.generator import GeneratorConfig
+
+    if not args.verbose:  # LlamaIndex logs every condensed question at INFO, in the middle of the chat
+        logging.getLogger("llama_index").setLevel(logging.WARNING)
+    generator = GeneratorConfig(
+        model=args.generator, max_new_tokens=args.max_new_tokens, temperature=args.temperature, device=args.device
+    )
+    session = open_chat_session(_store_config(args), _embedding(args), generator, ChatConfig(similarity_top_k=args.k))
+    return session.run()
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_embed, _add_eval, _add_index, _add_query, _add_adapt, _add_chat
+]
 """Each adds one subcommand and sets its ``run`` default."""
 
 

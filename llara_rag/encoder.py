@@ -135,6 +135,8 @@ class LLaRAEncoder:
     def build_inputs(self, texts: Sequence[str], side: Side) -> list[list[int]]:
         """``BOS + prefix + text[:max_length] + suffix + 8 special ids``; the suffix is never cut."""
         validate_texts(texts)
+        if not texts:
+            return []
         encoded = self.backbone.tokenizer(
             list(texts), add_special_tokens=False, truncation=True, max_length=self.max_length(side)
         )["input_ids"]

@@ -1,0 +1,176 @@
+"""LLaRAEncoder on a tiny random Llama: prompts, truncation, pooling under any padding, errors, adapters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import build_tiny_backbone
+
+from llara_rag.encoder import EncoderConfig, LLaRAEncoder, collate, get_encoder, pool_special
+from llara_rag.errors import AdapterError, InvalidInputError, InvalidModelFileError, ModelNotFoundError
+from llara_rag.prompts import PREDICT_TOKENS, SPECIAL_TOKENS, SUMMARIZE_TOKENS
+
+TEXTS = [
+    "cats purr",
+    "the wing lift is a pressure flow of air above and below the wing , and the air pressure "
+    "below the wing is higher than the air pressure above the wing , which is how a wing can lift",
+    "dogs bark when happy",
+    "dense retrieval with an embedding model and a vector store index for search",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_backbone_dir: Path) -> LLaRAEncoder:
+    return LLaRAEncoder(model=str(tiny_backbone_dir), batch_size=4)
+
+
+def tokens(encoder: LLaRAEncoder, ids: list[int]) -> list[str]:
+    return encoder.backbone.tokenizer.convert_ids_to_tokens(ids)
+
+
+def test_passage_prompt_is_bos_quote_text_summarize_suffix(encoder: LLaRAEncoder) -> None:
+    (ids,) = encoder.build_inputs(["cats purr"], "passage")
+    expected = ["<s>", '"', "cats", "purr", '"', ",", "summarize", "the", "above", "passage", "within"]
+    assert tokens(encoder, ids) == [*expected, "eight", "words", ":", *SUMMARIZE_TOKENS]
+
+
+def test_query_prompt_ends_with_predict_tokens(encoder: LLaRAEncoder) -> None:
+    (ids,) = encoder.build_inputs(["how do cats purr ?"], "query")
+    expected = ["<s>", '"', "how", "do", "cats", "purr", "?", '"', ",", "predict", "the", "following"]
+    assert tokens(encoder, ids) == [*expected, "passage", "within", "eight", "words", ":", *PREDICT_TOKENS]
+
+
+def test_only_the_text_is_truncated_per_side(tiny_backbone_dir: Path) -> None:
+    encoder = LLaRAEncoder(model=str(tiny_backbone_dir), query_max_length=3, passage_max_length=5)
+    long_text = " ".join(["cats"] * 50)
+    for side, kept, suffix in (("query", 3, PREDICT_TOKENS), ("passage", 5, SUMMARIZE_TOKENS)):
+        (ids,) = encoder.build_inputs([long_text], side)
+        (short,) = encoder.build_inputs(["cats"], side)
+        assert len(ids) == len(short) + kept - 1
+        assert tokens(encoder, ids)[2 : 2 + kept] == ["cats"] * kept
+        assert tokens(encoder, ids)[-8:] == list(suffix)
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_batched_embeddings_equal_single_unpadded(encoder: LLaRAEncoder, padding_side: str) -> None:
+    encoder.padding_side = padding_side
+    try:
+        batched = encoder.encode_passages(TEXTS, batch_size=4)
+        single = np.stack([encoder.encode_passages([text], batch_size=1)[0] for text in TEXTS])
+    finally:
+        encoder.padding_side = "right"
+    lengths = {len(ids) for ids in encoder.build_inputs(TEXTS, "passage")}
+    assert len(lengths) == len(TEXTS), "the texts must need padding for this test to mean anything"
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
+def test_output_is_float32_unit_norm_in_input_order(encoder: LLaRAEncoder) -> None:
+    vectors = encoder.encode_queries(TEXTS)
+    assert vectors.dtype == np.float32 and vectors.shape == (len(TEXTS), encoder.dimension)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    reversed_vectors = encoder.encode_queries(TEXTS[::-1])
+    np.testing.assert_allclose(reversed_vectors[::-1], vectors, atol=1e-5)
+
+
+def test_query_and_passage_sides_differ(encoder: LLaRAEncoder) -> None:
+    assert not np.allclose(encoder.encode_queries(TEXTS[:1]), encoder.encode_passages(TEXTS[:1]))
+
+
+def test_pool_special_reads_the_last_eight_real_positions() -> None:
+    hidden = torch.arange(2 * 12, dtype=torch.float32).reshape(2, 12, 1)
+    right = torch.tensor([[1] * 10 + [0] * 2, [1] * 12])
+    left = torch.tensor([[0] * 2 + [1] * 10, [1] * 12])
+    assert pool_special(hidden, right)[:, 0].tolist() == [5.5, 19.5]
+    assert pool_special(hidden, left)[:, 0].tolist() == [7.5, 19.5]
+
+
+def test_collate_positions_ignore_left_padding() -> None:
+    batch = collate([[5, 6, 7], [8]], pad_id=0, padding_side="left")
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert batch["position_ids"][1, -1].item() == 0
+
+
+def test_added_special_tokens_start_at_the_mean_embedding(encoder: LLaRAEncoder) -> None:
+    weight = encoder.backbone.model.get_input_embeddings().weight
+    first_new = min(encoder.backbone.special_ids.all)
+    assert sorted(encoder.backbone.special_ids.all) == list(range(first_new, first_new + 16))
+    torch.testing.assert_close(weight[first_new:], weight[:first_new].mean(0).expand(16, -1))
+
+
+def test_scrambled_special_token_ids_are_honoured(tmp_path: Path) -> None:
+    scrambled = list(SPECIAL_TOKENS[8:] + SPECIAL_TOKENS[:8])
+    path = build_tiny_backbone(tmp_path / "scrambled", special_tokens=scrambled)
+    encoder = LLaRAEncoder(model=str(path))
+    vocab = encoder.backbone.tokenizer.get_vocab()
+    assert encoder.special_ids("passage") == tuple(vocab[t] for t in SUMMARIZE_TOKENS)
+    assert encoder.special_ids("query") == tuple(vocab[t] for t in PREDICT_TOKENS)
+    assert vocab["<s9>"] < vocab["<s1>"]
+    assert encoder.backbone.model.get_input_embeddings().weight.shape[0] == len(vocab)
+    assert encoder.build_inputs(["cats"], "passage")[0][-8:] == [vocab[t] for t in SUMMARIZE_TOKENS]
+
+
+@pytest.mark.parametrize("bad", [[""], ["   \n"], ["cats", None], "cats purr"])
+def test_bad_texts_get_a_clear_error(encoder: LLaRAEncoder, bad: object) -> None:
+    with pytest.raises(InvalidInputError, match="Text 1|Text 0|single string"):
+        encoder.encode_passages(bad)  # type: ignore[arg-type]
+
+
+def test_empty_list_gives_empty_array(encoder: LLaRAEncoder) -> None:
+    assert encoder.encode_queries([]).shape == (0, encoder.dimension)
+
+
+def test_missing_paths_and_wrong_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        LLaRAEncoder(model=str(tmp_path / "nowhere"))
+    with pytest.raises(ModelNotFoundError, match="no config.json"):
+        LLaRAEncoder(model=str(tmp_path))
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"PK\x03\x04 definitely a zip")
+    with pytest.raises(InvalidModelFileError, match="not a GGUF"):
+        LLaRAEncoder(model=str(fake))
+
+
+def _save_lora(backbone_dir: Path, target: Path) -> Path:
+    from peft import LoraConfig, get_peft_model
+
+    from llara_rag.adapter import AdapterInfo, write_adapter_info
+    from llara_rag.backbone import load_backbone
+
+    backbone = load_backbone(str(backbone_dir))
+    torch.manual_seed(1)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(backbone.model, config).save_pretrained(target)
+    info = AdapterInfo(
+        backbone=str(backbone_dir),
+        backbone_identity=backbone.source.identity,
+        special_token_ids=list(backbone.special_ids.all),
+    )
+    write_adapter_info(target, info)
+    return target
+
+
+def test_adapter_changes_vectors_and_fingerprint(tiny_backbone_dir: Path, tmp_path: Path) -> None:
+    adapter = _save_lora(tiny_backbone_dir, tmp_path / "adapter")
+    base = LLaRAEncoder(model=str(tiny_backbone_dir))
+    adapted = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(adapter))
+    assert adapted.fingerprint != base.fingerprint
+    assert not np.allclose(adapted.encode_passages(TEXTS), base.encode_passages(TEXTS), atol=1e-4)
+    assert LLaRAEncoder(model=str(tiny_backbone_dir)).fingerprint == base.fingerprint
+
+
+def test_adapter_for_another_backbone_is_refused(tiny_backbone_dir: Path, tmp_path: Path) -> None:
+    other = build_tiny_backbone(tmp_path / "other", hidden_size=48)
+    adapter = _save_lora(tiny_backbone_dir, tmp_path / "adapter")
+    with pytest.raises(AdapterError, match="was trained on"):
+        LLaRAEncoder(model=str(other), adapter=str(adapter))
+    with pytest.raises(AdapterError, match="missing adapter_config.json"):
+        LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(tmp_path))
+
+
+def test_shared_encoder_is_loaded_once_per_config(tiny_backbone_dir: Path) -> None:
+    config = EncoderConfig(model=str(tiny_backbone_dir))
+    assert get_encoder(config) is get_encoder(EncoderConfig(model=str(tiny_backbone_dir)))
+    assert get_encoder(config) is not get_encoder(config.model_copy(update={"query_max_length": 7}))
