@@ -38,7 +38,7 @@ class AdapterInfo(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict, description="A summary of the run.")
 
 
-def read_adapter_info(directory: str | Path) -> AdapterInfo | None:
+def require_adapter_files(directory: str | Path) -> Path:
     path = Path(directory)
     if not path.is_dir():
         raise AdapterError(f"Adapter directory {path} does not exist.")
@@ -48,7 +48,11 @@ def read_adapter_info(directory: str | Path) -> AdapterInfo | None:
             f"{path} is not a complete adapter (missing {', '.join(missing)}); pass the directory "
             "that `llara-rag adapt` or `llara-rag finetune` wrote."
         )
-    config = path / LLARA_CONFIG_FILE
+    return path
+
+
+def read_adapter_info(directory: str | Path) -> AdapterInfo | None:
+    config = require_adapter_files(directory) / LLARA_CONFIG_FILE
     if not config.is_file():
         return None
     return AdapterInfo.model_validate_json(config.read_text(encoding="utf-8"))
@@ -60,16 +64,15 @@ def write_adapter_info(directory: str | Path, info: AdapterInfo) -> None:
 
 def adapter_digest(directory: str | Path) -> str:
     """A hash of the adapter's weights and config: two adapters with equal digests embed alike."""
+    path = require_adapter_files(directory)
     digest = hashlib.sha256()
     for name in PEFT_FILES:
-        digest.update((Path(directory) / name).read_bytes())
+        digest.update((path / name).read_bytes())
     return digest.hexdigest()[:16]
 
 
-def apply_adapter(backbone: Backbone, directory: str | Path) -> None:
-    """Loads a LoRA adapter onto the backbone and merges it, so inference costs what the base costs."""
-    from peft import PeftModel
-
+def check_adapter(backbone: Backbone, directory: str | Path) -> AdapterInfo | None:
+    """Reads the adapter's ``llara_config.json`` and refuses it when it was trained on another backbone."""
     info = read_adapter_info(directory)
     if info is None:
         logger.warning("%s has no %s; assuming it matches %s", directory, LLARA_CONFIG_FILE, backbone.source.identity)
@@ -84,6 +87,18 @@ def apply_adapter(backbone: Backbone, directory: str | Path) -> None:
                 f"Adapter {directory} expects special-token ids {info.special_token_ids}, the loaded "
                 f"tokenizer has {list(backbone.special_ids.all)}; the adapter and backbone do not match."
             )
+    return info
+
+
+def apply_adapter(backbone: Backbone, directory: str | Path) -> None:
+    """Loads a LoRA adapter onto the backbone and merges it, so inference costs what the base costs.
+
+    Both training stages write one LoRA relative to the base backbone (the contrastive stage keeps
+    training the adaptation LoRA rather than stacking a second one), so one load serves either stage.
+    """
+    from peft import PeftModel
+
+    check_adapter(backbone, directory)
     try:
         peft_model = PeftModel.from_pretrained(backbone.model, str(directory))
     except (RuntimeError, ValueError, KeyError) as error:

@@ -22,6 +22,9 @@ from llara_rag.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts, Side
 
 if TYPE_CHECKING:
     import torch
+    from transformers import PreTrainedTokenizerBase
+
+    from llara_rag.backbone import SpecialTokenIds
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +94,35 @@ def validate_texts(texts: Sequence[str]) -> None:
             )
 
 
+class PromptInputs:
+    """Token ids of the LLaRA prompts for one tokenizer: ``BOS + prefix + text + suffix + 8 special ids``.
+
+    The encoder serves these ids and the contrastive trainer trains on them, so the two cannot drift apart.
+    """
+
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, special_ids: SpecialTokenIds, prompts: LLaRAPrompts = DEFAULT_PROMPTS
+    ) -> None:
+        self.tokenizer = tokenizer
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = int(pad if pad is not None else 0)
+        bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+        self.head: list[int] = bos + tokenizer(prompts.prefix, add_special_tokens=False)["input_ids"]
+        self.tail: dict[Side, list[int]] = {
+            "passage": tokenizer(prompts.passage_suffix, add_special_tokens=False)["input_ids"]
+            + list(special_ids.summarize),
+            "query": tokenizer(prompts.query_suffix, add_special_tokens=False)["input_ids"] + list(special_ids.predict),
+        }
+
+    def __call__(self, texts: Sequence[str], side: Side, max_length: int) -> list[list[int]]:
+        """One id list per text; only the text is cut to ``max_length`` tokens."""
+        validate_texts(texts)
+        if not texts:
+            return []
+        encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_length)
+        return [self.head + ids + self.tail[side] for ids in encoded["input_ids"]]
+
+
 class LLaRAEncoder:
     """The LLaRA embedder: passages through the EBAE prompt, queries through the EBAR prompt."""
 
@@ -98,22 +130,9 @@ class LLaRAEncoder:
         base = config.model_dump() if config else {}
         self.config = EncoderConfig.model_validate({**base, **fields})
         self.padding_side: Literal["left", "right"] = "right"
-        self.backbone: Backbone = load_backbone(self.config.model, device=self.config.device, dtype=self.config.dtype)
-        if self.config.adapter:
-            from llara_rag.adapter import apply_adapter
-
-            apply_adapter(self.backbone, self.config.adapter)
-        tokenizer = self.backbone.tokenizer
-        self._bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self._pad_id = int(pad if pad is not None else 0)
-        prompts = self.config.prompts
-        self._prefix = tokenizer(prompts.prefix, add_special_tokens=False)["input_ids"]
-        self._suffix = {
-            side: tokenizer(prompts.suffix(side), add_special_tokens=False)["input_ids"]
-            + list(self.special_ids(side))
-            for side in ("passage", "query")
-        }
+        self.backbone: Backbone = shared_backbone(self.config)
+        self.inputs = PromptInputs(self.backbone.tokenizer, self.backbone.special_ids, self.config.prompts)
+        self._pad_id = self.inputs.pad_id
         self.fingerprint = self._fingerprint()
         logger.info("Loaded LLaRA encoder %s", self.describe())
 
@@ -134,14 +153,7 @@ class LLaRAEncoder:
 
     def build_inputs(self, texts: Sequence[str], side: Side) -> list[list[int]]:
         """``BOS + prefix + text[:max_length] + suffix + 8 special ids``; the suffix is never cut."""
-        validate_texts(texts)
-        if not texts:
-            return []
-        encoded = self.backbone.tokenizer(
-            list(texts), add_special_tokens=False, truncation=True, max_length=self.max_length(side)
-        )["input_ids"]
-        head, tail = self._bos + self._prefix, self._suffix[side]
-        return [head + ids + tail for ids in encoded]
+        return self.inputs(texts, side, self.max_length(side))
 
     def encode(
         self,
@@ -199,8 +211,25 @@ class LLaRAEncoder:
         return f"{self.config.model}{adapter} ({self.dimension}-d, fingerprint {self.fingerprint})"
 
 
+_BACKBONES: dict[tuple[str | None, ...], Backbone] = {}
 _SHARED: dict[EncoderConfig, LLaRAEncoder] = {}
-_SHARED_LOCK = threading.Lock()
+_SHARED_LOCK = threading.RLock()
+
+
+def shared_backbone(config: EncoderConfig) -> Backbone:
+    """The weights depend on model, adapter (path and content), device and dtype only: encoders that
+    differ in lengths or batch size, or come from different integrations, share one loaded copy."""
+    from llara_rag.adapter import adapter_digest, apply_adapter
+
+    digest = adapter_digest(config.adapter) if config.adapter else None
+    key = (config.model, config.adapter, digest, config.device, config.dtype)
+    with _SHARED_LOCK:
+        if key not in _BACKBONES:
+            backbone = load_backbone(config.model, device=config.device, dtype=config.dtype)
+            if config.adapter:
+                apply_adapter(backbone, config.adapter)
+            _BACKBONES[key] = backbone
+        return _BACKBONES[key]
 
 
 def get_encoder(config: EncoderConfig | None = None) -> LLaRAEncoder:

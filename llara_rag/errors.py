@@ -25,3 +25,23 @@ class InvalidInputError(LLaRAError, ValueError):
 
 class ModelMismatchError(LLaRAError):
     """An index built with one encoder opened with another."""
+
+
+class DatasetError(LLaRAError):
+    """A folder given as an evaluation collection that is not a readable BEIR-format collection."""
+
+
+class StoreConnectionError(LLaRAError):
+    """A Chroma server that cannot be reached."""
+
+
+class CollectionNotFoundError(LLaRAError):
+    """A collection asked for by name (e.g. to query) that was never indexed."""
+
+
+class GeneratorError(LLaRAError):
+    """A chat generator that cannot answer: not a chat model, or a prompt beyond its context window."""
+
+
+class EmbeddingCollapseError(LLaRAError):
+    """Training drove all embeddings to the same direction; the run stopped without writing an adapter."""

@@ -37,3 +37,21 @@ def chroma_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         return
     with chroma_server(tmp_path_factory.mktemp("chroma-server")) as url:
         yield url
+
+
+TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}<s> {{ m['role'] }} : {{ m['content'] }} </s> {% endfor %}"
+    "{% if add_generation_prompt %}<s> answer : {% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random Llama with a chat template, so it can stand in for the local generator."""
+    from transformers import AutoTokenizer
+
+    path = build_tiny_backbone(tmp_path_factory.mktemp("tiny-chat"))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    tokenizer.save_pretrained(path)
+    return path

@@ -173,4 +173,6 @@ def test_adapter_for_another_backbone_is_refused(tiny_backbone_dir: Path, tmp_pa
 def test_shared_encoder_is_loaded_once_per_config(tiny_backbone_dir: Path) -> None:
     config = EncoderConfig(model=str(tiny_backbone_dir))
     assert get_encoder(config) is get_encoder(EncoderConfig(model=str(tiny_backbone_dir)))
-    assert get_encoder(config) is not get_encoder(config.model_copy(update={"query_max_length": 7}))
+    other_lengths = get_encoder(config.model_copy(update={"query_max_length": 7, "batch_size": 3}))
+    assert other_lengths is not get_encoder(config)
+    assert other_lengths.backbone is get_encoder(config).backbone

@@ -1,0 +1,111 @@
+"""A tiny random backbone for fast tests, here and in the separately installed integrations.
+
+It lives in the package rather than in ``tests/conftest.py`` so that every adapter under
+``integrations/`` can build the same model without copying this code or importing another test tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+WORDS = (
+    "the a an of to in and is are was for on with as by at from that this it be or not which "
+    "summarize above passage within eight words predict following query document text cats dogs "
+    "purr bark when happy rust python systems programming language wing lift air pressure flow "
+    "diabetes insulin stock market fell monday retrieval dense embedding model adapter search "
+    "engine index chunk store vector question answer how what why does do can"
+).split()
+PUNCTUATION = list('",.:;?!()-\'')
+
+
+def build_tiny_backbone(
+    path: Path, special_tokens: list[str] | None = None, seed: int = 0, hidden_size: int = 32
+) -> Path:
+    """Saves a 2-layer random LlamaForCausalLM and a word-level tokenizer to ``path``.
+
+    ``special_tokens`` already present in the vocabulary (e.g. ``<s1>..<s16>`` in a scrambled order)
+    mimic checkpoints such as BAAI/LLARA-passage whose tokenizer ships them.
+    """
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    vocab_list = ["<unk>", "<s>", "</s>", "<pad>", *WORDS, *PUNCTUATION, *(special_tokens or [])]
+    vocab = {token: index for index, token in enumerate(vocab_list)}
+    tokenizer_model = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tokenizer_model.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation("isolated")]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer_model, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+    if special_tokens:
+        tokenizer.add_tokens(special_tokens, special_tokens=True)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(vocab_list),
+        hidden_size=hidden_size,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=3,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@contextmanager
+def chroma_server(path: Path, timeout: float = 60.0) -> Iterator[str]:
+    """Runs ``chroma run`` on a free loopback port with its data in ``path``; yields its URL, stops it after.
+
+    The ``chroma`` command comes with the chromadb package; it is looked for beside the running Python
+    first, so a virtual environment works without being activated.
+    """
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    beside = Path(sys.executable).with_name("chroma")
+    command = str(beside) if beside.exists() else shutil.which("chroma")
+    if command is None:
+        raise FileNotFoundError("The `chroma` command is missing; it is installed with the chromadb package.")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    path.mkdir(parents=True, exist_ok=True)
+    with (path / "chroma.log").open("wb") as log:
+        server = subprocess.Popen(
+            [command, "run", "--path", str(path / "data"), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2):
+                        break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"`chroma run` did not answer at {url}; see {path / 'chroma.log'}") from None
+                    time.sleep(0.2)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
