@@ -17,6 +17,7 @@ __all__ = [
     "AdapterError",
     "EncoderConfig",
     "InvalidInputError",
+    "IngestConfig",
     "InvalidModelFileError",
     "LLaRAEmbedding",
     "LLaRAEncoder",
@@ -24,14 +25,28 @@ __all__ = [
     "LLaRAPrompts",
     "ModelMismatchError",
     "ModelNotFoundError",
+    "StoreConfig",
     "get_encoder",
+    "index_folder",
+    "open_index",
+    "open_store",
 ]
 
 
-def __getattr__(name: str) -> object:
-    """LLaRAEmbedding imports llama-index; load it only when asked for, so `llara-rag --help` stays fast."""
-    if name == "LLaRAEmbedding":
-        from llara_rag.embedding import LLaRAEmbedding
+_LAZY = {
+    "LLaRAEmbedding": "llara_rag.embedding",
+    "StoreConfig": "llara_rag.store",
+    "open_store": "llara_rag.store",
+    "open_index": "llara_rag.store",
+    "IngestConfig": "llara_rag.ingest",
+    "index_folder": "llara_rag.ingest",
+}
 
-        return LLaRAEmbedding
+
+def __getattr__(name: str) -> object:
+    """These import llama-index or chromadb; load them only when asked for, so `llara-rag --help` stays fast."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'llara_rag' has no attribute {name!r}")

@@ -10,24 +10,36 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from llara_rag.backbone import DEFAULT_MODEL
 
+if TYPE_CHECKING:
+    from llara_rag.embedding import LLaRAEmbedding
+    from llara_rag.encoder import EncoderConfig
+    from llara_rag.store import StoreConfig
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"backbone (default: the embedded {DEFAULT_MODEL})")
-    parser.add_argument("--adapter", default=None, help="a LoRA adapter directory written by `llara-rag adapt`")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"backbone (default: the embedded {DEFAULT_MODEL})"
+    )
+    parser.add_argument(
+        "--adapter", default=None, help="a LoRA adapter directory written by `llara-rag adapt`"
+    )
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA when present)")
 
 
-def _encoder_config(args: argparse.Namespace):  # noqa: ANN202 - keeps pydantic out of --help's import path
+def _encoder_config(args: argparse.Namespace) -> EncoderConfig:
     from llara_rag.encoder import EncoderConfig
 
     return EncoderConfig(model=args.model, adapter=args.adapter, device=args.device)
 
 
 def _add_embed(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("embed", help="embed texts (one per line on stdin, or as arguments) as JSON lines")
+    parser = sub.add_parser(
+        "embed", help="embed texts (one per line on stdin, or as arguments) as JSON lines"
+    )
     parser.add_argument("texts", nargs="*", help="texts to embed (default: read lines from stdin)")
     parser.add_argument("--query", action="store_true", help="embed as queries (EBAR prompt), not passages")
     _add_model_arguments(parser)
@@ -64,18 +76,25 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "eval", help="measure retrieval (nDCG@10, Recall@100, MRR@10, MAP@100) on BEIR-format folders"
     )
-    parser.add_argument("datasets", nargs="+", metavar="DATASET_DIR",
-                        help="folder with corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
+    parser.add_argument(
+        "datasets",
+        nargs="+",
+        metavar="DATASET_DIR",
+        help="folder with corpus.jsonl, queries.jsonl and qrels/<split>.tsv",
+    )
     _add_model_arguments(parser)
     parser.add_argument(
-        "--baselines", type=_baselines, default=("bm25", "minilm", "hybrid"),
+        "--baselines",
+        type=_baselines,
+        default=("bm25", "minilm", "hybrid"),
         help="comma-separated systems to report beside llara: bm25, minilm, raw-llm (mean-pooled backbone; "
         "encodes the corpus again), llara-base (the model without --adapter), hybrid (RRF of bm25 and llara); "
         "'none' for llara alone (default: bm25,minilm,hybrid)",
     )
     parser.add_argument("--split", default="test", help="qrels/<split>.tsv to score against (default: test)")
-    parser.add_argument("--output", default="llara-eval", help="folder for <collection>.json/.md/.png "
-                        "(default: ./llara-eval)")
+    parser.add_argument(
+        "--output", default="llara-eval", help="folder for <collection>.json/.md/.png (default: ./llara-eval)"
+    )
     parser.add_argument("--cache-dir", default=None, help="corpus vector cache (default: the user cache)")
     parser.set_defaults(run=_run_eval)
 
@@ -101,7 +120,9 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", default="llara-db", help="folder of the embedded Chroma database (default: llara-db)")
+    parser.add_argument(
+        "--db", default="llara-db", help="folder of the embedded Chroma database (default: llara-db)"
+    )
     parser.add_argument(
         "--server",
         default=os.environ.get("LLARA_RAG_CHROMA_SERVER"),
@@ -109,12 +130,16 @@ def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: $LLARA_RAG_CHROMA_SERVER, else embedded)",
     )
     parser.add_argument(
-        "--header", action="append", default=[], metavar="KEY=VALUE", help="an HTTP header for the server (repeatable)"
+        "--header",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an HTTP header for the server (repeatable)",
     )
     parser.add_argument("--collection", default="llara", help="collection name (default: llara)")
 
 
-def _store_config(args: argparse.Namespace):  # noqa: ANN202 - keeps chromadb out of --help's import path
+def _store_config(args: argparse.Namespace) -> StoreConfig:
     from llara_rag.errors import InvalidInputError
     from llara_rag.store import StoreConfig
 
@@ -126,14 +151,16 @@ def _store_config(args: argparse.Namespace):  # noqa: ANN202 - keeps chromadb ou
     return StoreConfig(path=args.db, collection=args.collection)
 
 
-def _embedding(args: argparse.Namespace):  # noqa: ANN202 - keeps llama-index out of --help's import path
+def _embedding(args: argparse.Namespace) -> LLaRAEmbedding:
     from llara_rag.embedding import LLaRAEmbedding
 
     return LLaRAEmbedding(model_name=args.model, adapter=args.adapter, device=args.device)
 
 
 def _add_index(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("index", help="index a folder of documents into a Chroma collection (re-runs upsert)")
+    parser = sub.add_parser(
+        "index", help="index a folder of documents into a Chroma collection (re-runs upsert)"
+    )
     parser.add_argument("docs", help="the folder of documents")
     _add_store_arguments(parser)
     _add_model_arguments(parser)
@@ -165,7 +192,11 @@ def _add_query(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("question")
     parser.add_argument("-k", type=int, default=5, help="chunks to return (default: 5)")
     parser.add_argument(
-        "--where", action="append", default=[], metavar="KEY=VALUE", help="metadata filter, e.g. file_name=a.md"
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="metadata filter, e.g. file_name=a.md",
     )
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     _add_store_arguments(parser)
@@ -176,12 +207,16 @@ def _add_query(sub: argparse._SubParsersAction) -> None:
 def _run_query(args: argparse.Namespace) -> int:
     from llara_rag.store import open_index, parse_where, search
 
-    hits = search(open_index(_store_config(args), _embedding(args)), args.question, args.k, parse_where(args.where))
+    hits = search(
+        open_index(_store_config(args), _embedding(args)), args.question, args.k, parse_where(args.where)
+    )
     for rank, hit in enumerate(hits, 1):
         if args.json:
             print(hit.model_dump_json())
         else:
-            print(f"{rank}. {hit.score:.4f}  {hit.file_name}  [{hit.node_id}]\n   {' '.join(hit.text.split())[:300]}")
+            print(
+                f"{rank}. {hit.score:.4f}  {hit.file_name}  [{hit.node_id}]\n   {' '.join(hit.text.split())[:300]}"
+            )
     return 0
 
 
@@ -193,10 +228,14 @@ def _add_adapt(sub: argparse._SubParsersAction) -> None:
         "folder) and writes it to --output. Rerun the same command to resume after an interruption. "
         "On many GPUs: torchrun --nproc-per-node 8 $(which llara-rag) adapt DOCS --output DIR [--deepspeed ds.json].",
     )
-    parser.add_argument("docs", help="a folder of documents, a .jsonl file with a 'text' field, or a BEIR folder")
+    parser.add_argument(
+        "docs", help="a folder of documents, a .jsonl file with a 'text' field, or a BEIR folder"
+    )
     parser.add_argument("--output", required=True, help="the adapter directory to write")
     parser.add_argument("--base", "--model", dest="model", default=DEFAULT_MODEL, help="backbone to adapt")
-    parser.add_argument("--max-steps", type=int, default=-1, help="optimizer steps (default: --epochs decides)")
+    parser.add_argument(
+        "--max-steps", type=int, default=-1, help="optimizer steps (default: --epochs decides)"
+    )
     parser.add_argument("--epochs", type=float, default=1.0, help="passes over the windows (default 1)")
     parser.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (default 2e-4)")
     parser.add_argument("--batch-size", type=int, default=16, help="windows per step and device (default 16)")
@@ -204,15 +243,21 @@ def _add_adapt(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--window", type=int, default=64, help="tokens per window (default 64)")
     parser.add_argument("--lm-weight", type=float, default=1.0, help="weight of the LM loss (default 1)")
     parser.add_argument("--bow-weight", type=float, default=1.0, help="weight of (EBAE+EBAR)/2 (default 1)")
-    parser.add_argument("--keep-stopwords", action="store_true", help="keep stop words in bag-of-words targets")
+    parser.add_argument(
+        "--keep-stopwords", action="store_true", help="keep stop words in bag-of-words targets"
+    )
     parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default 16)")
     parser.add_argument("--lora-alpha", type=int, default=32, help="LoRA alpha (default 32)")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory")
     parser.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps (default 50)")
     parser.add_argument("--logging-steps", type=int, default=10, help="log losses every N steps (default 10)")
     parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default: OUTPUT.checkpoints)")
-    parser.add_argument("--restart", action="store_true", help="ignore existing checkpoints instead of resuming")
-    parser.add_argument("--allow-collapse", action="store_true", help="only warn when the embeddings collapse")
+    parser.add_argument(
+        "--restart", action="store_true", help="ignore existing checkpoints instead of resuming"
+    )
+    parser.add_argument(
+        "--allow-collapse", action="store_true", help="only warn when the embeddings collapse"
+    )
     parser.add_argument("--deepspeed", default=None, help="a DeepSpeed config JSON (multi-GPU runs)")
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs)")
     parser.add_argument("--seed", type=int, default=42)
@@ -245,20 +290,129 @@ def _run_adapt(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     result = adapt(args.docs, args.output, training, resume=not args.restart)
-    print(f"Adapter written to {result.adapter} ({result.training['steps']} steps, {result.training['seconds']:.0f} s)")
+    print(
+        f"Adapter written to {result.adapter} ({result.training['steps']} steps, {result.training['seconds']:.0f} s)"
+    )
+    print(f"Use it with: llara-rag embed --model {args.model} --adapter {result.adapter} ...")
+    return 0
+
+
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "finetune",
+        help="fine-tune the embedder on labelled queries (contrastive, with mined hard negatives)",
+        description="Trains a LoRA adapter with InfoNCE on PAIRS (a JSONL file of {query, pos, neg} or a BEIR folder, "
+        "whose --split qrels are read and nothing else) and writes it to --output. --adapter continues training an "
+        "adapter from `llara-rag adapt`. Rerun the same command to resume. On many GPUs: torchrun --nproc-per-node 8 "
+        "$(which llara-rag) finetune PAIRS --output DIR (passages of all devices serve as negatives).",
+    )
+    parser.add_argument(
+        "pairs", help='a .jsonl file ({"query", "pos": [...], "neg": [...]}) or a BEIR folder'
+    )
+    parser.add_argument("--output", required=True, help="the adapter directory to write")
+    parser.add_argument(
+        "--adapter", default=None, help="an adapter to continue from (e.g. `llara-rag adapt`'s)"
+    )
+    parser.add_argument(
+        "--base", "--model", dest="model", default=DEFAULT_MODEL, help="backbone to fine-tune"
+    )
+    parser.add_argument(
+        "--split", default="train", help="BEIR qrels/<split>.tsv to train on (default: train)"
+    )
+    parser.add_argument("--negatives", type=int, default=15, help="hard negatives per query (default 15)")
+    parser.add_argument(
+        "--miner",
+        choices=("bm25", "dense", "none"),
+        default="bm25",
+        help="rank candidates with bm25, the starting encoder (dense), or use given negatives only",
+    )
+    parser.add_argument("--skip-top", type=int, default=10, help="top ranks never mined (default 10)")
+    parser.add_argument("--mine-depth", type=int, default=100, help="deepest rank mined (default 100)")
+    parser.add_argument("--temperature", type=float, default=0.01, help="InfoNCE temperature (default 0.01)")
+    parser.add_argument(
+        "--max-steps", type=int, default=-1, help="optimizer steps (default: --epochs decides)"
+    )
+    parser.add_argument("--epochs", type=float, default=1.0, help="passes over the queries (default 1)")
+    parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default 1e-4)")
+    parser.add_argument("--batch-size", type=int, default=8, help="queries per step and device (default 8)")
+    parser.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    parser.add_argument("--query-max-length", type=int, default=64, help="query text tokens (default 64)")
+    parser.add_argument(
+        "--passage-max-length", type=int, default=160, help="passage text tokens (default 160)"
+    )
+    parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank of a fresh adapter (default 16)")
+    parser.add_argument(
+        "--lora-alpha", type=int, default=32, help="LoRA alpha of a fresh adapter (default 32)"
+    )
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory")
+    parser.add_argument(
+        "--no-cross-device", action="store_true", help="use only this device's in-batch negatives"
+    )
+    parser.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps (default 50)")
+    parser.add_argument("--logging-steps", type=int, default=10, help="log losses every N steps (default 10)")
+    parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default: OUTPUT.checkpoints)")
+    parser.add_argument(
+        "--restart", action="store_true", help="ignore existing checkpoints instead of resuming"
+    )
+    parser.add_argument("--deepspeed", default=None, help="a DeepSpeed config JSON (multi-GPU runs)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.set_defaults(run=_run_finetune)
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from llara_rag.adaptation.contrastive import ContrastiveArguments, finetune
+
+    training = ContrastiveArguments(
+        output_dir=args.checkpoints or f"{args.output.rstrip('/')}.checkpoints",
+        model=args.model,
+        start_adapter=args.adapter,
+        split=args.split,
+        negatives=args.negatives,
+        miner=args.miner,
+        skip_top=args.skip_top,
+        mine_depth=args.mine_depth,
+        temperature=args.temperature,
+        max_steps=args.max_steps,
+        num_train_epochs=args.epochs,
+        learning_rate=args.lr,
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.grad_accum,
+        query_max_length=args.query_max_length,
+        passage_max_length=args.passage_max_length,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        activation_checkpointing=args.gradient_checkpointing,
+        cross_device_negatives=not args.no_cross_device,
+        save_steps=args.save_steps,
+        logging_steps=args.logging_steps,
+        deepspeed=args.deepspeed,
+        bf16=args.bf16,
+        seed=args.seed,
+    )
+    result = finetune(args.pairs, args.output, training, resume=not args.restart)
+    print(result.data.describe())
+    print(
+        f"Adapter written to {result.adapter} ({result.training['steps']} steps, {result.training['seconds']:.0f} s)"
+    )
     print(f"Use it with: llara-rag embed --model {args.model} --adapter {result.adapter} ...")
     return 0
 
 
 def _add_chat(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("chat", help="chat in the terminal with an indexed collection, answered by a local LLM")
+    parser = sub.add_parser(
+        "chat", help="chat in the terminal with an indexed collection, answered by a local LLM"
+    )
     _add_store_arguments(parser)
     _add_model_arguments(parser)
     parser.add_argument(
-        "--generator", default=DEFAULT_MODEL,
+        "--generator",
+        default=DEFAULT_MODEL,
         help=f"chat model that writes the answers: alias, .gguf, folder or Hub id (default: {DEFAULT_MODEL})",
     )
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="longest answer in tokens (default: 256)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=256, help="longest answer in tokens (default: 256)"
+    )
     parser.add_argument("--temperature", type=float, default=0.0, help="0 decodes greedily (default: 0)")
     parser.add_argument("-k", type=int, default=3, help="chunks retrieved per question (default: 3)")
     parser.set_defaults(run=_run_chat)
@@ -268,17 +422,31 @@ def _run_chat(args: argparse.Namespace) -> int:
     from llara_rag.chat import ChatConfig, open_chat_session
     from llara_rag.generator import GeneratorConfig
 
-    if not args.verbose:  # LlamaIndex logs every condensed question at INFO, in the middle of the chat
+    if not args.verbose:  # keep the conversation readable: no per-turn INFO lines, no loading bars
+        from transformers.utils.logging import disable_progress_bar
+
         logging.getLogger("llama_index").setLevel(logging.WARNING)
+        disable_progress_bar()
     generator = GeneratorConfig(
-        model=args.generator, max_new_tokens=args.max_new_tokens, temperature=args.temperature, device=args.device
+        model=args.generator,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        device=args.device,
     )
-    session = open_chat_session(_store_config(args), _embedding(args), generator, ChatConfig(similarity_top_k=args.k))
+    session = open_chat_session(
+        _store_config(args), _embedding(args), generator, ChatConfig(similarity_top_k=args.k)
+    )
     return session.run()
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_embed, _add_eval, _add_index, _add_query, _add_adapt, _add_chat
+    _add_embed,
+    _add_eval,
+    _add_index,
+    _add_query,
+    _add_adapt,
+    _add_finetune,
+    _add_chat,
 ]
 """Each adds one subcommand and sets its ``run`` default."""
 

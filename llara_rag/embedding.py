@@ -72,7 +72,7 @@ class LLaRAEmbedding(BaseEmbedding):
         return self._encoder.encode_passages([text])[0].tolist()
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return self._encoder.encode_passages(texts).tolist()
+        return self._encoder.encode_passages(texts, show_progress=False).tolist()
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
         return await asyncio.to_thread(self._get_query_embedding, query)

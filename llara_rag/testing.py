@@ -62,6 +62,18 @@ def build_tiny_backbone(
     return path
 
 
+def write_corpus(folder: Path, n_files: int = 6, seed: int = 0) -> Path:
+    """``n_files`` text files of sentences in the tiny tokenizer's vocabulary, for ingestion tests."""
+    import random
+
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(n_files):
+        sentences = [" ".join(rng.choices(WORDS, k=12)) + "." for _ in range(rng.randint(5, 30))]
+        (folder / f"doc{index}.txt").write_text(" ".join(sentences))
+    return folder
+
+
 @contextmanager
 def chroma_server(path: Path, timeout: float = 60.0) -> Iterator[str]:
     """Runs ``chroma run`` on a free loopback port with its data in ``path``; yields its URL, stops it after.

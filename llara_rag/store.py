@@ -1,0 +1,324 @@
+"""The vector store: one Chroma collection, embedded in a folder or on a server, pinned to one encoder.
+
+``StoreConfig`` says where the collection lives; switching from the embedded database (a folder,
+nothing to start) to a Chroma server is a matter of setting ``host``. ``open_store`` returns a
+LlamaIndex ``ChromaVectorStore`` over a cosine-space collection whose metadata records the encoder
+that wrote it — fingerprint, dimension and a readable description — when the collection is created.
+Opening it with another encoder is refused: vectors of two models in one collection make every
+similarity meaningless, and Chroma itself only notices when the dimensions happen to differ.
+
+    store = open_store(StoreConfig(path="db"), embed_model)
+    index = VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from llama_index.core.schema import BaseNode
+from llama_index.vector_stores.chroma import ChromaVectorStore
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from llara_rag.errors import (
+    CollectionNotFoundError,
+    InvalidInputError,
+    ModelMismatchError,
+    StoreConnectionError,
+)
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+    from llama_index.core import VectorStoreIndex
+
+    from llara_rag.embedding import LLaRAEmbedding
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COLLECTION = "llara"
+COLLECTION_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$"
+"""Chroma's own rule (3-512 characters), checked up front so a bad name fails with our message."""
+DOCSTORE_FOLDER = "llara-docstore"
+PIN_KEYS = {
+    "fingerprint": "llara:fingerprint",
+    "dimension": "llara:dimension",
+    "model": "llara:model",
+    "adapter": "llara:adapter",
+}
+
+
+class StoreConfig(BaseModel):
+    """Where the collection lives: an embedded folder by default, a Chroma server when ``host`` is set."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path = Field(
+        default=Path("llara-db"), description="Folder of the embedded database (unused with host)."
+    )
+    collection: str = Field(default=DEFAULT_COLLECTION, pattern=COLLECTION_NAME_PATTERN)
+    host: str | None = Field(default=None, description="A Chroma server (`chroma run`); None: embedded.")
+    port: int = Field(default=8000, gt=0, lt=65536)
+    ssl: bool = False
+    headers: dict[str, str] = Field(default_factory=dict, description="e.g. an auth token for the server.")
+    docstore_dir: Path | None = Field(
+        default=None,
+        description="Where ingestion records what it indexed; None: inside `path` when embedded, the "
+        "user data folder for a server.",
+    )
+
+    @classmethod
+    def from_url(cls, url: str, **fields: Any) -> StoreConfig:
+        """``http://host:port`` or ``https://host`` to a server config; other fields pass through."""
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidInputError(f"Not a Chroma server URL: {url!r}; expected e.g. http://localhost:8000.")
+        ssl = parts.scheme == "https"
+        return cls(host=parts.hostname, port=parts.port or (443 if ssl else 8000), ssl=ssl, **fields)
+
+    @property
+    def is_server(self) -> bool:
+        return self.host is not None
+
+    @property
+    def location(self) -> str:
+        """Where the collection lives, in the words an error message needs."""
+        if self.is_server:
+            return f"the Chroma server at {'https' if self.ssl else 'http'}://{self.host}:{self.port}"
+        return f"the database folder {self.path}"
+
+    def docstore_folder(self) -> Path:
+        """The folder of ingestion records.
+
+        Embedded: inside the database folder, so copying or deleting the folder takes the record along.
+        Server: the server holds vectors only, and what a record describes — which files of *this*
+        machine went in, and their hashes — belongs to the machine that indexes, so it lives in the
+        user data folder, one sub-folder per server.
+        """
+        if self.docstore_dir is not None:
+            return self.docstore_dir
+        if not self.is_server:
+            return self.path / DOCSTORE_FOLDER
+        import platformdirs
+
+        return Path(platformdirs.user_data_dir("llara-rag")) / DOCSTORE_FOLDER / f"{self.host}-{self.port}"
+
+
+class ModelIdentity(BaseModel):
+    """The encoder a collection is pinned to: the fingerprint decides, model and adapter explain."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fingerprint: str
+    dimension: int = Field(gt=0)
+    model: str = Field(description="The backbone as given on the command line (--model).")
+    adapter: str | None = Field(default=None, description="The adapter directory as given (--adapter).")
+
+    @classmethod
+    def of(cls, embed_model: LLaRAEmbedding) -> ModelIdentity:
+        encoder = embed_model.encoder
+        return cls(
+            fingerprint=encoder.fingerprint,
+            dimension=encoder.dimension,
+            model=encoder.config.model,
+            adapter=encoder.config.adapter,
+        )
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any] | None) -> ModelIdentity | None:
+        """Reads the pin; Chroma metadata cannot hold None, so "no adapter" is stored as ''."""
+        metadata = metadata or {}
+        if PIN_KEYS["fingerprint"] not in metadata:
+            return None
+        values = {field: metadata.get(key) for field, key in PIN_KEYS.items()}
+        return cls(**{**values, "adapter": values["adapter"] or None})
+
+    def to_metadata(self) -> dict[str, str | int]:
+        return {key: getattr(self, field) or "" for field, key in PIN_KEYS.items()}
+
+    @property
+    def options(self) -> str:
+        """The command-line options that select this encoder."""
+        return f"--model {self.model}" + (f" --adapter {self.adapter}" if self.adapter else "")
+
+    def describe(self) -> str:
+        adapter = f" + adapter {self.adapter}" if self.adapter else ""
+        return f"{self.model}{adapter} ({self.dimension}-d, fingerprint {self.fingerprint})"
+
+
+class PinnedChromaVectorStore(ChromaVectorStore):
+    """A ``ChromaVectorStore`` that knows its encoder and writes in batches its client accepts.
+
+    Chroma refuses a write larger than ``client.get_max_batch_size()`` (5,461 records for the
+    embedded database); LlamaIndex's own split is a fixed, larger constant.
+    """
+
+    _identity: ModelIdentity = PrivateAttr()
+    _max_batch_size: int = PrivateAttr()
+
+    def __init__(self, collection: Collection, identity: ModelIdentity, max_batch_size: int) -> None:
+        super().__init__(chroma_collection=collection, collection_name=collection.name)
+        self._identity = identity
+        self._max_batch_size = max_batch_size
+
+    @property
+    def collection(self) -> Collection:
+        return self._collection
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return self._identity
+
+    @property
+    def max_batch_size(self) -> int:
+        return self._max_batch_size
+
+    def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
+        ids: list[str] = []
+        for start in range(0, len(nodes), self.max_batch_size):
+            ids.extend(super().add(list(nodes[start : start + self.max_batch_size]), **add_kwargs))
+        return ids
+
+
+def connect(config: StoreConfig) -> ClientAPI:
+    """A Chroma client for ``config``, telemetry off; a server that does not answer is a clear error."""
+    import chromadb
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False)
+    if not config.is_server:
+        config.path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(config.path), settings=settings)
+    try:
+        return chromadb.HttpClient(
+            host=config.host, port=config.port, ssl=config.ssl, headers=config.headers, settings=settings
+        )
+    except ValueError as error:
+        raise StoreConnectionError(
+            f"Cannot reach {config.location} ({error}). Start one with "
+            f"`chroma run --path DIR --host {config.host} --port {config.port}`, check host, port and SSL, "
+            "or leave the server out to use an embedded database folder."
+        ) from error
+
+
+def open_store(
+    config: StoreConfig, model: LLaRAEmbedding | ModelIdentity, *, create: bool = True
+) -> PinnedChromaVectorStore:
+    """Opens (or, with ``create``, creates) the collection and checks it is pinned to ``model``.
+
+    A new collection is created in cosine space and pinned to ``model``; an existing one must have been
+    written by the same encoder (same fingerprint), else ``ModelMismatchError``. ``create=False`` is for
+    readers: a collection that does not exist raises ``CollectionNotFoundError`` instead of appearing empty.
+    """
+    from chromadb.errors import NotFoundError
+
+    identity = model if isinstance(model, ModelIdentity) else ModelIdentity.of(model)
+    client = connect(config)
+    if create:
+        collection = client.get_or_create_collection(
+            config.collection,
+            metadata=identity.to_metadata(),
+            configuration={"hnsw": {"space": "cosine"}},
+            embedding_function=None,
+        )
+    else:
+        try:
+            collection = client.get_collection(config.collection, embedding_function=None)
+        except NotFoundError as error:
+            names = sorted(c.name for c in client.list_collections()) or ["none"]
+            raise CollectionNotFoundError(
+                f"No collection {config.collection!r} in {config.location} (it holds: {', '.join(names)}). "
+                "Index documents into it first with `llara-rag index DOCS`, or pick one with --collection."
+            ) from error
+    _check_pin(collection, identity, config)
+    return PinnedChromaVectorStore(collection, identity, client.get_max_batch_size())
+
+
+def _check_pin(collection: Collection, identity: ModelIdentity, config: StoreConfig) -> None:
+    """Refuses a collection written by another encoder; pins one that predates pinning if it fits."""
+    recorded = ModelIdentity.from_metadata(collection.metadata)
+    if recorded is None:
+        sample = collection.get(limit=1, include=["embeddings"])["embeddings"]
+        if sample is not None and len(sample) and len(sample[0]) != identity.dimension:
+            raise ModelMismatchError(
+                f"Collection {config.collection!r} in {config.location} holds {len(sample[0])}-d vectors; "
+                f"{identity.describe()} makes {identity.dimension}-d ones. Re-index into a new collection "
+                "(--collection NEW) or open it with the model that wrote it."
+            )
+        if collection.count():
+            logger.warning(
+                "Collection %r holds %d vectors written without a model record; pinning it to %s",
+                config.collection,
+                collection.count(),
+                identity.describe(),
+            )
+        collection.modify(metadata={**(collection.metadata or {}), **identity.to_metadata()})
+        return
+    if recorded.fingerprint != identity.fingerprint:
+        raise ModelMismatchError(
+            f"Collection {config.collection!r} in {config.location} was indexed with {recorded.describe()}, "
+            f"but it was opened with {identity.describe()}; vectors of different encoders cannot be compared. "
+            f"Open it with the encoder that built it ({recorded.options}), or re-index into a new "
+            "collection (--collection NEW)."
+        )
+
+
+def open_index(config: StoreConfig, embed_model: LLaRAEmbedding) -> VectorStoreIndex:
+    """The existing collection as a LlamaIndex index, ready for ``as_retriever`` or ``as_query_engine``."""
+    from llama_index.core import VectorStoreIndex
+
+    store = open_store(config, embed_model, create=False)
+    return VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
+
+
+class Hit(BaseModel):
+    """One retrieved chunk."""
+
+    score: float = Field(description="Cosine similarity of query and chunk.")
+    text: str
+    file_name: str | None
+    metadata: dict[str, Any]
+    node_id: str
+
+
+def parse_where(items: Iterable[str]) -> dict[str, str | int | float]:
+    """``["file_name=a.txt", "year=2020"]`` to a filter dict; numbers become numbers to match numeric fields."""
+    where: dict[str, str | int | float] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise InvalidInputError(f"Filter {item!r} is not KEY=VALUE (e.g. file_name=notes.md).")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        where[key] = value if isinstance(value, (int, float)) and not isinstance(value, bool) else text
+    return where
+
+
+def search(
+    index: VectorStoreIndex, question: str, k: int = 5, where: Mapping[str, str | int | float] | None = None
+) -> list[Hit]:
+    """Top-``k`` chunks for ``question``, restricted to chunks whose metadata equals every ``where`` item."""
+    from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters
+
+    filters = MetadataFilters(
+        filters=[MetadataFilter(key=key, value=value) for key, value in (where or {}).items()]
+    )
+    retriever = index.as_retriever(similarity_top_k=k, filters=filters if where else None)
+    return [
+        Hit(
+            # ChromaVectorStore reports exp(-distance); in cosine space the distance is 1 - cosine.
+            score=1.0 + math.log(hit.get_score()),
+            text=hit.node.get_content(),
+            file_name=hit.node.metadata.get("file_name"),
+            metadata=hit.node.metadata,
+            node_id=hit.node.node_id,
+        )
+        for hit in retriever.retrieve(question)
+    ]

@@ -1,0 +1,171 @@
+"""Ingestion: upserts, deletions, bad files and a crash midway, on the tiny random backbone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from llara_rag.ingest import IngestConfig, docstore_path, index_folder
+from llara_rag.store import StoreConfig, open_store
+from llara_rag.testing import write_corpus
+
+SMALL = IngestConfig(chunk_size=64, chunk_overlap=8, documents_per_batch=2)
+
+
+@pytest.fixture(scope="module")
+def embed_model(tiny_backbone_dir: Path):
+    from llara_rag.embedding import LLaRAEmbedding
+
+    return LLaRAEmbedding(model_name=str(tiny_backbone_dir))
+
+
+def stored(config: StoreConfig, embed_model) -> dict[str, tuple[str, str]]:
+    """Chunk id -> (document id, text) of everything in the collection."""
+    records = open_store(config, embed_model, create=False).collection.get(include=["metadatas", "documents"])
+    return {
+        chunk: (metadata["document_id"], text)
+        for chunk, metadata, text in zip(records["ids"], records["metadatas"], records["documents"])
+    }
+
+
+def test_rerun_upserts_changed_skips_unchanged_and_removes_deleted_on_request(
+    tmp_path: Path, embed_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = write_corpus(tmp_path / "docs", n_files=5)
+    config = StoreConfig(path=tmp_path / "db", collection="upserts")
+    first = index_folder(docs, config, embed_model, SMALL)
+    assert len(first.added) == 5 and len(stored(config, embed_model)) == first.chunks_written
+
+    encoded: list[str] = []
+    original = embed_model.encoder.encode
+
+    def counting_encode(texts, *args, **kwargs):
+        encoded.extend(texts)
+        return original(texts, *args, **kwargs)
+
+    monkeypatch.setattr(embed_model.encoder, "encode", counting_encode)
+    unchanged = index_folder(docs, config, embed_model, SMALL)
+    assert len(unchanged.unchanged) == 5 and unchanged.chunks_written == 0 and encoded == []
+
+    changed, deleted = docs / "doc1.txt", docs / "doc4.txt"
+    changed.write_text("rust is a systems programming language.")
+    deleted.unlink()
+    kept = index_folder(docs, config, embed_model, SMALL)
+    assert kept.updated == [str(changed.resolve())] and kept.missing == [str(deleted.resolve())]
+    chunks = stored(config, embed_model)
+    assert [text for document, text in chunks.values() if document == str(changed.resolve())] == [
+        "rust is a systems programming language."
+    ]
+    assert any(document == str(deleted.resolve()) for document, _ in chunks.values())
+
+    pruned = index_folder(docs, config, embed_model, SMALL.model_copy(update={"delete_missing": True}))
+    assert pruned.removed == [str(deleted.resolve())] and len(pruned.unchanged) == 4
+    assert all(document != str(deleted.resolve()) for document, _ in stored(config, embed_model).values())
+    again = index_folder(docs, config, embed_model, SMALL.model_copy(update={"delete_missing": True}))
+    assert again.removed == [] and again.missing == []
+
+
+def test_bad_files_are_skipped_with_reasons_and_nothing_else_is_lost(tmp_path: Path, embed_model) -> None:
+    docs = write_corpus(tmp_path / "docs", n_files=3)
+    (docs / "empty.txt").write_bytes(b"")
+    (docs / "blank.md").write_text("  \n\t\n")
+    (docs / "image.bin").write_bytes(bytes(range(256)) * 8)
+    (docs / "latin1.txt").write_bytes("na\xefve caf\xe9".encode("latin-1"))
+    (docs / "huge.txt").write_text("cats purr. " * 2000)
+    (docs / "one-long-line.txt").write_text("dogs bark " * 400)
+    (docs / ".hidden.txt").write_text("the hidden file")
+    config = StoreConfig(path=tmp_path / "db", collection="bad-input")
+    summary = index_folder(docs, config, embed_model, SMALL.model_copy(update={"max_file_bytes": 10_000}))
+    reasons = {Path(skip.path).name: skip.reason for skip in summary.skipped}
+    assert set(reasons) == {"empty.txt", "blank.md", "image.bin", "latin1.txt", "huge.txt"}
+    assert "empty" in reasons["empty.txt"] and "no text" in reasons["blank.md"]
+    assert "binary" in reasons["image.bin"] and "UTF-8" in reasons["latin1.txt"]
+    assert "--max-file-mb" in reasons["huge.txt"]
+    assert sorted(Path(document).name for document in summary.added) == [
+        "doc0.txt", "doc1.txt", "doc2.txt", "one-long-line.txt"
+    ]  # fmt: skip
+    long_line = [t for d, t in stored(config, embed_model).values() if d.endswith("one-long-line.txt")]
+    assert len(long_line) > 1 and "".join(long_line).count("dogs") >= 400
+    assert "skipped" in summary.report() and "latin1.txt" in summary.report()
+
+
+def test_chunk_size_beyond_the_encoder_limit_is_refused(tmp_path: Path, embed_model) -> None:
+    from llara_rag.errors import InvalidInputError
+
+    docs = write_corpus(tmp_path / "docs", n_files=1)
+    with pytest.raises(InvalidInputError, match="passage_max_length"):
+        index_folder(docs, StoreConfig(path=tmp_path / "db"), embed_model, IngestConfig(chunk_size=100_000))
+
+
+def test_a_crash_between_writing_vectors_and_recording_them_is_finished_by_a_rerun(
+    tmp_path: Path, embed_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llara_rag import ingest
+
+    docs = write_corpus(tmp_path / "docs", n_files=7)
+    reference = StoreConfig(path=tmp_path / "db", collection="reference")
+    index_folder(docs, reference, embed_model, SMALL)
+    crashed = StoreConfig(path=tmp_path / "db", collection="crashed")
+    saves: list[Path] = []
+    real_save = ingest.save_docstore
+
+    def save_then_die(docstore, path: Path) -> None:
+        if saves:
+            raise KeyboardInterrupt  # the second batch's vectors are written, its record never is
+        saves.append(path)
+        real_save(docstore, path)
+
+    monkeypatch.setattr(ingest, "save_docstore", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        index_folder(docs, crashed, embed_model, SMALL)
+    monkeypatch.setattr(ingest, "save_docstore", real_save)
+    partial = stored(crashed, embed_model)
+    assert 0 < len(partial) < len(stored(reference, embed_model))
+
+    finished = index_folder(docs, crashed, embed_model, SMALL)
+    assert len(finished.unchanged) == 2 and len(finished.added) == 5
+    assert stored(crashed, embed_model) == stored(reference, embed_model)
+
+
+def test_a_killed_index_command_is_finished_by_a_rerun(tmp_path: Path, embed_model) -> None:
+    """SIGKILL at a random point of a real run, then the same command again: the reference collection."""
+    docs = write_corpus(tmp_path / "docs", n_files=40, seed=3)
+    reference = StoreConfig(path=tmp_path / "reference", collection="docs")
+    index_folder(docs, reference, embed_model, SMALL.model_copy(update={"documents_per_batch": 1}))
+    killed = StoreConfig(path=tmp_path / "killed", collection="docs")
+    script = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from llara_rag.embedding import LLaRAEmbedding
+        from llara_rag.ingest import IngestConfig, index_folder
+        from llara_rag.store import StoreConfig
+        config = IngestConfig(chunk_size=64, chunk_overlap=8, documents_per_batch=1)
+        index_folder(Path({str(docs)!r}), StoreConfig(path=Path({str(killed.path)!r}), collection="docs"),
+                     LLaRAEmbedding(model_name={embed_model.model_name!r}), config)
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    record_folder = killed.docstore_folder()
+    deadline = time.monotonic() + 120
+    while not (record_folder.is_dir() and any(record_folder.glob("*.json"))):
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+    store = open_store(killed, embed_model, create=False)
+    assert store.collection.count() < open_store(reference, embed_model, create=False).collection.count()
+    finished = index_folder(docs, killed, embed_model, SMALL)
+    assert finished.added and docstore_path(killed, store).exists()
+    assert stored(killed, embed_model) == stored(reference, embed_model)

@@ -1,0 +1,155 @@
+"""The Chroma store: embedded and on a real server, reopened in a new process, pinned to one encoder."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llara_rag.errors import CollectionNotFoundError, ModelMismatchError, StoreConnectionError
+from llara_rag.ingest import IngestConfig, index_folder
+from llara_rag.store import ModelIdentity, StoreConfig, open_index, open_store, parse_where, search
+from llara_rag.testing import write_corpus
+
+
+@pytest.fixture(scope="module")
+def embed_model(tiny_backbone_dir: Path):
+    from llama_index.core import Settings
+    from llama_index.core.llms import MockLLM
+
+    from llara_rag.embedding import LLaRAEmbedding
+
+    model = LLaRAEmbedding(model_name=str(tiny_backbone_dir))
+    Settings.llm = MockLLM()
+    Settings.embed_model = model
+    return model
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory, embed_model) -> StoreConfig:
+    """An embedded collection built once from a small corpus."""
+    root = tmp_path_factory.mktemp("embedded")
+    config = StoreConfig(path=root / "db", collection="notes")
+    summary = index_folder(
+        write_corpus(root / "docs"), config, embed_model, IngestConfig(chunk_size=64, chunk_overlap=8)
+    )
+    assert len(summary.added) == 6 and summary.chunks_written > 6
+    return config
+
+
+def other_identity(dimension: int = 32) -> ModelIdentity:
+    return ModelIdentity(
+        fingerprint="0123456789abcdef", dimension=dimension, model="other-model", adapter="my-adapter"
+    )
+
+
+def test_reopened_in_a_new_process_the_index_answers_the_same(embedded: StoreConfig, embed_model) -> None:
+    hits = search(open_index(embedded, embed_model), "cats and dogs", k=4)
+    assert len(hits) == 4
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+    assert all(-1.0 <= hit.score <= 1.0 and hit.file_name and hit.text for hit in hits)
+    command = [
+        sys.executable, "-m", "llara_rag.cli", "query", "cats and dogs", "-k", "4", "--json",
+        "--db", str(embedded.path), "--collection", embedded.collection, "--model", embed_model.model_name,
+    ]  # fmt: skip
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    reopened = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [hit["node_id"] for hit in reopened] == [hit.node_id for hit in hits]
+    assert [hit["score"] for hit in reopened] == pytest.approx([hit.score for hit in hits], abs=1e-5)
+
+
+def test_scores_are_cosine_similarities(embedded: StoreConfig, embed_model) -> None:
+    store = open_store(embedded, embed_model, create=False)
+    hit = search(open_index(embedded, embed_model), "how does the engine index a chunk", k=1)[0]
+    stored = store.collection.get(ids=[hit.node_id], include=["embeddings"])["embeddings"][0]
+    query = embed_model.get_query_embedding("how does the engine index a chunk")
+    assert hit.score == pytest.approx(float(sum(a * b for a, b in zip(stored, query))), abs=1e-5)
+
+
+def test_metadata_filters_restrict_results(embedded: StoreConfig, embed_model) -> None:
+    index = open_index(embedded, embed_model)
+    hits = search(index, "cats", k=50, where=parse_where(["file_name=doc3.txt"]))
+    assert hits and {hit.file_name for hit in hits} == {"doc3.txt"}
+    assert search(index, "cats", k=5, where={"file_name": "absent.txt"}) == []
+
+
+def test_where_items_parse_numbers_as_numbers() -> None:
+    assert parse_where(["file_size=120", "file_name=a=b.txt"]) == {"file_size": 120, "file_name": "a=b.txt"}
+
+
+def test_another_model_is_refused_naming_both_and_the_way_out(embedded: StoreConfig, embed_model) -> None:
+    with pytest.raises(ModelMismatchError) as error:
+        open_store(embedded, other_identity())
+    message = str(error.value)
+    assert "other-model + adapter my-adapter" in message and embed_model.model_name in message
+    assert f"--model {embed_model.model_name}" in message and "--collection NEW" in message
+
+
+def test_a_collection_from_plain_chroma_is_checked_by_dimension(tmp_path: Path, embed_model) -> None:
+    from llara_rag.store import connect
+
+    config = StoreConfig(path=tmp_path / "db", collection="foreign")
+    collection = connect(config).create_collection("foreign", embedding_function=None)
+    collection.add(ids=["a"], embeddings=[[1.0, 0.0, 0.0]], documents=["a"])
+    with pytest.raises(ModelMismatchError, match="3-d vectors"):
+        open_store(config, embed_model)
+
+
+def test_an_unknown_collection_is_not_created_by_readers(embedded: StoreConfig, embed_model) -> None:
+    with pytest.raises(CollectionNotFoundError, match="notes"):
+        open_index(embedded.model_copy(update={"collection": "nothing-here"}), embed_model)
+
+
+def test_writes_larger_than_one_chroma_batch_are_split(tmp_path: Path) -> None:
+    from llama_index.core.schema import TextNode
+
+    identity = ModelIdentity(fingerprint="f" * 16, dimension=8, model="synthetic")
+    store = open_store(StoreConfig(path=tmp_path / "db", collection="big"), identity)
+    count = store.max_batch_size + 7
+    rng = random.Random(0)
+    nodes = [
+        TextNode(id_=f"n{i}", text=f"chunk {i}", embedding=[rng.gauss(0, 1) for _ in range(8)])
+        for i in range(count)
+    ]
+    assert len(store.add(nodes)) == count
+    assert store.collection.count() == count
+
+
+def test_a_real_chroma_server_indexes_and_answers(
+    chroma_server_url: str, tmp_path: Path, embed_model, embedded: StoreConfig
+) -> None:
+    config = StoreConfig.from_url(
+        chroma_server_url, collection="served-notes", docstore_dir=tmp_path / "record"
+    )
+    docs = write_corpus(tmp_path / "docs", n_files=4, seed=1)
+    first = index_folder(docs, config, embed_model, IngestConfig(chunk_size=64, chunk_overlap=8))
+    again = index_folder(docs, config, embed_model, IngestConfig(chunk_size=64, chunk_overlap=8))
+    assert len(first.added) == 4 and len(again.unchanged) == 4 and again.chunks_written == 0
+    store = open_store(config, embed_model, create=False)
+    assert store.collection.count() == first.chunks_written
+    hits = search(open_index(config, embed_model), "python programming", k=3, where={"file_name": "doc2.txt"})
+    assert hits and {hit.file_name for hit in hits} == {"doc2.txt"}
+    with pytest.raises(ModelMismatchError):
+        open_store(config, other_identity())
+
+
+def test_a_server_that_is_down_is_a_clear_error(embed_model) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(StoreConnectionError) as error:
+        open_store(StoreConfig(host="127.0.0.1", port=port), embed_model)
+    assert f"127.0.0.1:{port}" in str(error.value) and "chroma run" in str(error.value)
+
+
+def test_server_records_live_outside_the_server_per_host() -> None:
+    embedded = StoreConfig(path=Path("db"))
+    served = StoreConfig.from_url("https://chroma.example.org", collection="team")
+    assert embedded.docstore_folder() == Path("db") / "llara-docstore"
+    assert served.port == 443 and served.ssl and served.docstore_folder().name == "chroma.example.org-443"
