@@ -175,8 +175,13 @@ class LLaRAEncoder:
         batches = [order[start : start + size] for start in range(0, len(order), size)]
         progress = show_progress if show_progress is not None else len(inputs) >= PROGRESS_THRESHOLD
         encoder = self.backbone.model.base_model
+        # Counted in tokens: batches run longest first, so a count of texts would overstate the time left.
         with torch.inference_mode(), tqdm(
-            total=len(inputs), desc=f"Encoding {side}s", unit="text", disable=not progress
+            total=sum(map(len, inputs)),
+            desc=f"Encoding {len(inputs)} {side}s",
+            unit="tok",
+            unit_scale=True,
+            disable=not progress,
         ) as bar:
             for batch in batches:
                 tensors = collate([inputs[i] for i in batch], self._pad_id, self.padding_side)
@@ -184,7 +189,7 @@ class LLaRAEncoder:
                 hidden = encoder(**tensors).last_hidden_state
                 pooled = torch.nn.functional.normalize(pool_special(hidden, tensors["attention_mask"]), dim=-1)
                 output[batch] = pooled.cpu().numpy()
-                bar.update(len(batch))
+                bar.update(sum(len(inputs[i]) for i in batch))
         return output
 
     def encode_queries(self, queries: Sequence[str], **kwargs: object) -> np.ndarray:

@@ -1,0 +1,241 @@
+"""Documents -> (window, next window) training records for the unsupervised LLaRA objective.
+
+A source is a folder of documents (read through LlamaIndex's file readers), a JSONL file with a
+``text`` field per line, or a BEIR folder holding ``corpus.jsonl``. Each document is cut into
+consecutive windows of ``window_tokens`` tokens of the backbone's tokenizer; a window's EBAR target
+is the window after it in the same document (the last window has none). Records come out in a
+stable order (sorted file names, then line order), exact duplicate documents and windows are
+dropped, and every skipped input is counted with its reason so the user can see what was learnt from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from llara_rag.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+DOCUMENT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".docx"})
+"""File types read from a folder; anything else is skipped and reported."""
+
+BINARY_PROBE_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class Record:
+    """One training example: a window of a document and the window that follows it (or None)."""
+
+    doc_id: str
+    window: int
+    text: str
+    next_text: str | None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"doc_id": self.doc_id, "window": self.window, "text": self.text, "next_text": self.next_text},
+            ensure_ascii=False,
+        )
+
+
+@dataclass
+class CorpusSummary:
+    """What was read, what was skipped and why: printed before training so nothing is dropped silently."""
+
+    documents: int = 0
+    records: int = 0
+    records_with_next: int = 0
+    duplicate_documents: int = 0
+    duplicate_windows: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    skipped_examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def skip(self, name: str, reason: str) -> None:
+        self.skipped[reason] += 1
+        examples = self.skipped_examples.setdefault(reason, [])
+        if len(examples) < 3:
+            examples.append(name)
+        logger.debug("Skipped %s: %s", name, reason)
+
+    def describe(self) -> str:
+        lines = [
+            (
+                f"{self.documents} documents -> {self.records} windows ({self.records_with_next} with a next "
+                f"window); dropped {self.duplicate_documents} duplicate documents and {self.duplicate_windows} "
+                "duplicate windows"
+            )
+        ]
+        for reason, count in sorted(self.skipped.items()):
+            lines.append(f"skipped {count} ({reason}), e.g. {', '.join(self.skipped_examples[reason])}")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "documents": self.documents,
+            "records": self.records,
+            "records_with_next": self.records_with_next,
+            "duplicate_documents": self.duplicate_documents,
+            "duplicate_windows": self.duplicate_windows,
+            "skipped": dict(self.skipped),
+        }
+
+
+def _jsonl_documents(path: Path, summary: CorpusSummary) -> Iterator[tuple[str, str]]:
+    """``text`` (with ``title`` in front when the text does not already start with it) per line."""
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            name = f"{path.name}:{number}"
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                summary.skip(name, f"invalid JSON ({error.msg})")
+                continue
+            if not isinstance(row, dict) or not isinstance(row.get("text", ""), str):
+                summary.skip(name, "not an object with a string 'text' field")
+                continue
+            title = str(row.get("title") or "").strip()
+            text = str(row.get("text") or "").strip()
+            if title and not text.lower().startswith(title.lower()):
+                text = f"{title}\n{text}" if text else title
+            yield str(row.get("_id", row.get("id", name))), text
+
+
+def _is_binary(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return b"\0" in handle.read(BINARY_PROBE_BYTES)
+
+
+def _file_text(path: Path) -> str:
+    """The text of one file through LlamaIndex's reader for its type (PDF, DOCX, HTML, Markdown, ...)."""
+    from llama_index.core import SimpleDirectoryReader
+    from llama_index.readers.file import HTMLTagReader
+
+    extractors = {".html": HTMLTagReader(tag="body"), ".htm": HTMLTagReader(tag="body")}
+    documents = SimpleDirectoryReader(
+        input_files=[path], file_extractor=extractors, raise_on_error=True
+    ).load_data(show_progress=False)
+    return "\n\n".join(document.text for document in documents)
+
+
+def _folder_documents(folder: Path, summary: CorpusSummary) -> Iterator[tuple[str, str]]:
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = str(path.relative_to(folder))
+        if path.name.startswith(".") or any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        suffix = path.suffix.lower()
+        if suffix not in DOCUMENT_SUFFIXES:
+            summary.skip(name, f"unsupported file type {suffix or '(none)'}")
+            continue
+        if suffix not in {".pdf", ".docx"} and _is_binary(path):
+            summary.skip(name, "binary content in a text file")
+            continue
+        try:
+            text = _file_text(path)
+        except Exception as error:  # noqa: BLE001 - any reader failure means "unreadable", reported by name
+            summary.skip(name, f"unreadable ({type(error.__cause__ or error).__name__})")
+            continue
+        yield name, text
+
+
+def check_source(source: str | Path) -> Path:
+    """Fails fast (before any model loads) on a source that cannot hold documents."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise InvalidInputError(f"Document source {path} does not exist.")
+    if path.is_file() and path.suffix.lower() != ".jsonl":
+        raise InvalidInputError(
+            f"{path} is a single {path.suffix or 'extension-less'} file; pass a folder of documents, "
+            "a .jsonl file with a 'text' field per line, or a BEIR folder with corpus.jsonl."
+        )
+    return path
+
+
+def iter_documents(source: str | Path, summary: CorpusSummary) -> Iterator[tuple[str, str]]:
+    """(document id, text) pairs from a folder, a JSONL file or a BEIR folder, in a stable order."""
+    path = check_source(source)
+    if path.is_file():
+        yield from _jsonl_documents(path, summary)
+    elif (path / "corpus.jsonl").is_file():
+        logger.info("Reading the BEIR corpus %s (documents only; queries and qrels are not used)", path)
+        yield from _jsonl_documents(path / "corpus.jsonl", summary)
+    else:
+        yield from _folder_documents(path, summary)
+
+
+def window_texts(text: str, tokenizer: PreTrainedTokenizerBase, window_tokens: int) -> list[str]:
+    """Cuts ``text`` into consecutive spans of ``window_tokens`` tokens, as slices of the original text.
+
+    Slicing the characters (through the tokenizer's offsets) rather than decoding ids keeps the
+    records readable and exactly re-tokenisable.
+    """
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    windows = []
+    for start in range(0, len(offsets), window_tokens):
+        chunk = offsets[start : start + window_tokens]
+        end = offsets[start + window_tokens][0] if start + window_tokens < len(offsets) else len(text)
+        piece = text[chunk[0][0] : end].strip()
+        if piece:
+            windows.append(piece)
+    return windows
+
+
+def _key(text: str) -> str:
+    return hashlib.sha1(" ".join(text.lower().split()).encode()).hexdigest()
+
+
+def build_records(
+    source: str | Path, tokenizer: PreTrainedTokenizerBase, window_tokens: int = 128
+) -> tuple[list[Record], CorpusSummary]:
+    """Reads ``source`` and returns its (window, next window) records with a summary of the reading."""
+    if window_tokens < 1:
+        raise InvalidInputError(f"window_tokens must be positive, got {window_tokens}.")
+    summary = CorpusSummary()
+    records: list[Record] = []
+    seen_documents: set[str] = set()
+    seen_windows: set[str] = set()
+    for doc_id, text in iter_documents(source, summary):
+        if not text.strip():
+            summary.skip(doc_id, "empty")
+            continue
+        key = _key(text)
+        if key in seen_documents:
+            summary.duplicate_documents += 1
+            continue
+        seen_documents.add(key)
+        summary.documents += 1
+        windows = window_texts(text, tokenizer, window_tokens)
+        for index, window in enumerate(windows):
+            window_key = _key(window)
+            if window_key in seen_windows:
+                summary.duplicate_windows += 1
+                continue
+            seen_windows.add(window_key)
+            following = windows[index + 1] if index + 1 < len(windows) else None
+            records.append(Record(doc_id=doc_id, window=index, text=window, next_text=following))
+    summary.records = len(records)
+    summary.records_with_next = sum(record.next_text is not None for record in records)
+    if not records:
+        raise InvalidInputError(
+            f"No text to learn from in {source}:\n{summary.describe()}\n"
+            f"Supported inputs: a folder of {', '.join(sorted(DOCUMENT_SUFFIXES))} files, a .jsonl file "
+            "with a 'text' field, or a BEIR folder with corpus.jsonl."
+        )
+    logger.info("Corpus %s: %s", source, summary.describe())
+    return records, summary
+
+
+def write_records(records: list[Record], path: str | Path) -> None:
+    """Saves records as JSONL, one per line, so a run's training data can be inspected or reused."""
+    Path(path).write_text("".join(record.to_json() + "\n" for record in records), encoding="utf-8")

@@ -1,0 +1,268 @@
+"""The LLaRA adaptation objective: one forward pass per record, EBAE + EBAR bag-of-words losses.
+
+A record's sequence is ``[BOS] prefix TEXT | passage-suffix <s1..s8> | query-suffix <s9..s16>``. The
+two suffix blocks are parallel continuations of the text: a 4-D attention mask keeps the query block
+from seeing the passage block and its position ids restart right after the text, so one pass gives
+the states two separate passes (the encoder's passage and query inputs) would give, at about half
+the cost. The mask is passed as an additive float tensor (0 = attend, dtype minimum = blocked)
+through the model's public forward; boolean 4-D masks are interpreted differently by transformers.
+
+Losses (Llama2Vec, with the guards FlagEmbedding users needed against embedding collapse):
+- EBAE: the passage block's LM-head logits at ``<s1..s8>``, max over the 8 positions, log-softmax
+  over the vocabulary, must cover the unique token ids of the text itself;
+- EBAR: the same at ``<s9..s16>`` against the unique token ids of the next window;
+- LM: next-token prediction over the text, which keeps the backbone a language model.
+``loss = lm_weight * LM + bow_weight * (EBAE + EBAR) / 2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llara_rag.adaptation.corpus import Record
+from llara_rag.prompts import DEFAULT_PROMPTS, LLaRAPrompts
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from llara_rag.backbone import SpecialTokenIds
+
+IGNORE = -100
+
+
+class ObjectiveConfig(BaseModel):
+    """The weights and target filtering of the objective."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lm_weight: float = Field(default=1.0, ge=0, description="Weight of the next-token LM loss on the text.")
+    bow_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="Weight of (EBAE + EBAR) / 2; the reference uses 0.1 for full fine-tunes.",
+    )
+    remove_stopwords: bool = Field(
+        default=True, description="Drop stop words and punctuation from the bag-of-words targets."
+    )
+
+
+@dataclass(frozen=True)
+class Example:
+    """One record laid out as a single sequence, with the indices the losses read."""
+
+    input_ids: list[int]
+    position_ids: list[int]
+    text_end: int
+    """Sequence index one past the last text token; the passage block starts here."""
+    predict_start: int
+    """Sequence index of the first query-block token."""
+    lm_labels: list[int]
+    summarize_index: list[int]
+    predict_index: list[int]
+    ebae_targets: list[int]
+    ebar_targets: list[int]
+
+
+def _stopword_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """Token ids that decode to an English stop word (NLTK's list, shipped with LlamaIndex) or to no letter/digit."""
+    from llama_index.core.utils import globals_helper
+
+    stopwords = set(globals_helper.stopwords)
+    found = set()
+    for token_id in range(len(tokenizer)):
+        piece = tokenizer.decode([token_id]).strip().lower()
+        if piece in stopwords or not any(character.isalnum() for character in piece):
+            found.add(token_id)
+    return found
+
+
+class ExampleBuilder:
+    """Turns records into :class:`Example` s for one tokenizer, prompt set and window length."""
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        special_ids: SpecialTokenIds,
+        *,
+        max_text_tokens: int,
+        remove_stopwords: bool = True,
+        prompts: LLaRAPrompts = DEFAULT_PROMPTS,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.max_text_tokens = max_text_tokens
+        bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+        self.head = bos + self._ids(prompts.prefix)
+        self.passage_block = self._ids(prompts.passage_suffix) + list(special_ids.summarize)
+        self.query_block = self._ids(prompts.query_suffix) + list(special_ids.predict)
+        self.excluded = set(tokenizer.all_special_ids) | set(special_ids.all)
+        if remove_stopwords:
+            self.excluded |= _stopword_ids(tokenizer)
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def text_ids(self, text: str) -> list[int]:
+        return self._ids(text)[: self.max_text_tokens]
+
+    def targets(self, ids: Iterable[int]) -> list[int]:
+        """The bag of words: unique ids, special and (optionally) stop-word ids removed, in a stable order."""
+        return sorted(set(ids) - self.excluded)
+
+    def __call__(self, record: Record) -> Example:
+        text = self.text_ids(record.text)
+        context = self.head + text
+        text_end = len(context)
+        predict_start = text_end + len(self.passage_block)
+        input_ids = context + self.passage_block + self.query_block
+        position_ids = list(range(predict_start)) + list(range(text_end, text_end + len(self.query_block)))
+        lm_labels = [IGNORE] * len(input_ids)
+        for index in range(len(self.head), text_end):
+            lm_labels[index - 1] = input_ids[index]
+        return Example(
+            input_ids=input_ids,
+            position_ids=position_ids,
+            text_end=text_end,
+            predict_start=predict_start,
+            lm_labels=lm_labels,
+            summarize_index=list(range(predict_start - 8, predict_start)),
+            predict_index=list(range(len(input_ids) - 8, len(input_ids))),
+            ebae_targets=self.targets(text),
+            ebar_targets=self.targets(self.text_ids(record.next_text)) if record.next_text else [],
+        )
+
+
+def _pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
+    import torch
+
+    width = max(1, max(len(row) for row in rows))
+    out = torch.full((len(rows), width), value, dtype=torch.long)
+    for index, row in enumerate(rows):
+        out[index, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+def parallel_block_mask(example: Example, width: int) -> torch.Tensor:
+    """Which key each query position may attend to (True = allowed) for one right-padded row.
+
+    Causal over ``context + passage block``; the query block sees the context and itself (causally)
+    but not the passage block. Padding rows attend only to themselves, so no softmax row is empty.
+    """
+    import torch
+
+    length = len(example.input_ids)
+    allowed = torch.ones(width, width, dtype=torch.bool).tril()
+    allowed[example.predict_start : length, example.text_end : example.predict_start] = False
+    allowed[:, length:] = False
+    allowed[length:, :] = False
+    padding = torch.arange(length, width)
+    allowed[padding, padding] = True
+    return allowed
+
+
+def collate_examples(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pads a batch; the attention mask is (batch, query, key) booleans, one design per row."""
+    import torch
+
+    input_ids = _pad([e.input_ids for e in examples], pad_id)
+    width = input_ids.shape[1]
+    return {
+        "input_ids": input_ids,
+        "position_ids": _pad([e.position_ids for e in examples], 0),
+        "allowed": torch.stack([parallel_block_mask(e, width) for e in examples]),
+        "lm_labels": _pad([e.lm_labels for e in examples], IGNORE),
+        "summarize_index": _pad([e.summarize_index for e in examples], 0),
+        "predict_index": _pad([e.predict_index for e in examples], 0),
+        "ebae_targets": _pad([e.ebae_targets for e in examples], IGNORE),
+        "ebar_targets": _pad([e.ebar_targets for e in examples], IGNORE),
+    }
+
+
+def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(batch, q, k) booleans -> (batch, 1, q, k) floats: 0 where allowed, the dtype's minimum elsewhere."""
+    import torch
+
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[:, None]
+
+
+def bag_of_words_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """−mean log-prob of the target ids under log-softmax(max over the block's positions).
+
+    ``logits`` is (batch, 8, vocab); ``targets`` is (batch, T) padded with ``IGNORE``. Rows without
+    targets (no next window, or only stop words) do not count.
+    """
+
+    log_probs = logits.float().amax(dim=1).log_softmax(dim=-1)
+    valid = targets != IGNORE
+    picked = log_probs.gather(1, targets.clamp(min=0)) * valid
+    rows = valid.any(dim=1)
+    if not rows.any():
+        return log_probs.sum() * 0.0
+    per_row = -picked.sum(dim=1) / valid.sum(dim=1).clamp(min=1)
+    return per_row[rows].mean()
+
+
+def _gather(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values (batch, seq, d), index (batch, k) -> (batch, k, d)."""
+    return values.gather(1, index[:, :, None].expand(-1, -1, values.shape[-1]))
+
+
+@dataclass
+class ObjectiveOutput:
+    loss: torch.Tensor
+    lm: torch.Tensor
+    ebae: torch.Tensor
+    ebar: torch.Tensor
+    passage_embeddings: torch.Tensor
+    """(batch, hidden) L2-normalised mean of the final states at <s1..s8>, detached: what the encoder serves."""
+    query_embeddings: torch.Tensor
+
+
+def compute_objective(
+    model: PreTrainedModel, batch: dict[str, torch.Tensor], config: ObjectiveConfig
+) -> ObjectiveOutput:
+    """One forward pass over a collated batch and the weighted LM + EBAE + EBAR loss."""
+    import torch
+    import torch.nn.functional as F
+
+    device = batch["input_ids"].device.type
+    if torch.is_autocast_enabled(device):
+        dtype = torch.get_autocast_dtype(device)
+    else:
+        dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+    outputs = model(
+        input_ids=batch["input_ids"],
+        attention_mask=additive_mask(batch["allowed"], dtype),
+        position_ids=batch["position_ids"],
+        output_hidden_states=True,
+        use_cache=False,
+    )
+    logits = outputs.logits
+    labels = batch["lm_labels"]
+    if (labels != IGNORE).any():
+        lm = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE)
+    else:
+        lm = logits.sum() * 0.0
+    ebae = bag_of_words_loss(_gather(logits, batch["summarize_index"]), batch["ebae_targets"])
+    ebar = bag_of_words_loss(_gather(logits, batch["predict_index"]), batch["ebar_targets"])
+    loss = config.lm_weight * lm + config.bow_weight * (ebae + ebar) / 2
+    hidden = outputs.hidden_states[-1].detach()
+    with torch.no_grad():
+        passages = F.normalize(_gather(hidden, batch["summarize_index"]).float().mean(dim=1), dim=-1)
+        queries = F.normalize(_gather(hidden, batch["predict_index"]).float().mean(dim=1), dim=-1)
+    return ObjectiveOutput(loss, lm.detach(), ebae.detach(), ebar.detach(), passages, queries)
+
+
+def mean_offdiagonal_cosine(embeddings: torch.Tensor) -> float:
+    """Average cosine between distinct rows of L2-normalised embeddings: near 1 means collapse."""
+    count = embeddings.shape[0]
+    if count < 2:
+        return float("nan")
+    similarity = embeddings @ embeddings.T
+    return float((similarity.sum() - similarity.diagonal().sum()) / (count * (count - 1)))

@@ -1,0 +1,325 @@
+"""What every llara-rag training stage shares: LoRA setup, a Trainer base, the collapse guard, adapter output.
+
+A stage (the unsupervised EBAE/EBAR adaptation, the supervised contrastive fine-tune) subclasses
+:class:`AdapterArguments` and :class:`AdapterTrainer`, supplies ``compute_loss`` and reports its
+in-batch embeddings with :meth:`AdapterTrainer.record_embeddings`. Because this is a plain
+``transformers.Trainer``, the same code runs on one CPU, under ``torchrun`` / ``accelerate launch`` and
+with DeepSpeed (``--deepspeed ds.json``), with checkpoints and resume.
+
+The adapter directory is written to a hidden staging folder and renamed into place only when
+complete, so an interrupted run never leaves a directory that loads as an adapter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from llara_rag.adapter import AdapterInfo, check_adapter, write_adapter_info
+from llara_rag.backbone import DEFAULT_MODEL, Backbone
+from llara_rag.errors import AdapterError
+
+if TYPE_CHECKING:
+    import torch
+    from peft import PeftModel
+    from transformers import TrainerControl, TrainerState
+
+logger = logging.getLogger(__name__)
+
+COSINE_METRIC = "embedding_cosine"
+"""Logged mean off-diagonal cosine of the in-batch passage embeddings; near 1 means collapse."""
+
+
+@dataclass
+class AdapterArguments(TrainingArguments):
+    """``TrainingArguments`` with the backbone, LoRA and collapse-guard settings; defaults suit one CPU."""
+
+    model: str = field(
+        default=DEFAULT_MODEL, metadata={"help": "backbone: embedded alias, .gguf, folder or Hub id"}
+    )
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    lora_target_modules: str = field(
+        default="all-linear",
+        metadata={"help": "peft target_modules: all-linear = every attention and MLP projection"},
+    )
+    train_special_tokens: bool = field(
+        default=True, metadata={"help": "train the <s1>..<s16> embedding rows (they start untrained)"}
+    )
+    collapse_threshold: float = field(
+        default=0.99,
+        metadata={"help": "in-batch mean cosine at or above which embeddings count as collapsed"},
+    )
+    collapse_patience: int = field(default=3, metadata={"help": "consecutive collapsed logs before acting"})
+    stop_on_collapse: bool = field(default=True, metadata={"help": "stop (and write no adapter) on collapse"})
+
+    learning_rate: float = 2e-4
+    per_device_train_batch_size: int = 16
+    num_train_epochs: float = 1.0
+    warmup_steps: float = 0.05
+    logging_steps: float = 10
+    logging_first_step: bool = True
+    save_steps: float = 50
+    save_total_limit: int | None = 2
+    remove_unused_columns: bool = False
+    report_to: None | str | list[str] = "none"
+    activation_checkpointing_kwargs: dict[str, Any] | str | None = field(
+        default_factory=lambda: {"use_reentrant": False}
+    )
+
+
+def lora_model(backbone: Backbone, args: AdapterArguments) -> PeftModel:
+    """Wraps the backbone in LoRA; the special-token rows train through peft's ``trainable_token_indices``.
+
+    Only those 16 rows are stored in the adapter (megabytes, not the whole vocabulary matrix), and
+    peft keeps tied input/output embeddings (SmolLM2) tied.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=args.lora_target_modules
+        if args.lora_target_modules == "all-linear"
+        else [name.strip() for name in args.lora_target_modules.split(",")],
+        trainable_token_indices=list(backbone.special_ids.all) if args.train_special_tokens else None,
+        task_type="CAUSAL_LM",
+    )
+    backbone.model.train()
+    model = get_peft_model(backbone.model, config)
+    if args.activation_checkpointing:
+        model.enable_input_require_grads()
+    trainable, total = model.get_nb_trainable_parameters()
+    logger.info("LoRA: %d trainable parameters of %d (%.2f%%)", trainable, total, 100 * trainable / total)
+    return model
+
+
+def continued_lora_model(backbone: Backbone, directory: str | Path, args: AdapterArguments) -> PeftModel:
+    """Loads an earlier stage's adapter onto the backbone to keep training it, LoRA shape and all.
+
+    Training the same LoRA on (rather than merging it and stacking a fresh one) keeps the result one
+    adapter relative to the base backbone, which every loader already handles; ``args``' LoRA shape is
+    then ignored in favour of the adapter's own.
+    """
+    from peft import PeftModel
+
+    check_adapter(backbone, directory)
+    backbone.model.train()
+    try:
+        model = PeftModel.from_pretrained(backbone.model, str(directory), is_trainable=True)
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise AdapterError(
+            f"Adapter {directory} does not fit backbone {backbone.source.identity}: {error}"
+        ) from error
+    if args.activation_checkpointing:
+        model.enable_input_require_grads()
+    lora = model.peft_config["default"]
+    trainable, total = model.get_nb_trainable_parameters()
+    logger.info(
+        "Continuing adapter %s (LoRA r=%d, alpha=%d): %d trainable parameters of %d (%.2f%%)",
+        directory,
+        lora.r,
+        lora.lora_alpha,
+        trainable,
+        total,
+        100 * trainable / total,
+    )
+    return model
+
+
+class CollapseGuard(TrainerCallback):
+    """Watches the logged in-batch cosine; warns and (by default) stops when embeddings collapse.
+
+    Users who trained LLaRA's bag-of-words losses alone saw every similarity drift to 1
+    (FlagEmbedding issue #538); a collapsed embedder retrieves at random, so stopping early saves
+    the run's time and keeps a useless adapter from being written.
+    """
+
+    def __init__(self, threshold: float, patience: int, stop: bool) -> None:
+        self.threshold = threshold
+        self.patience = patience
+        self.stop = stop
+        self.strikes = 0
+        self.collapsed_at: int | None = None
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict | None = None,
+        **_: Any,
+    ) -> None:
+        value = (logs or {}).get(COSINE_METRIC)
+        if value is None:
+            return
+        self.strikes = self.strikes + 1 if value >= self.threshold else 0
+        if self.strikes < self.patience or self.collapsed_at is not None:
+            return
+        self.collapsed_at = state.global_step
+        logger.warning(
+            "Embedding collapse at step %d: in-batch mean cosine %.4f >= %.3f for %d logs in a row. Lower the "
+            "learning rate, raise the LM weight, lower the bag-of-words weight or keep stop-word removal on.",
+            state.global_step,
+            value,
+            self.threshold,
+            self.strikes,
+        )
+        if self.stop:
+            control.should_training_stop = True
+
+
+class AdapterTrainer(Trainer):
+    """A Trainer that logs per-stage metrics and writes a loadable llara-rag adapter directory."""
+
+    args: AdapterArguments
+
+    def __init__(self, *, backbone: Backbone, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.guard = CollapseGuard(
+            self.args.collapse_threshold, self.args.collapse_patience, self.args.stop_on_collapse
+        )
+        self.add_callback(self.guard)
+        self._running: defaultdict[str, list[float]] = defaultdict(list)
+
+    def record_metrics(self, **values: float) -> None:
+        """Values averaged over the steps since the last log and logged beside the loss."""
+        for name, value in values.items():
+            self._running[name].append(float(value))
+
+    def record_embeddings(self, embeddings: torch.Tensor) -> None:
+        from llara_rag.adaptation.objective import mean_offdiagonal_cosine
+
+        self.record_metrics(**{COSINE_METRIC: mean_offdiagonal_cosine(embeddings)})
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._running:
+            logs.update({name: round(sum(v) / len(v), 5) for name, v in self._running.items()})
+            self._running.clear()
+        super().log(logs, start_time)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Saves the LoRA weights and the special-token rows, not the whole resized embedding matrix.
+
+        peft stores the full embeddings of any resized vocabulary by default (hundreds of MB);
+        the backbone loader recreates the base rows exactly, so the adapter only needs the new ones.
+        Sharded runs (FSDP, ZeRO-3) keep the Trainer's gathering save.
+        """
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        if self.is_fsdp_enabled or (plugin is not None and plugin.zero_stage == 3):
+            super().save_model(output_dir, _internal_call)
+            return
+        directory = output_dir or self.args.output_dir
+        if self.args.should_save:
+            os.makedirs(directory, exist_ok=True)
+            self.accelerator.unwrap_model(self.model).save_pretrained(directory, save_embedding_layers=False)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(directory)
+
+    def summary(self) -> dict[str, Any]:
+        """What the model card and ``llara_config.json`` record about the run."""
+        history = [entry for entry in self.state.log_history if "loss" in entry]
+        lora = self.accelerator.unwrap_model(self.model).peft_config[
+            "default"
+        ]  # a continued adapter keeps its own
+        return {
+            "steps": self.state.global_step,
+            "epochs": round(float(self.state.epoch or 0.0), 4),
+            "first_log": history[0] if history else None,
+            "last_log": history[-1] if history else None,
+            "collapsed_at_step": self.guard.collapsed_at,
+            "hyperparameters": {
+                "learning_rate": self.args.learning_rate,
+                "batch_size": self.args.per_device_train_batch_size * max(1, self.args.world_size),
+                "gradient_accumulation_steps": self.args.gradient_accumulation_steps,
+                "lora_r": lora.r,
+                "lora_alpha": lora.lora_alpha,
+                "lora_dropout": lora.lora_dropout,
+                "lora_target_modules": sorted({name.rsplit(".", 1)[-1] for name in lora.target_modules})
+                if isinstance(lora.target_modules, (set, list))
+                else lora.target_modules,
+                "train_special_tokens": lora.trainable_token_indices is not None,
+            },
+        }
+
+    def write_adapter(
+        self, directory: str | Path, *, stage: str, training: dict[str, Any], description: str
+    ) -> Path:
+        """Saves adapter, tokenizer, ``llara_config.json`` and a model card, then renames them into place."""
+        target = Path(directory).resolve()
+        staging = target.parent / f".{target.name}.partial"
+        if self.is_world_process_zero():
+            shutil.rmtree(staging, ignore_errors=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
+        self.save_model(str(staging))  # every rank takes part: DeepSpeed gathers sharded weights here
+        if self.is_world_process_zero():
+            info = AdapterInfo(
+                backbone=self.args.model,
+                backbone_identity=self.backbone.source.identity,
+                special_token_ids=list(self.backbone.special_ids.all),
+                stage=stage,
+                training=training,
+            )
+            write_adapter_info(staging, info)
+            (staging / "README.md").write_text(model_card(info, description), encoding="utf-8")
+            _replace_directory(staging, target)
+            logger.info("Adapter written to %s", target)
+        self.accelerator.wait_for_everyone()
+        return target
+
+
+def _replace_directory(staging: Path, target: Path) -> None:
+    """Moves a finished directory into place; an existing adapter is replaced only once the new one is whole."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    previous = target.parent / f".{target.name}.previous-{int(time.time())}"
+    os.replace(target, previous)
+    os.replace(staging, target)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def model_card(info: AdapterInfo, description: str) -> str:
+    """A Hugging Face style README: what the adapter is, how to load it, and how it was trained."""
+    import json
+
+    return f"""---
+library_name: peft
+base_model: {info.backbone}
+tags: [llara-rag, llara, llama2vec, dense-retrieval, lora]
+---
+# llara-rag adapter ({info.stage})
+
+{description}
+
+Backbone `{info.backbone}` (`{info.backbone_identity}`), pooling `{info.pooling}`: the L2-normalised
+mean of the final hidden states at `<s1>..<s8>` for passages and `<s9>..<s16>` for queries.
+
+```python
+from llara_rag import LLaRAEncoder, LLaRAEmbedding
+encoder = LLaRAEncoder(model={info.backbone!r}, adapter="path/to/this/folder")
+embed_model = LLaRAEmbedding(model_name={info.backbone!r}, adapter="path/to/this/folder")  # LlamaIndex
+```
+
+Command line: `llara-rag embed --model {info.backbone} --adapter path/to/this/folder "some text"`.
+
+## Prompts
+- passage: `{info.prompts.prefix}TEXT{info.prompts.passage_suffix}<s1>..<s8>`
+- query: `{info.prompts.prefix}TEXT{info.prompts.query_suffix}<s9>..<s16>`
+
+## Training
+```json
+{json.dumps(info.training, indent=2, default=str)}
+```
+"""

@@ -1,0 +1,168 @@
+"""The unsupervised LLaRA stage: a user's documents in, an adapter that retrieves better on them out.
+
+``adapt(DOCS, OUTPUT, AdaptationArguments(...))`` reads the documents into (window, next window)
+records, trains LoRA (+ the special-token rows) on the one-pass EBAE/EBAR objective with a
+``transformers.Trainer``, and writes an adapter directory that ``LLaRAEncoder(adapter=...)`` loads.
+Checkpoints go to ``args.output_dir`` (the CLI uses ``OUTPUT.checkpoints``); rerunning the same command
+after an interruption resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llara_rag.adaptation.corpus import CorpusSummary, build_records, check_source, write_records
+from llara_rag.adaptation.objective import (
+    ExampleBuilder,
+    ObjectiveConfig,
+    collate_examples,
+    compute_objective,
+)
+from llara_rag.adaptation.trainer import AdapterArguments, AdapterTrainer, lora_model
+from llara_rag.backbone import load_backbone
+from llara_rag.errors import EmbeddingCollapseError
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+RECORDS_FILE = "records.jsonl"
+"""The training windows, saved beside the checkpoints so what the adapter learnt from can be inspected."""
+
+
+@dataclass
+class AdaptationArguments(AdapterArguments):
+    """Training arguments of the unsupervised stage: windows and loss weights on top of the shared ones."""
+
+    window_tokens: int = field(default=64, metadata={"help": "tokens per window (text and EBAR target)"})
+    lm_weight: float = field(default=1.0, metadata={"help": "weight of the next-token LM loss"})
+    bow_weight: float = field(default=1.0, metadata={"help": "weight of (EBAE + EBAR) / 2 (reference: 0.1)"})
+    remove_stopwords: bool = field(
+        default=True, metadata={"help": "drop stop words from bag-of-words targets"}
+    )
+
+    @property
+    def objective(self) -> ObjectiveConfig:
+        return ObjectiveConfig(
+            lm_weight=self.lm_weight, bow_weight=self.bow_weight, remove_stopwords=self.remove_stopwords
+        )
+
+
+class AdaptationTrainer(AdapterTrainer):
+    """Trains on the one-pass LM + EBAE + EBAR objective and logs its parts and the embedding health."""
+
+    args: AdaptationArguments
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
+        output = compute_objective(model, inputs, self.args.objective)
+        if model.training:
+            self.record_metrics(lm=output.lm.item(), ebae=output.ebae.item(), ebar=output.ebar.item())
+            self.record_embeddings(output.passage_embeddings)
+        return (output.loss, {}) if return_outputs else output.loss
+
+
+@dataclass
+class AdaptationResult:
+    adapter: Path
+    corpus: CorpusSummary
+    training: dict[str, Any]
+
+
+def _probe_seconds(trainer: AdaptationTrainer) -> float:
+    """Times one forward and backward pass on a real batch, for the estimate shown before training."""
+    model = trainer.model
+    batch = next(iter(trainer.get_train_dataloader()))
+    start = time.perf_counter()
+    output = compute_objective(model, batch, trainer.args.objective)
+    output.loss.backward()
+    model.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def planned_steps(records: int, args: AdaptationArguments) -> int:
+    if args.max_steps > 0:
+        return args.max_steps
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+    return max(1, int(-(-records * args.num_train_epochs // per_step)))
+
+
+def adapt(
+    source: str | Path, adapter_dir: str | Path, args: AdaptationArguments, *, resume: bool = True
+) -> AdaptationResult:
+    """Adapts ``args.model`` to the documents in ``source`` and writes the adapter to ``adapter_dir``."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    check_source(source)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    backbone = load_backbone(args.model, device="cpu")
+    records, corpus = build_records(source, backbone.tokenizer, args.window_tokens)
+    builder = ExampleBuilder(
+        backbone.tokenizer,
+        backbone.special_ids,
+        max_text_tokens=args.window_tokens,
+        remove_stopwords=args.remove_stopwords,
+    )
+    examples = [builder(record) for record in records]
+    if args.should_save:
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        write_records(records, Path(args.output_dir) / RECORDS_FILE)
+    pad_id = backbone.tokenizer.pad_token_id
+    pad_id = pad_id if pad_id is not None else backbone.tokenizer.eos_token_id or 0
+    trainer = AdaptationTrainer(
+        backbone=backbone,
+        model=lora_model(backbone, args),
+        args=args,
+        train_dataset=examples,
+        data_collator=partial(collate_examples, pad_id=pad_id),
+        processing_class=backbone.tokenizer,
+    )
+    checkpoint = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
+    steps = planned_steps(len(examples), args)
+    if checkpoint:
+        logger.info("Resuming from %s", checkpoint)
+    else:
+        seconds = _probe_seconds(trainer)
+        logger.info(
+            "Training %d steps of %d records (%d records, %.2f epochs): about %.0f minutes at %.1f s a step",
+            steps,
+            args.per_device_train_batch_size * args.gradient_accumulation_steps,
+            len(examples),
+            steps * args.per_device_train_batch_size * args.gradient_accumulation_steps / len(examples),
+            steps * seconds * args.gradient_accumulation_steps / 60,
+            seconds * args.gradient_accumulation_steps,
+        )
+    trainer.train(resume_from_checkpoint=checkpoint)
+    if trainer.guard.collapsed_at is not None and args.stop_on_collapse:
+        raise EmbeddingCollapseError(
+            f"Training stopped at step {trainer.guard.collapsed_at}: the embeddings collapsed (in-batch mean "
+            f"cosine >= {args.collapse_threshold}); no adapter was written. Checkpoints are in {args.output_dir}. "
+            "Try a lower --lr, a higher --lm-weight or a lower --bow-weight."
+        )
+    training = {
+        **trainer.summary(),
+        "objective": args.objective.model_dump(),
+        "window_tokens": args.window_tokens,
+        "corpus": {"source": str(source), **corpus.as_dict()},
+        "seconds": round(time.perf_counter() - started, 1),
+        "cpu_seconds": round(time.process_time() - cpu_started, 1),
+    }
+    description = (
+        f"Unsupervised LLaRA (EBAE + EBAR) adaptation on {corpus.records} windows of {args.window_tokens} tokens "
+        f"from {corpus.documents} documents of `{source}`."
+    )
+    adapter = trainer.write_adapter(
+        adapter_dir, stage="adaptation", training=training, description=description
+    )
+    return AdaptationResult(adapter=adapter, corpus=corpus, training=training)

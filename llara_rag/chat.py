@@ -1,0 +1,251 @@
+"""Chatting with an index: the condense-plus-context engine, its citations, and the terminal session.
+
+Each turn rewrites a follow-up into a standalone question from the conversation, retrieves chunks for
+that question, and answers from them with the conversation as memory. Every answer is followed by the
+chunks it was written from: a small local generator can be wrong, and the sources let the reader check.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from llama_index.core import VectorStoreIndex
+    from llama_index.core.chat_engine import CondensePlusContextChatEngine
+    from llama_index.core.chat_engine.types import BaseChatEngine
+    from llama_index.core.llms import LLM
+    from llama_index.core.schema import NodeWithScore
+
+    from llara_rag.embedding import LLaRAEmbedding
+    from llara_rag.generator import GeneratorConfig
+    from llara_rag.store import StoreConfig
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are an assistant that answers questions about the user's own documents. "
+    "Answer briefly, with the exact figures, names and times the documents give. "
+    "If the documents do not say, answer that they do not say."
+)
+CONTEXT_PROMPT = (
+    "Excerpts from the documents:\n\n{context_str}\n\nAnswer the next question from these excerpts only."
+)
+"""Short on purpose: a 135M-parameter generator follows a short instruction better than a long one."""
+
+HELP = (
+    "Ask a question about the indexed documents. Commands: /sources shows the excerpts behind the last "
+    "answer, /reset starts a new conversation, /help shows this, /exit (or Ctrl-D) quits. "
+    "Ctrl-C stops an answer; at the prompt it quits."
+)
+
+
+class ChatConfig(BaseModel):
+    """How many chunks back each answer, and how much conversation is remembered."""
+
+    model_config = ConfigDict(frozen=True)
+
+    similarity_top_k: int = Field(default=3, gt=0, description="Chunks retrieved for each question.")
+    memory_token_limit: int = Field(
+        default=1024, gt=0, description="Tokens of conversation kept as memory; older turns fall out."
+    )
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+
+
+def build_chat_engine(
+    index: VectorStoreIndex, llm: LLM, config: ChatConfig | None = None
+) -> CondensePlusContextChatEngine:
+    """A condense-plus-context chat engine over ``index``, answering with ``llm`` (any LlamaIndex LLM)."""
+    from llama_index.core.chat_engine import CondensePlusContextChatEngine
+    from llama_index.core.memory import Memory
+
+    config = config or ChatConfig()
+    return CondensePlusContextChatEngine.from_defaults(
+        retriever=index.as_retriever(similarity_top_k=config.similarity_top_k),
+        llm=llm,
+        memory=Memory.from_defaults(token_limit=config.memory_token_limit),
+        system_prompt=config.system_prompt,
+        context_prompt=CONTEXT_PROMPT,
+    )
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One retrieved chunk, named so a reader can find it: the file and the chunk's place in it.
+
+    ``score`` is the retriever's own, whose scale depends on the vector store (Chroma reports
+    ``exp(-distance)``, the in-memory store the cosine): it ranks, it does not compare across stores.
+    """
+
+    number: int
+    file_name: str
+    chunk: int | None
+    score: float | None
+    text: str
+
+    @property
+    def label(self) -> str:
+        where = f", chunk {self.chunk}" if self.chunk is not None else ""
+        score = f" (score {self.score:.2f})" if self.score is not None else ""
+        return f"[{self.number}] {self.file_name}{where}{score}"
+
+
+def _chunk_number(node_id: str) -> int | None:
+    """1-based position in its file, from the ``<document id>#<position>`` ids ingestion gives chunks."""
+    _, separator, position = node_id.rpartition("#")
+    return int(position) + 1 if separator and position.isdigit() else None
+
+
+def cite(nodes: Sequence[NodeWithScore]) -> list[Citation]:
+    """Citations for the chunks an answer was written from, in retrieval order."""
+    return [
+        Citation(
+            number=number,
+            file_name=str(hit.node.metadata.get("file_name") or hit.node.ref_doc_id or hit.node.node_id),
+            chunk=_chunk_number(hit.node.node_id),
+            score=hit.score,
+            text=hit.node.get_content(),
+        )
+        for number, hit in enumerate(nodes, start=1)
+    ]
+
+
+class ChatSession:
+    """The read-answer-cite loop of ``llara-rag chat``: streamed answers, sources under each one.
+
+    ``cancel`` stops a generation in flight (``LocalGenerator.cancel``), so Ctrl-C during an answer
+    returns to the prompt; without it, Ctrl-C anywhere ends the session.
+    """
+
+    def __init__(
+        self,
+        engine: BaseChatEngine,
+        *,
+        cancel: Callable[[], None] | None = None,
+        read: Callable[[str], str] = input,
+        output: TextIO | None = None,
+        excerpt_chars: int = 400,
+    ) -> None:
+        self.engine = engine
+        self.cancel = cancel
+        self.read = read
+        self.output = output or sys.stdout  # resolved per session, not pinned at import
+        self.excerpt_chars = excerpt_chars
+        self.last_sources: list[Citation] = []
+        self.last_search = ""
+        self._interrupted = False
+
+    def _say(self, text: str = "", end: str = "\n") -> None:
+        self.output.write(text + end)
+        self.output.flush()
+
+    def _interrupt(self, *_: object) -> None:
+        self._interrupted = True
+        if self.cancel is not None:
+            self.cancel()
+
+    @contextmanager
+    def _ctrl_c_stops_the_answer(self) -> Iterator[None]:
+        """While an answer is written, Ctrl-C cancels the generation instead of raising mid-stream.
+
+        Raising would unwind through LlamaIndex's stream, which waits for its writer thread, which
+        waits for the generator: the answer would have to finish before the prompt came back.
+        """
+        if self.cancel is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self._interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def ask(self, question: str) -> list[Citation]:
+        """Streams the answer to ``question``, then lists its sources; returns them."""
+        self._interrupted = False
+        with self._ctrl_c_stops_the_answer():
+            response = self.engine.stream_chat(question)
+            self.last_sources = cite(response.source_nodes)
+            self.last_search = (
+                str(response.sources[0].raw_input.get("message", "")) if response.sources else ""
+            )
+            for delta in response.response_gen:
+                if self._interrupted:
+                    self._interrupt()  # the answer's generation may have started after the Ctrl-C
+                    continue
+                self._say(delta, end="")
+        self._say(" [stopped]" if self._interrupted else "")
+        if self.last_sources:
+            self._say("Sources: " + "; ".join(citation.label for citation in self.last_sources))
+        else:
+            self._say("Sources: none (the index returned no chunks)")
+        return self.last_sources
+
+    def show_sources(self) -> None:
+        if not self.last_sources:
+            self._say("No answer yet.")
+            return
+        if self.last_search:
+            self._say(f"Retrieved for: {self.last_search.strip()}")
+        for citation in self.last_sources:
+            excerpt = " ".join(citation.text.split())
+            if len(excerpt) > self.excerpt_chars:
+                excerpt = excerpt[: self.excerpt_chars].rstrip() + " ..."
+            self._say(f"{citation.label}\n    {excerpt}")
+
+    def run(self) -> int:
+        """Answers until end of input, ``/exit`` or Ctrl-C at the prompt; returns the exit status."""
+        self._say(HELP)
+        while True:
+            try:
+                line = self.read("\nyou> ").strip()
+            except (EOFError, KeyboardInterrupt):
+                self._say("\nbye")
+                return 0
+            if not line:
+                continue
+            if line in ("/exit", "/quit"):
+                self._say("bye")
+                return 0
+            if line == "/reset":
+                self.engine.reset()
+                self.last_sources = []
+                self.last_search = ""
+                self._say("(conversation cleared)")
+            elif line == "/sources":
+                self.show_sources()
+            elif line == "/help":
+                self._say(HELP)
+            elif line.startswith("/"):
+                self._say(f"Unknown command {line!r}. {HELP}")
+            else:
+                self._say("assistant> ", end="")
+                try:
+                    self.ask(line)
+                except KeyboardInterrupt:  # only without ``cancel``: the answer cannot be stopped alone
+                    self._say("\nbye")
+                    return 0
+
+
+def open_chat_session(
+    store: StoreConfig,
+    embed_model: LLaRAEmbedding,
+    generator: GeneratorConfig,
+    config: ChatConfig | None = None,
+) -> ChatSession:
+    """A terminal chat over an indexed collection, answered by a local generator.
+
+    The collection is opened first, so one indexed with another encoder is refused before the
+    generator spends seconds loading.
+    """
+    from llara_rag.generator import LocalGenerator
+    from llara_rag.store import open_index
+
+    index = open_index(store, embed_model)
+    llm = LocalGenerator(generator)
+    return ChatSession(build_chat_engine(index, llm, config), cancel=llm.cancel)

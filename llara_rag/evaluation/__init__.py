@@ -1,0 +1,49 @@
+"""Measuring retrieval on BEIR-format collections: LLaRA against the baselines users know.
+
+Start with :func:`evaluate` (a folder and an :class:`EvaluationConfig` in, an :class:`EvaluationResult`
+out); :func:`evaluate_systems` takes hand-built systems, e.g. an adapted and an unadapted encoder.
+"""
+
+from llara_rag.evaluation.baselines import BM25System, HybridSystem, minilm_system, raw_llm_system
+from llara_rag.evaluation.cache import VectorCache
+from llara_rag.evaluation.datasets import Collection, SkippedInputs, load_collection
+from llara_rag.evaluation.harness import (
+    DEPTH,
+    EvaluationConfig,
+    EvaluationResult,
+    SystemResult,
+    build_systems,
+    evaluate,
+    evaluate_systems,
+    llara_system,
+)
+from llara_rag.evaluation.metrics import METRICS, mean_scores, per_query_scores
+from llara_rag.evaluation.report import markdown_table, plot, write_report
+from llara_rag.evaluation.retrieval import DenseSystem, RetrievalSystem
+
+__all__ = [
+    "DEPTH",
+    "METRICS",
+    "BM25System",
+    "Collection",
+    "DenseSystem",
+    "EvaluationConfig",
+    "EvaluationResult",
+    "HybridSystem",
+    "RetrievalSystem",
+    "SkippedInputs",
+    "SystemResult",
+    "VectorCache",
+    "build_systems",
+    "evaluate",
+    "evaluate_systems",
+    "llara_system",
+    "load_collection",
+    "markdown_table",
+    "mean_scores",
+    "minilm_system",
+    "per_query_scores",
+    "plot",
+    "raw_llm_system",
+    "write_report",
+]

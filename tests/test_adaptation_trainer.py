@@ -1,0 +1,147 @@
+"""The adaptation trainer: a loadable adapter, atomic output, resume, and the collapse guard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from llara_rag.adaptation import AdaptationArguments, adapt
+from llara_rag.adaptation.trainer import COSINE_METRIC, CollapseGuard
+from llara_rag.adapter import LLARA_CONFIG_FILE, read_adapter_info
+from llara_rag.encoder import LLaRAEncoder
+from llara_rag.errors import AdapterError, EmbeddingCollapseError
+
+TEXTS = [
+    "cats purr when happy and dogs bark when happy . " * 3,
+    "rust is a systems programming language . python is a language . " * 3,
+    "wing lift air pressure flow . the wing and the air flow . " * 3,
+    "diabetes insulin . the stock market fell on monday . " * 3,
+]
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("docs") / "corpus.jsonl"
+    path.write_text("".join(json.dumps({"_id": str(i), "text": t}) + "\n" for i, t in enumerate(TEXTS)))
+    return path
+
+
+def _args(tiny_backbone_dir: Path, checkpoints: Path, **overrides: object) -> AdaptationArguments:
+    fields = {
+        "output_dir": str(checkpoints),
+        "model": str(tiny_backbone_dir),
+        "max_steps": 4,
+        "per_device_train_batch_size": 4,
+        "window_tokens": 8,
+        "learning_rate": 5e-2,
+        "logging_steps": 1,
+        "save_steps": 2,
+        "disable_tqdm": True,
+        "remove_stopwords": False,
+    }
+    return AdaptationArguments(**{**fields, **overrides})
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_backbone_dir, docs, tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    result = adapt(docs, root / "adapter", _args(tiny_backbone_dir, root / "checkpoints"))
+    return root, result
+
+
+def test_adapter_loads_and_changes_embeddings(tiny_backbone_dir, trained):
+    _, result = trained
+    info = read_adapter_info(result.adapter)
+    assert info is not None and info.stage == "adaptation"
+    assert info.training["steps"] == 4 and info.training["corpus"]["documents"] == len(TEXTS)
+    assert COSINE_METRIC in info.training["last_log"]
+    assert (result.adapter / "README.md").read_text().count("llara-rag adapter") == 1
+    base = LLaRAEncoder(model=str(tiny_backbone_dir))
+    adapted = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(result.adapter))
+    texts = ["cats purr", "the wing"]
+    assert np.abs(base.encode_passages(texts) - adapted.encode_passages(texts)).max() > 1e-3
+    special = list(base.backbone.special_ids.all)
+    base_rows = base.backbone.model.get_input_embeddings().weight[special]
+    adapted_rows = adapted.backbone.model.get_input_embeddings().weight[special]
+    assert not torch.allclose(base_rows, adapted_rows)
+    assert adapted.backbone.model.get_output_embeddings().weight.data_ptr() == (
+        adapted.backbone.model.get_input_embeddings().weight.data_ptr()
+    ), "merging must keep SmolLM2-style tied embeddings tied"
+    from safetensors import safe_open
+
+    vocabulary = base.backbone.model.get_input_embeddings().weight.shape[0]
+    with safe_open(result.adapter / "adapter_model.safetensors", "pt") as weights:
+        rows = {name: weights.get_slice(name).get_shape()[0] for name in weights.keys()}  # noqa: SIM118
+    assert vocabulary not in rows.values(), "the adapter must store the 16 new rows, not the whole vocabulary"
+    assert len(special) in rows.values()
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny_backbone_dir, docs, trained):
+    root, _ = trained
+    args = _args(tiny_backbone_dir, root / "checkpoints", max_steps=6)
+    result = adapt(docs, root / "resumed", args)
+    history = [
+        e
+        for e in json.loads((root / "checkpoints" / "checkpoint-6" / "trainer_state.json").read_text())[
+            "log_history"
+        ]
+        if "loss" in e
+    ]
+    assert result.training["steps"] == 6
+    assert [e["step"] for e in history] == [1, 2, 3, 4, 5, 6]  # steps 1-4 come from the first run's state
+
+
+def test_interrupted_run_leaves_no_loadable_adapter(tiny_backbone_dir, docs, tmp_path, monkeypatch):
+    from llara_rag.adaptation import trainer as trainer_module
+
+    def fail(*_: object, **__: object) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_module, "model_card", fail)  # dies after the weights are written
+    with pytest.raises(KeyboardInterrupt):
+        adapt(docs, tmp_path / "adapter", _args(tiny_backbone_dir, tmp_path / "checkpoints", max_steps=1))
+    assert not (tmp_path / "adapter").exists()
+    with pytest.raises(AdapterError):
+        LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(tmp_path / "adapter"))
+
+
+def test_collapse_guard_stops_training_without_an_adapter(tiny_backbone_dir, docs, tmp_path):
+    args = _args(
+        tiny_backbone_dir, tmp_path / "checkpoints", max_steps=8, collapse_threshold=-1.0, collapse_patience=2
+    )
+    with pytest.raises(EmbeddingCollapseError, match="step 2"):
+        adapt(docs, tmp_path / "adapter", args)
+    assert not (tmp_path / "adapter").exists()
+    assert not (tmp_path / LLARA_CONFIG_FILE).exists()
+
+
+def test_collapse_guard_counts_consecutive_logs_only():
+    from transformers import TrainerControl, TrainerState
+
+    guard = CollapseGuard(threshold=0.99, patience=2, stop=True)
+    control, state = TrainerControl(), TrainerState()
+    for step, value in enumerate([0.995, 0.90, 0.995], start=1):
+        state.global_step = step
+        guard.on_log(None, state, control, logs={COSINE_METRIC: value})
+    assert guard.collapsed_at is None and not control.should_training_stop
+    state.global_step = 4
+    guard.on_log(None, state, control, logs={COSINE_METRIC: 0.999})
+    assert guard.collapsed_at == 4 and control.should_training_stop
+
+
+def test_cli_adapt(tiny_backbone_dir, docs, tmp_path, capsys):
+    from llara_rag.cli import main
+
+    output = tmp_path / "adapter"
+    argv = ["adapt", str(docs), "--output", str(output), "--base", str(tiny_backbone_dir), "--max-steps", "1"]
+    assert main([*argv, "--batch-size", "2", "--window", "8", "--keep-stopwords"]) == 0
+    assert read_adapter_info(output).training["hyperparameters"]["batch_size"] == 2
+    assert (tmp_path / "adapter.checkpoints" / "records.jsonl").is_file()
+    assert "Adapter written to" in capsys.readouterr().out
+    assert main(["adapt", str(tmp_path / "missing"), "--output", str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,242 @@
+"""The local generator, the chat engine and session, and `llara-rag chat` in a pseudo-terminal."""
+
+from __future__ import annotations
+
+import io
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from llama_index.core import Settings, VectorStoreIndex
+from llama_index.core.llms import ChatMessage, MockLLM
+
+from llara_rag.cli import main
+from llara_rag.errors import GeneratorError
+from llara_rag.generator import GeneratorConfig, LocalGenerator
+from llara_rag.testing import build_tiny_backbone
+
+SAMPLE_DOCS = Path(__file__).resolve().parents[1] / "examples" / "sample_docs"
+
+
+@pytest.fixture(autouse=True)
+def _no_default_llm() -> None:
+    Settings.llm = MockLLM()
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tiny_chat_model_dir: Path) -> LocalGenerator:
+    return LocalGenerator(GeneratorConfig(model=str(tiny_chat_model_dir), max_new_tokens=12))
+
+
+@pytest.fixture(scope="module")
+def sample_db(tmp_path_factory: pytest.TempPathFactory, tiny_chat_model_dir: Path) -> Path:
+    """The sample folder indexed by `llara-rag index` with the tiny model."""
+    db = tmp_path_factory.mktemp("chat-db")
+    assert main(["index", str(SAMPLE_DOCS), "--db", str(db), "--model", str(tiny_chat_model_dir)]) == 0
+    return db
+
+
+def test_generator_streams_what_complete_returns(tiny_generator: LocalGenerator) -> None:
+    deltas = [
+        response.delta for response in tiny_generator.stream_complete("how does the index store a chunk?")
+    ]
+    assert len(deltas) > 1 and all(deltas)
+    assert "".join(deltas) == tiny_generator.complete("how does the index store a chunk?").text  # greedy
+    assert tiny_generator.metadata.is_chat_model
+
+
+def test_generator_formats_chats_with_the_model_template(tiny_generator: LocalGenerator) -> None:
+    prompt = tiny_generator.messages_to_prompt([ChatMessage(role="user", content="what is a chunk?")])
+    assert prompt == "<s> user : what is a chunk? </s> <s> answer : "
+    assert tiny_generator.completion_to_prompt("what is a chunk?") == prompt
+
+
+def test_generator_refuses_a_model_without_chat_template(tiny_backbone_dir: Path) -> None:
+    with pytest.raises(GeneratorError, match="no chat template"):
+        LocalGenerator(GeneratorConfig(model=str(tiny_backbone_dir)))
+
+
+def test_prompt_beyond_the_context_window_is_a_clear_error(tiny_chat_model_dir: Path) -> None:
+    generator = LocalGenerator(
+        GeneratorConfig(model=str(tiny_chat_model_dir), context_window=16, max_new_tokens=8)
+    )
+    with pytest.raises(GeneratorError, match="context window of 16"):
+        generator.complete("the index " * 20)
+
+
+def test_an_answer_budget_that_crowds_out_the_context_is_refused(tiny_chat_model_dir: Path) -> None:
+    with pytest.raises(GeneratorError, match="use at most 512"):  # the tiny model's window is 1024
+        LocalGenerator(GeneratorConfig(model=str(tiny_chat_model_dir), max_new_tokens=1000))
+
+
+def test_cancel_stops_the_generation_in_flight(tiny_chat_model_dir: Path) -> None:
+    generator = LocalGenerator(GeneratorConfig(model=str(tiny_chat_model_dir), max_new_tokens=500))
+    pieces = []
+    for response in generator.stream_complete("what is a chunk?"):
+        pieces.append(response.delta)
+        generator.cancel()
+    assert 0 < len(pieces) < 20
+
+
+def test_citations_name_the_file_and_the_chunk_ingestion_wrote() -> None:
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    from llara_rag.chat import cite
+
+    ingested = TextNode(id_="/docs/policy.md#2", text="x", metadata={"file_name": "policy.md"})
+    elsewhere = TextNode(id_="3f2a", text="y", metadata={})
+    labels = [c.label for c in cite([NodeWithScore(node=ingested, score=0.5), NodeWithScore(node=elsewhere)])]
+    assert labels == ["[1] policy.md, chunk 3 (score 0.50)", "[2] 3f2a"]
+
+
+def _index(embedding_dir: Path) -> VectorStoreIndex:
+    from llama_index.core import SimpleDirectoryReader
+
+    from llara_rag.embedding import LLaRAEmbedding
+
+    documents = SimpleDirectoryReader(str(SAMPLE_DOCS)).load_data()
+    return VectorStoreIndex.from_documents(documents, embed_model=LLaRAEmbedding(str(embedding_dir)))
+
+
+class Recorder(io.StringIO):
+    """An output that remembers each write, to tell a streamed answer from one printed at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def _lines(*lines: str) -> Iterator[str]:
+    yield from lines
+
+
+def test_session_streams_an_answer_cites_its_sources_and_resets(
+    tiny_chat_model_dir: Path, tiny_generator: LocalGenerator
+) -> None:
+    from llara_rag.chat import ChatSession, build_chat_engine
+
+    engine = build_chat_engine(_index(tiny_chat_model_dir), tiny_generator)
+    script = _lines("how fast is a page acknowledged?", "/sources", "/nonsense", "/reset")
+    history_before_reset = []
+
+    def read(prompt: str) -> str:
+        line = next(script, None)
+        if line is None:
+            raise EOFError
+        if line == "/reset":
+            history_before_reset.extend(engine.chat_history)
+        return line
+
+    output = Recorder()
+    session = ChatSession(engine, cancel=tiny_generator.cancel, read=read, output=output)
+    assert session.run() == 0
+
+    text = output.getvalue()
+    answer_writes = output.writes[output.writes.index("assistant> ") + 1 : -1]
+    answer_writes = answer_writes[: next(i for i, w in enumerate(answer_writes) if w.startswith("Sources:"))]
+    assert len([w for w in answer_writes if w.strip()]) > 1, "the answer was not streamed"
+    assert "Sources: [1] " in text and ".md" in text
+    assert len(session.last_sources) == 0  # cleared by /reset
+    assert "Retrieved for: how fast is a page acknowledged?" in text  # /sources, first turn: no condensing
+    assert "Unknown command '/nonsense'" in text
+    assert [m.role.value for m in history_before_reset] == ["user", "assistant"]
+    assert engine.chat_history == []
+    assert "(conversation cleared)" in text and text.rstrip().endswith("bye")
+
+
+def test_ctrl_c_during_an_answer_stops_it_and_keeps_the_session(tiny_chat_model_dir: Path) -> None:
+    from llara_rag.chat import ChatConfig, ChatSession, build_chat_engine
+
+    generator = LocalGenerator(GeneratorConfig(model=str(tiny_chat_model_dir), max_new_tokens=300))
+    engine = build_chat_engine(_index(tiny_chat_model_dir), generator, ChatConfig(similarity_top_k=1))
+    script = _lines("what is a chunk?")
+
+    class CtrlCOnFirstPiece(Recorder):
+        def write(self, text: str) -> int:
+            if self.writes and self.writes[-1] == "assistant> ":
+                signal.raise_signal(signal.SIGINT)
+            return super().write(text)
+
+    def read(prompt: str) -> str:
+        line = next(script, None)
+        if line is None:
+            raise EOFError
+        return line
+
+    output = CtrlCOnFirstPiece()
+    assert ChatSession(engine, cancel=generator.cancel, read=read, output=output).run() == 0
+    text = output.getvalue()
+    assert " [stopped]\nSources: [1] " in text and text.rstrip().endswith("bye")
+    remembered = engine.chat_history[-1].content  # all that was generated, printed or not
+    assert len(generator.tokenizer(remembered)["input_ids"]) < 50  # uncancelled, this model writes 300
+
+
+def test_ctrl_c_at_the_prompt_ends_the_session(tiny_chat_model_dir: Path) -> None:
+    from llara_rag.chat import ChatSession
+
+    def interrupt(prompt: str) -> str:
+        raise KeyboardInterrupt
+
+    output = io.StringIO()
+    assert ChatSession(engine=None, read=interrupt, output=output).run() == 0  # type: ignore[arg-type]
+    assert output.getvalue().rstrip().endswith("bye")
+
+
+def test_chat_refuses_an_index_built_with_another_model(
+    sample_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = build_tiny_backbone(tmp_path / "other-model", hidden_size=48)
+    assert main(["chat", "--db", str(sample_db), "--model", str(other), "--generator", str(other)]) == 2
+    error = capsys.readouterr().err
+    assert "was indexed with" in error and "--model" in error
+
+
+def test_cli_chat_in_a_pseudo_terminal(sample_db: Path, tiny_chat_model_dir: Path) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    command = [
+        "-m",
+        "llara_rag.cli",
+        "chat",
+        "--db",
+        str(sample_db),
+        "--model",
+        str(tiny_chat_model_dir),
+        "--generator",
+        str(tiny_chat_model_dir),
+        "--max-new-tokens",
+        "8",
+    ]
+    child = pexpect.spawn(sys.executable, command, encoding="utf-8", timeout=120)
+    try:
+        child.expect_exact("you> ")
+        child.sendline("can i deploy on a monday?")
+        child.expect(r"assistant> (.+?)\r?\nSources: \[1\] \S+\.md, chunk \d+")
+        assert child.match.group(1).strip()
+        child.expect_exact("you> ")
+        child.sendline("/reset")
+        child.expect_exact("(conversation cleared)")
+        child.expect_exact("you> ")
+        child.sendeof()
+        child.expect_exact("bye")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0, child.before
+
+
+@pytest.mark.slow
+def test_smollm2_generator_is_the_raw_chat_model_and_streams() -> None:
+    generator = LocalGenerator(GeneratorConfig(max_new_tokens=48))
+    assert "<s1>" not in generator.tokenizer.get_vocab()  # not the encoder's copy with <s1>..<s16>
+    messages = [ChatMessage(role="user", content="Name three colours.")]
+    assert generator.messages_to_prompt(messages).endswith("<|im_start|>assistant\n")
+    pieces = [response.delta for response in generator.stream_chat(messages)]
+    answer = "".join(pieces)
+    assert len(pieces) > 3 and answer.strip()
+    assert "<|im_" not in answer  # the template's markers are special tokens, never shown

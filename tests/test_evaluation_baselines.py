@@ -1,0 +1,88 @@
+"""Baselines and system assembly on adi with the tiny backbone: BM25's known score, raw-LLM pooling, sharing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llara_rag.encoder import EncoderConfig
+from llara_rag.evaluation import EvaluationConfig, build_systems, evaluate_systems, load_collection
+from llara_rag.evaluation.baselines import BM25System, HybridSystem, load_minilm, load_raw_llm
+from llara_rag.evaluation.cache import VectorCache
+from llara_rag.evaluation.datasets import Collection
+from llara_rag.evaluation.metrics import Run
+from llara_rag.evaluation.retrieval import RetrievalSystem
+
+
+@pytest.fixture(scope="module")
+def adi(data_dir: Path) -> Collection:
+    return load_collection(data_dir / "adi")
+
+
+def test_bm25_reproduces_its_adi_score_and_skips_non_matching_documents(adi: Collection) -> None:
+    result = evaluate_systems(adi, [BM25System()])
+    assert result.scores()["bm25"] == pytest.approx(0.483, abs=0.01)
+    run = BM25System().retrieve(adi, 100)
+    assert all(0 < len(scores) < len(adi.doc_ids) for scores in run.values())
+
+
+def test_bm25_reproduces_the_reference_scifact_score(data_dir: Path) -> None:
+    scifact = load_collection(data_dir / "scifact")
+    assert evaluate_systems(scifact, [BM25System()]).scores()["bm25"] == pytest.approx(0.679, abs=0.01)
+
+
+def test_raw_llm_pools_real_tokens_only_and_has_no_prompt(tiny_backbone_dir: Path) -> None:
+    encoder = load_raw_llm(EncoderConfig(model=str(tiny_backbone_dir), batch_size=2))
+    short, long = "cats purr", "the wing lift is a pressure flow of air above and below the wing"
+    alone = encoder.encode([short], show_progress=False)
+    padded = encoder.encode([short, long], show_progress=False)
+    np.testing.assert_allclose(alone[0], padded[0], atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(padded, axis=1), 1.0, atol=1e-5)
+    ids = encoder.tokenizer([short])["input_ids"][0]
+    assert encoder.tokenizer.convert_ids_to_tokens(ids) == ["cats", "purr"]
+    again = load_raw_llm(EncoderConfig(model=str(tiny_backbone_dir)))
+    assert again.fingerprint == encoder.fingerprint
+    shorter = load_raw_llm(EncoderConfig(model=str(tiny_backbone_dir), passage_max_length=8))
+    assert shorter.fingerprint != encoder.fingerprint
+
+
+def test_minilm_embeds_meaning() -> None:
+    encoder = load_minilm()
+    query = encoder.encode_queries(["how do cats show they are content"])
+    passages = encoder.encode_passages(
+        ["A purring cat is usually a happy cat.", "The stock market fell on Monday."]
+    )
+    np.testing.assert_allclose(np.linalg.norm(passages, axis=1), 1.0, atol=1e-5)
+    similarity = passages @ query[0]
+    assert similarity[0] > similarity[1] + 0.2
+
+
+def test_systems_follow_the_config_and_the_hybrid_shares_its_parts(tmp_path: Path) -> None:
+    config = EvaluationConfig(systems=("bm25", "llara-base", "llara", "hybrid"))
+    systems = build_systems(config, VectorCache(tmp_path))
+    assert [system.name for system in systems] == ["bm25", "llara", "hybrid"]
+    bm25, llara, hybrid = systems
+    assert isinstance(hybrid, HybridSystem) and hybrid.parts == [bm25, llara]
+    adapted = EvaluationConfig(encoder=EncoderConfig(adapter="some/adapter"), systems=("llara-base", "llara"))
+    assert [s.label for s in build_systems(adapted, VectorCache(tmp_path))] == [
+        "LLaRA smollm2 (unadapted)",
+        "LLaRA smollm2 + adapter adapter",
+    ]
+
+
+class CountingBM25(BM25System):
+    calls = 0
+
+    def _retrieve(self, collection: Collection, depth: int) -> Run:
+        CountingBM25.calls += 1
+        return super()._retrieve(collection, depth)
+
+
+def test_a_system_fused_into_a_hybrid_is_computed_once(adi: Collection) -> None:
+    bm25 = CountingBM25()
+    systems: list[RetrievalSystem] = [bm25, HybridSystem([bm25, BM25System()])]
+    result = evaluate_systems(adi, systems)
+    assert CountingBM25.calls == 1
+    assert result.scores()["hybrid"] == pytest.approx(result.scores()["bm25"], abs=1e-9)

@@ -1,0 +1,91 @@
+"""The corpus vector cache: a hit skips encoding, a new fingerprint or corpus misses, damage is survived."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llara_rag.evaluation.cache import VectorCache
+from llara_rag.evaluation.datasets import Collection, load_collection
+from llara_rag.evaluation.retrieval import DenseSystem
+
+
+class CountingEncoder:
+    """Hashes words into a small normalised vector, counting the passages it encodes."""
+
+    def __init__(self, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+        self.passages_encoded = 0
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = np.zeros((len(texts), 64), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                vectors[row, sum(map(ord, word)) % 64] += 1
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-9)
+
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
+        return self._encode(queries)
+
+    def encode_passages(self, passages: Sequence[str]) -> np.ndarray:
+        self.passages_encoded += len(passages)
+        return self._encode(passages)
+
+
+@pytest.fixture
+def adi(data_dir: Path) -> Collection:
+    return load_collection(data_dir / "adi")
+
+
+def system(encoder: CountingEncoder, cache: VectorCache, **settings: object) -> DenseSystem:
+    return DenseSystem("fake", "fake", lambda: encoder, cache, settings=settings)
+
+
+def test_second_run_with_the_same_fingerprint_is_a_hit(adi: Collection, tmp_path: Path) -> None:
+    cache = VectorCache(tmp_path)
+    first, second = CountingEncoder("f" * 16), CountingEncoder("f" * 16)
+    run = system(first, cache).retrieve(adi, 100)
+    assert first.passages_encoded == len(adi.doc_ids)
+    assert len(list(tmp_path.glob("adi-*.npz"))) == 1
+    assert system(second, cache).retrieve(adi, 100) == run
+    assert second.passages_encoded == 0
+
+
+def test_a_new_fingerprint_settings_or_corpus_misses(adi: Collection, tmp_path: Path) -> None:
+    cache = VectorCache(tmp_path)
+    system(CountingEncoder("a" * 16), cache).retrieve(adi, 10)
+    changed = CountingEncoder("b" * 16)
+    system(changed, cache).retrieve(adi, 10)
+    assert changed.passages_encoded == len(adi.doc_ids)
+    longer = CountingEncoder("a" * 16)
+    system(longer, cache, passage_max_length=64).retrieve(adi, 10)
+    assert longer.passages_encoded == len(adi.doc_ids)
+    edited = Collection(
+        adi.name, adi.split, adi.doc_ids, ("edited",) + adi.doc_texts[1:], adi.queries, adi.qrels
+    )
+    again = CountingEncoder("a" * 16)
+    system(again, cache).retrieve(edited, 10)
+    assert again.passages_encoded == len(adi.doc_ids)
+    assert len(list(tmp_path.glob("adi-*.npz"))) == 4
+
+
+def test_a_damaged_cache_file_is_re_encoded(adi: Collection, tmp_path: Path) -> None:
+    cache = VectorCache(tmp_path)
+    system(CountingEncoder("c" * 16), cache).retrieve(adi, 10)
+    (path,) = tmp_path.glob("adi-*.npz")
+    path.write_bytes(b"truncated")
+    encoder = CountingEncoder("c" * 16)
+    system(encoder, cache).retrieve(adi, 10)
+    assert encoder.passages_encoded == len(adi.doc_ids)
+    assert cache.load(path, adi.doc_ids) is not None
+    assert cache.load(path, adi.doc_ids[::-1]) is None
+
+
+def test_default_directory_is_under_the_package_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LLARA_RAG_CACHE", str(tmp_path))
+    assert VectorCache().directory == tmp_path / "vectors"

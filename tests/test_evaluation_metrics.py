@@ -1,0 +1,75 @@
+"""Metrics against hand-computed values, rank fusion and exact top-k."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from llara_rag.evaluation.baselines import reciprocal_rank_fusion
+from llara_rag.evaluation.metrics import mean_scores, per_query_scores
+from llara_rag.evaluation.retrieval import exact_top_k
+
+GRADED_QRELS = {"q": {"a": 2, "b": 1, "z": 0}}
+GRADED_RUN = {"q": {"b": 3.0, "x": 2.0, "a": 1.0}}
+
+
+def test_graded_case_matches_hand_computation() -> None:
+    scores = per_query_scores(GRADED_QRELS, GRADED_RUN)["q"]
+    # ranks: b (gain 1), x (0), a (gain 2); ideal order: a (2), b (1); trec_eval gain = grade.
+    dcg = 1 / math.log2(2) + 2 / math.log2(4)
+    ideal = 2 / math.log2(2) + 1 / math.log2(3)
+    assert scores["nDCG@10"] == pytest.approx(dcg / ideal)
+    assert scores["MRR@10"] == pytest.approx(1.0)
+    assert scores["Recall@100"] == pytest.approx(1.0)
+    assert scores["MAP@100"] == pytest.approx((1 / 1 + 2 / 3) / 2)
+
+
+def test_grades_change_ndcg_but_not_binary_metrics() -> None:
+    swapped = per_query_scores({"q": {"a": 1, "b": 2}}, GRADED_RUN)["q"]
+    original = per_query_scores(GRADED_QRELS, GRADED_RUN)["q"]
+    assert swapped["nDCG@10"] > original["nDCG@10"]
+    for metric in ("MRR@10", "Recall@100", "MAP@100"):
+        assert swapped[metric] == pytest.approx(original[metric])
+
+
+def test_mrr_is_cut_at_ten_and_recall_at_one_hundred() -> None:
+    run = {"q": {f"d{i:03d}": float(200 - i) for i in range(150)}}
+    at_eleven = per_query_scores({"q": {"d010": 1}}, run)["q"]  # rank 11
+    assert at_eleven["MRR@10"] == 0.0
+    assert at_eleven["Recall@100"] == 1.0
+    at_five = per_query_scores({"q": {"d004": 1}}, run)["q"]
+    assert at_five["MRR@10"] == pytest.approx(1 / 5)
+    beyond = per_query_scores({"q": {"d120": 1}}, run)["q"]  # rank 121
+    assert beyond["Recall@100"] == 0.0
+    assert beyond["MAP@100"] == 0.0
+
+
+def test_judged_queries_missing_from_the_run_count_as_zero() -> None:
+    qrels = {**GRADED_QRELS, "q2": {"c": 1}}
+    means = mean_scores(qrels, {**GRADED_RUN, "unjudged": {"a": 1.0}})
+    assert means["MRR@10"] == pytest.approx(0.5)
+    assert means["Recall@100"] == pytest.approx(0.5)
+
+
+def test_reciprocal_rank_fusion_sums_reciprocal_ranks() -> None:
+    first = {"q": {"a": 9.0, "b": 5.0}}
+    second = {"q": {"b": 0.9, "c": 0.1}}
+    fused = reciprocal_rank_fusion([first, second], depth=10, k=60)["q"]
+    assert fused["b"] == pytest.approx(1 / 62 + 1 / 61)
+    assert fused["a"] == pytest.approx(1 / 61)
+    assert fused["c"] == pytest.approx(1 / 62)
+    assert list(fused) == ["b", "a", "c"]
+    assert list(reciprocal_rank_fusion([first, second], depth=1)["q"]) == ["b"]
+
+
+def test_exact_top_k_matches_a_full_sort() -> None:
+    generator = np.random.default_rng(0)
+    queries, docs = generator.normal(size=(5, 8)), generator.normal(size=(30, 8))
+    doc_ids = [f"d{i}" for i in range(30)]
+    run = exact_top_k(["q0", "q1", "q2", "q3", "q4"], queries, doc_ids, docs, depth=7)
+    for row, query_id in enumerate(run):
+        expected = [doc_ids[i] for i in np.argsort(-(docs @ queries[row]))[:7]]
+        assert sorted(run[query_id], key=run[query_id].get, reverse=True) == expected
+    assert all(len(scores) == 30 for scores in exact_top_k(["q"], queries[:1], doc_ids, docs, 100).values())
