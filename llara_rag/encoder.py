@@ -37,14 +37,52 @@ class EncoderConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    model: str = Field(default=DEFAULT_MODEL, description="Embedded alias, .gguf file, local folder or Hub id.")
+    model: str = Field(
+        default=DEFAULT_MODEL, description="Embedded alias, .gguf file, local folder or Hub id."
+    )
     adapter: str | None = Field(default=None, description="A LoRA adapter directory written by a trainer.")
-    query_max_length: int = Field(default=128, gt=0, description="Query text tokens kept (prompt not counted).")
-    passage_max_length: int = Field(default=512, gt=0, description="Passage text tokens kept (prompt not counted).")
+    query_max_length: int = Field(
+        default=128, gt=0, description="Query text tokens kept (prompt not counted)."
+    )
+    passage_max_length: int = Field(
+        default=512, gt=0, description="Passage text tokens kept (prompt not counted)."
+    )
     prompts: LLaRAPrompts = DEFAULT_PROMPTS
     batch_size: int = Field(default=16, gt=0)
     device: str | None = Field(default=None, description="cuda, cpu, ...; None picks CUDA when present.")
-    dtype: str | None = Field(default=None, description="float32, bfloat16, ...; None: fp32 on CPU, bf16 on GPU.")
+    dtype: str | None = Field(
+        default=None, description="float32, bfloat16, ...; None: fp32 on CPU, bf16 on GPU."
+    )
+
+
+class EncoderSettings(BaseModel):
+    """The encoder settings as the LlamaIndex and LangChain embedding classes expose them.
+
+    Declared once so those classes validate alike and build the same ``EncoderConfig``; ``model_name`` is
+    their hosts' word for ``model``, and each class keeps its own batch-size field, named as its host expects.
+    """
+
+    model_name: str = Field(
+        default=DEFAULT_MODEL, description="Embedded alias, .gguf file, local folder or Hub id."
+    )
+    adapter: str | None = Field(default=None, description="A LoRA adapter directory from `llara-rag adapt`.")
+    query_max_length: int = Field(default=128, gt=0)
+    passage_max_length: int = Field(default=512, gt=0)
+    prompts: LLaRAPrompts = Field(default=DEFAULT_PROMPTS)
+    device: str | None = Field(default=None, description="None picks CUDA when present.")
+    dtype: str | None = Field(default=None, description="None: fp32 on CPU, bf16 on GPU.")
+
+    def to_encoder_config(self, batch_size: int) -> EncoderConfig:
+        return EncoderConfig(
+            model=self.model_name,
+            adapter=self.adapter,
+            query_max_length=self.query_max_length,
+            passage_max_length=self.passage_max_length,
+            prompts=self.prompts,
+            batch_size=batch_size,
+            device=self.device,
+            dtype=self.dtype,
+        )
 
 
 def pool_special(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -101,7 +139,10 @@ class PromptInputs:
     """
 
     def __init__(
-        self, tokenizer: PreTrainedTokenizerBase, special_ids: SpecialTokenIds, prompts: LLaRAPrompts = DEFAULT_PROMPTS
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        special_ids: SpecialTokenIds,
+        prompts: LLaRAPrompts = DEFAULT_PROMPTS,
     ) -> None:
         self.tokenizer = tokenizer
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -111,7 +152,8 @@ class PromptInputs:
         self.tail: dict[Side, list[int]] = {
             "passage": tokenizer(prompts.passage_suffix, add_special_tokens=False)["input_ids"]
             + list(special_ids.summarize),
-            "query": tokenizer(prompts.query_suffix, add_special_tokens=False)["input_ids"] + list(special_ids.predict),
+            "query": tokenizer(prompts.query_suffix, add_special_tokens=False)["input_ids"]
+            + list(special_ids.predict),
         }
 
     def __call__(self, texts: Sequence[str], side: Side, max_length: int) -> list[list[int]]:
@@ -119,7 +161,9 @@ class PromptInputs:
         validate_texts(texts)
         if not texts:
             return []
-        encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_length)
+        encoded = self.tokenizer(
+            list(texts), add_special_tokens=False, truncation=True, max_length=max_length
+        )
         return [self.head + ids + self.tail[side] for ids in encoded["input_ids"]]
 
 
@@ -176,18 +220,23 @@ class LLaRAEncoder:
         progress = show_progress if show_progress is not None else len(inputs) >= PROGRESS_THRESHOLD
         encoder = self.backbone.model.base_model
         # Counted in tokens: batches run longest first, so a count of texts would overstate the time left.
-        with torch.inference_mode(), tqdm(
-            total=sum(map(len, inputs)),
-            desc=f"Encoding {len(inputs)} {side}s",
-            unit="tok",
-            unit_scale=True,
-            disable=not progress,
-        ) as bar:
+        with (
+            torch.inference_mode(),
+            tqdm(
+                total=sum(map(len, inputs)),
+                desc=f"Encoding {len(inputs)} {side}s",
+                unit="tok",
+                unit_scale=True,
+                disable=not progress,
+            ) as bar,
+        ):
             for batch in batches:
                 tensors = collate([inputs[i] for i in batch], self._pad_id, self.padding_side)
                 tensors = {key: value.to(self.device) for key, value in tensors.items()}
                 hidden = encoder(**tensors).last_hidden_state
-                pooled = torch.nn.functional.normalize(pool_special(hidden, tensors["attention_mask"]), dim=-1)
+                pooled = torch.nn.functional.normalize(
+                    pool_special(hidden, tensors["attention_mask"]), dim=-1
+                )
                 output[batch] = pooled.cpu().numpy()
                 bar.update(sum(len(inputs[i]) for i in batch))
         return output
