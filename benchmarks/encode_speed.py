@@ -73,14 +73,18 @@ def run_reference(passages: list[str], batch_size: int) -> dict:
     tokenizer.padding_side = "left"
     special = tokenizer.convert_ids_to_tokens(list(backbone.special_ids.summarize))
     prefix_ids = [tokenizer.bos_token_id] + tokenizer('"', add_special_tokens=False)["input_ids"]
-    suffix_ids = tokenizer(DEFAULT_PROMPTS.passage_suffix + "".join(special), add_special_tokens=False)["input_ids"]
+    suffix_ids = tokenizer(DEFAULT_PROMPTS.passage_suffix + "".join(special), add_special_tokens=False)[
+        "input_ids"
+    ]
     start = time.perf_counter()
     outputs = []
     with torch.no_grad():
         for begin in range(0, len(passages), batch_size):
             features = []
             for passage in passages[begin : begin + batch_size]:
-                ids = tokenizer(passage, max_length=512, truncation=True, add_special_tokens=False)["input_ids"]
+                ids = tokenizer(passage, max_length=512, truncation=True, add_special_tokens=False)[
+                    "input_ids"
+                ]
                 ids = prefix_ids + ids + suffix_ids
                 features.append({"input_ids": ids, "attention_mask": [1] * len(ids)})
             batch = tokenizer.pad(features, padding=True, pad_to_multiple_of=8, return_tensors="pt")
@@ -108,7 +112,9 @@ def in_subprocess(name: str, passages: list[str], batch_size: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--passages", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
@@ -140,19 +146,26 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "encode_speed.json").write_text(json.dumps(result, indent=2) + "\n")
     table = [
-        f"# Encoding speed: {len(passages)} scifact passages, SmolLM2-135M, fp32, "
-        f"{result['threads']} threads, batch {args.batch_size}",
+        (
+            f"# Encoding speed: {len(passages)} scifact passages, SmolLM2-135M, fp32, "
+            f"{result['threads']} threads, batch {args.batch_size}"
+        ),
         "",
         "| procedure | passages/s | peak RSS (MB) |",
         "|---|---|---|",
         f"| LLaRAEncoder | {result['llara_passages_per_s']:.2f} | {result['llara_peak_rss_mb']:.0f} |",
-        f"| reference (README procedure) | {result['reference_passages_per_s']:.2f} | "
-        f"{result['reference_peak_rss_mb']:.0f} |",
+        (
+            f"| reference (README procedure) | {result['reference_passages_per_s']:.2f} | "
+            f"{result['reference_peak_rss_mb']:.0f} |"
+        ),
         "",
         f"- speed-up: **{result['speedup']:.2f}x**; min cosine between the two: {result['min_cosine_vs_reference']:.6f}",
-        f"- LLaRAEncoder: {achieved:.1f} GFLOP/s on real tokens (2 x {llara['params'] / 1e6:.1f} M non-embedding "
-        f"params x {llara['real_tokens']} tokens) = **{100 * result['fraction_of_matmul']:.0f} %** of a 2048² fp32 "
-        f"matmul ({matmul:.1f} GFLOP/s, mean of before/after)",
+        (
+            f"- LLaRAEncoder: {achieved:.1f} GFLOP/s on real tokens (2 x {llara['params'] / 1e6:.1f} M "
+            f"non-embedding params x {llara['real_tokens']} tokens) = "
+            f"**{100 * result['fraction_of_matmul']:.0f} %** of a 2048² fp32 matmul ({matmul:.1f} GFLOP/s, "
+            "mean of before/after)"
+        ),
     ]
     (RESULTS / "encode_speed.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))

@@ -9,8 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llara_rag.backbone import DEFAULT_MODEL
 
@@ -220,6 +219,69 @@ def _run_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_training_arguments(
+    parser: argparse.ArgumentParser, *, examples: str, learning_rate: float, batch_size: int
+) -> None:
+    """The Trainer flags `adapt` and `finetune` share; ``examples`` names what one batch row holds."""
+    group = parser.add_argument_group("training")
+    group.add_argument(
+        "--max-steps", type=int, default=-1, help="optimizer steps (default: --epochs decides)"
+    )
+    group.add_argument("--epochs", type=float, default=1.0, help=f"passes over the {examples} (default 1)")
+    group.add_argument(
+        "--lr", type=float, default=learning_rate, help="peak learning rate (default %(default)s)"
+    )
+    group.add_argument(
+        "--batch-size",
+        type=int,
+        default=batch_size,
+        help=f"{examples} per step and device (default %(default)s)",
+    )
+    group.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    group.add_argument("--lora-r", type=int, default=16, help="LoRA rank of a fresh adapter (default 16)")
+    group.add_argument(
+        "--lora-alpha", type=int, default=32, help="LoRA alpha of a fresh adapter (default 32)"
+    )
+    group.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory")
+    group.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps (default 50)")
+    group.add_argument("--logging-steps", type=int, default=10, help="log losses every N steps (default 10)")
+    group.add_argument("--checkpoints", default=None, help="checkpoint folder (default: OUTPUT.checkpoints)")
+    group.add_argument(
+        "--restart", action="store_true", help="ignore existing checkpoints instead of resuming"
+    )
+    group.add_argument("--deepspeed", default=None, help="a DeepSpeed config JSON (multi-GPU runs)")
+    group.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs)")
+    group.add_argument(
+        "--seed", type=int, default=42, help="seed of sampling and initialisation (default 42)"
+    )
+
+
+def _training_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``AdapterArguments`` fields from `_add_training_arguments`' flags, --output and --base."""
+    return {
+        "output_dir": args.checkpoints or f"{args.output.rstrip('/')}.checkpoints",
+        "model": args.model,
+        "max_steps": args.max_steps,
+        "num_train_epochs": args.epochs,
+        "learning_rate": args.lr,
+        "per_device_train_batch_size": args.batch_size,
+        "gradient_accumulation_steps": args.grad_accum,
+        "lora_r": args.lora_r,
+        "lora_alpha": args.lora_alpha,
+        "activation_checkpointing": args.gradient_checkpointing,
+        "save_steps": args.save_steps,
+        "logging_steps": args.logging_steps,
+        "deepspeed": args.deepspeed,
+        "bf16": args.bf16,
+        "seed": args.seed,
+    }
+
+
+def _print_adapter(adapter: Path, training: dict[str, Any], model: str) -> None:
+    print(f"Adapter written to {adapter} ({training['steps']} steps, {training['seconds']:.0f} s)")
+    print(f"Use it with: llara-rag embed --model {model} --adapter {adapter} ...")
+
+
 def _add_adapt(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "adapt",
@@ -233,34 +295,16 @@ def _add_adapt(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--output", required=True, help="the adapter directory to write")
     parser.add_argument("--base", "--model", dest="model", default=DEFAULT_MODEL, help="backbone to adapt")
-    parser.add_argument(
-        "--max-steps", type=int, default=-1, help="optimizer steps (default: --epochs decides)"
-    )
-    parser.add_argument("--epochs", type=float, default=1.0, help="passes over the windows (default 1)")
-    parser.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (default 2e-4)")
-    parser.add_argument("--batch-size", type=int, default=16, help="windows per step and device (default 16)")
-    parser.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
     parser.add_argument("--window", type=int, default=64, help="tokens per window (default 64)")
     parser.add_argument("--lm-weight", type=float, default=1.0, help="weight of the LM loss (default 1)")
     parser.add_argument("--bow-weight", type=float, default=1.0, help="weight of (EBAE+EBAR)/2 (default 1)")
     parser.add_argument(
         "--keep-stopwords", action="store_true", help="keep stop words in bag-of-words targets"
     )
-    parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default 16)")
-    parser.add_argument("--lora-alpha", type=int, default=32, help="LoRA alpha (default 32)")
-    parser.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory")
-    parser.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps (default 50)")
-    parser.add_argument("--logging-steps", type=int, default=10, help="log losses every N steps (default 10)")
-    parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default: OUTPUT.checkpoints)")
-    parser.add_argument(
-        "--restart", action="store_true", help="ignore existing checkpoints instead of resuming"
-    )
     parser.add_argument(
         "--allow-collapse", action="store_true", help="only warn when the embeddings collapse"
     )
-    parser.add_argument("--deepspeed", default=None, help="a DeepSpeed config JSON (multi-GPU runs)")
-    parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs)")
-    parser.add_argument("--seed", type=int, default=42)
+    _add_training_arguments(parser, examples="windows", learning_rate=2e-4, batch_size=16)
     parser.set_defaults(run=_run_adapt)
 
 
@@ -268,32 +312,15 @@ def _run_adapt(args: argparse.Namespace) -> int:
     from llara_rag.adaptation import AdaptationArguments, adapt
 
     training = AdaptationArguments(
-        output_dir=args.checkpoints or f"{args.output.rstrip('/')}.checkpoints",
-        model=args.model,
-        max_steps=args.max_steps,
-        num_train_epochs=args.epochs,
-        learning_rate=args.lr,
-        per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.grad_accum,
+        **_training_kwargs(args),
         window_tokens=args.window,
         lm_weight=args.lm_weight,
         bow_weight=args.bow_weight,
         remove_stopwords=not args.keep_stopwords,
-        lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        activation_checkpointing=args.gradient_checkpointing,
-        save_steps=args.save_steps,
-        logging_steps=args.logging_steps,
         stop_on_collapse=not args.allow_collapse,
-        deepspeed=args.deepspeed,
-        bf16=args.bf16,
-        seed=args.seed,
     )
     result = adapt(args.docs, args.output, training, resume=not args.restart)
-    print(
-        f"Adapter written to {result.adapter} ({result.training['steps']} steps, {result.training['seconds']:.0f} s)"
-    )
-    print(f"Use it with: llara-rag embed --model {args.model} --adapter {result.adapter} ...")
+    _print_adapter(result.adapter, result.training, args.model)
     return 0
 
 
@@ -329,34 +356,14 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--skip-top", type=int, default=10, help="top ranks never mined (default 10)")
     parser.add_argument("--mine-depth", type=int, default=100, help="deepest rank mined (default 100)")
     parser.add_argument("--temperature", type=float, default=0.01, help="InfoNCE temperature (default 0.01)")
-    parser.add_argument(
-        "--max-steps", type=int, default=-1, help="optimizer steps (default: --epochs decides)"
-    )
-    parser.add_argument("--epochs", type=float, default=1.0, help="passes over the queries (default 1)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default 1e-4)")
-    parser.add_argument("--batch-size", type=int, default=8, help="queries per step and device (default 8)")
-    parser.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
     parser.add_argument("--query-max-length", type=int, default=64, help="query text tokens (default 64)")
     parser.add_argument(
         "--passage-max-length", type=int, default=160, help="passage text tokens (default 160)"
     )
-    parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank of a fresh adapter (default 16)")
-    parser.add_argument(
-        "--lora-alpha", type=int, default=32, help="LoRA alpha of a fresh adapter (default 32)"
-    )
-    parser.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory")
     parser.add_argument(
         "--no-cross-device", action="store_true", help="use only this device's in-batch negatives"
     )
-    parser.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps (default 50)")
-    parser.add_argument("--logging-steps", type=int, default=10, help="log losses every N steps (default 10)")
-    parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default: OUTPUT.checkpoints)")
-    parser.add_argument(
-        "--restart", action="store_true", help="ignore existing checkpoints instead of resuming"
-    )
-    parser.add_argument("--deepspeed", default=None, help="a DeepSpeed config JSON (multi-GPU runs)")
-    parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs)")
-    parser.add_argument("--seed", type=int, default=42)
+    _add_training_arguments(parser, examples="queries", learning_rate=1e-4, batch_size=8)
     parser.set_defaults(run=_run_finetune)
 
 
@@ -364,8 +371,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
     from llara_rag.adaptation.contrastive import ContrastiveArguments, finetune
 
     training = ContrastiveArguments(
-        output_dir=args.checkpoints or f"{args.output.rstrip('/')}.checkpoints",
-        model=args.model,
+        **_training_kwargs(args),
         start_adapter=args.adapter,
         split=args.split,
         negatives=args.negatives,
@@ -373,29 +379,13 @@ def _run_finetune(args: argparse.Namespace) -> int:
         skip_top=args.skip_top,
         mine_depth=args.mine_depth,
         temperature=args.temperature,
-        max_steps=args.max_steps,
-        num_train_epochs=args.epochs,
-        learning_rate=args.lr,
-        per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.grad_accum,
         query_max_length=args.query_max_length,
         passage_max_length=args.passage_max_length,
-        lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        activation_checkpointing=args.gradient_checkpointing,
         cross_device_negatives=not args.no_cross_device,
-        save_steps=args.save_steps,
-        logging_steps=args.logging_steps,
-        deepspeed=args.deepspeed,
-        bf16=args.bf16,
-        seed=args.seed,
     )
     result = finetune(args.pairs, args.output, training, resume=not args.restart)
     print(result.data.describe())
-    print(
-        f"Adapter written to {result.adapter} ({result.training['steps']} steps, {result.training['seconds']:.0f} s)"
-    )
-    print(f"Use it with: llara-rag embed --model {args.model} --adapter {result.adapter} ...")
+    _print_adapter(result.adapter, result.training, args.model)
     return 0
 
 

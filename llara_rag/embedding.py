@@ -13,24 +13,16 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from pydantic import Field, PrivateAttr
 
 from llara_rag.backbone import DEFAULT_MODEL
-from llara_rag.encoder import EncoderConfig, LLaRAEncoder, get_encoder
-from llara_rag.prompts import DEFAULT_PROMPTS, LLaRAPrompts
+from llara_rag.encoder import EncoderConfig, EncoderSettings, LLaRAEncoder, get_encoder
 
 
-class LLaRAEmbedding(BaseEmbedding):
+class LLaRAEmbedding(EncoderSettings, BaseEmbedding):
     """LLaRA embeddings for LlamaIndex: queries take the EBAR prompt, documents the EBAE prompt.
 
     Empty or whitespace-only texts raise ``InvalidInputError``: a vector for nothing would only add
     noise to an index (llara-rag's ingestion drops such chunks before they get here).
     """
 
-    model_name: str = Field(default=DEFAULT_MODEL, description="Embedded alias, .gguf file, local folder or Hub id.")
-    adapter: str | None = Field(default=None, description="A LoRA adapter directory from `llara-rag adapt`.")
-    query_max_length: int = Field(default=128, gt=0)
-    passage_max_length: int = Field(default=512, gt=0)
-    prompts: LLaRAPrompts = Field(default=DEFAULT_PROMPTS)
-    device: str | None = Field(default=None, description="None picks CUDA when present.")
-    dtype: str | None = Field(default=None, description="None: fp32 on CPU, bf16 on GPU.")
     embed_batch_size: int = Field(default=64, gt=0, description="Texts handed to the encoder at once.")
     encoder_batch_size: int = Field(default=16, gt=0, description="Texts per forward pass.")
 
@@ -46,16 +38,7 @@ class LLaRAEmbedding(BaseEmbedding):
 
     @property
     def encoder_config(self) -> EncoderConfig:
-        return EncoderConfig(
-            model=self.model_name,
-            adapter=self.adapter,
-            query_max_length=self.query_max_length,
-            passage_max_length=self.passage_max_length,
-            prompts=self.prompts,
-            batch_size=self.encoder_batch_size,
-            device=self.device,
-            dtype=self.dtype,
-        )
+        return self.to_encoder_config(self.encoder_batch_size)
 
     @property
     def encoder(self) -> LLaRAEncoder:

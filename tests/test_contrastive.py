@@ -11,8 +11,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from llara_rag.adaptation import AdaptationArguments, adapt  # noqa: E402
-from llara_rag.adaptation.contrastive import (  # noqa: E402
+from llara_rag.adaptation import AdaptationArguments, adapt
+from llara_rag.adaptation.contrastive import (
     ACCURACY_METRIC,
     ContrastiveArguments,
     GroupCollator,
@@ -21,7 +21,7 @@ from llara_rag.adaptation.contrastive import (  # noqa: E402
     finetune,
     info_nce,
 )
-from llara_rag.adaptation.pairs import (  # noqa: E402
+from llara_rag.adaptation.pairs import (
     MiningConfig,
     PairsSummary,
     TrainingGroup,
@@ -29,20 +29,28 @@ from llara_rag.adaptation.pairs import (  # noqa: E402
     mine_negatives,
     read_jsonl_groups,
 )
-from llara_rag.adaptation.trainer import COSINE_METRIC  # noqa: E402
-from llara_rag.adapter import adapter_digest, read_adapter_info  # noqa: E402
-from llara_rag.cli import main  # noqa: E402
-from llara_rag.encoder import LLaRAEncoder  # noqa: E402
-from llara_rag.errors import AdapterError, InvalidInputError  # noqa: E402
-from llara_rag.evaluation.datasets import Collection  # noqa: E402
-from llara_rag.evaluation.metrics import Run  # noqa: E402
-from llara_rag.evaluation.retrieval import RetrievalSystem  # noqa: E402
-from llara_rag.testing import build_tiny_backbone  # noqa: E402
+from llara_rag.adaptation.trainer import COSINE_METRIC
+from llara_rag.adapter import adapter_digest, read_adapter_info
+from llara_rag.cli import main
+from llara_rag.encoder import LLaRAEncoder
+from llara_rag.errors import AdapterError, InvalidInputError
+from llara_rag.evaluation.datasets import Collection
+from llara_rag.evaluation.metrics import Run
+from llara_rag.evaluation.retrieval import RetrievalSystem
+from llara_rag.testing import build_tiny_backbone
 
 PAIRS = [
     {"query": "why do cats purr", "pos": ["cats purr when happy"], "neg": ["dogs bark when happy"]},
-    {"query": "what is rust", "pos": ["rust is a systems programming language"], "neg": ["python is a language"]},
-    {"query": "how does a wing lift", "pos": ["wing lift air pressure flow"], "neg": ["the stock market fell"]},
+    {
+        "query": "what is rust",
+        "pos": ["rust is a systems programming language"],
+        "neg": ["python is a language"],
+    },
+    {
+        "query": "how does a wing lift",
+        "pos": ["wing lift air pressure flow"],
+        "neg": ["the stock market fell"],
+    },
     {"query": "what does insulin do", "pos": ["diabetes insulin"], "neg": ["a dense embedding model"]},
 ]
 
@@ -66,7 +74,9 @@ def test_groups_are_laid_out_queries_first_then_positive_and_negatives(tiny_back
     groups = [TrainingGroup(p["query"], tuple(p["pos"]), tuple(p["neg"]) * 3) for p in PAIRS[:2]]
     samples = draw_samples(groups, negatives=2, seed=0)
     assert [s.passages[0] for s in samples] == [g.positives[0] for g in groups]
-    assert all(len(s.passages) == 3 and set(s.passages[1:]) <= set(g.negatives) for s, g in zip(samples, groups))
+    assert all(
+        len(s.passages) == 3 and set(s.passages[1:]) <= set(g.negatives) for s, g in zip(samples, groups)
+    )
     short = draw_samples([TrainingGroup("q", ("p",), ("n",))], negatives=3, seed=0)[0]
     assert short.passages == ("p", "n", "n", "n"), "too few negatives are repeated to keep groups equal"
 
@@ -78,13 +88,18 @@ def test_groups_are_laid_out_queries_first_then_positive_and_negatives(tiny_back
     with torch.no_grad():
         trained = embed_batch(encoder.backbone.model, batch).numpy()
     served = encoder.encode_passages([text for s in samples for text in s.passages])
-    np.testing.assert_allclose(trained[2:], served, atol=1e-5, err_msg="training must embed what the encoder serves")
+    np.testing.assert_allclose(
+        trained[2:], served, atol=1e-5, err_msg="training must embed what the encoder serves"
+    )
 
 
 def _collection(doc_count: int, positives: dict[str, list[str]]) -> Collection:
     doc_ids = tuple(f"d{i}" for i in range(doc_count))
     return Collection(
-        name="toy", split="train", doc_ids=doc_ids, doc_texts=tuple(f"text {d}" for d in doc_ids),
+        name="toy",
+        split="train",
+        doc_ids=doc_ids,
+        doc_texts=tuple(f"text {d}" for d in doc_ids),
         queries={q: f"query {q}" for q in positives},
         qrels={q: {d: 1 for d in docs} for q, docs in positives.items()},
     )
@@ -119,11 +134,15 @@ def _write_beir(folder: Path) -> Path:
     docs = {f"d{i}": f"document {i} about cats purr and dogs bark" for i in range(12)}
     queries = {"train-1": "cats purr", "train-2": "dogs bark", "test-1": "wing lift"}
     folder.joinpath("qrels").mkdir(parents=True)
-    folder.joinpath("corpus.jsonl").write_text("".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n"
-                                                       for k, v in docs.items()))
-    folder.joinpath("queries.jsonl").write_text("".join(json.dumps({"_id": k, "text": v}) + "\n"
-                                                        for k, v in queries.items()))
-    folder.joinpath("qrels/train.tsv").write_text("query-id\tcorpus-id\tscore\ntrain-1\td0\t1\ntrain-2\td1\t1\n")
+    folder.joinpath("corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in docs.items())
+    )
+    folder.joinpath("queries.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in queries.items())
+    )
+    folder.joinpath("qrels/train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\ntrain-1\td0\t1\ntrain-2\td1\t1\n"
+    )
     folder.joinpath("qrels/test.tsv").write_text("query-id\tcorpus-id\tscore\ntest-1\td2\t1\n")
     return folder
 
@@ -144,8 +163,10 @@ def test_beir_mining_reads_only_the_given_split(tmp_path, monkeypatch):
 
 def test_bad_jsonl_lines_are_skipped_with_reasons(tmp_path):
     path = tmp_path / "pairs.jsonl"
-    path.write_text('{"query": "ok", "pos": ["p"]}\nnot json\n{"query": "", "pos": ["p"]}\n'
-                    '{"query": "q", "pos": []}\n{"query": "q", "pos": ["p"], "neg": "n"}\n')
+    path.write_text(
+        '{"query": "ok", "pos": ["p"]}\nnot json\n{"query": "", "pos": ["p"]}\n'
+        '{"query": "q", "pos": []}\n{"query": "q", "pos": ["p"], "neg": "n"}\n'
+    )
     summary = PairsSummary(source=str(path), split=None, miner="none")
     assert [g.query for g in read_jsonl_groups(path, summary)] == ["ok"]
     assert sum(summary.skipped.values()) == 4 and len(summary.skipped) == 4
@@ -157,8 +178,15 @@ def test_bad_jsonl_lines_are_skipped_with_reasons(tmp_path):
 
 def _args(model: Path, checkpoints: Path, **overrides: object) -> ContrastiveArguments:
     fields = {
-        "output_dir": str(checkpoints), "model": str(model), "max_steps": 2, "per_device_train_batch_size": 2,
-        "negatives": 1, "miner": "none", "learning_rate": 5e-2, "logging_steps": 1, "save_steps": 10,
+        "output_dir": str(checkpoints),
+        "model": str(model),
+        "max_steps": 2,
+        "per_device_train_batch_size": 2,
+        "negatives": 1,
+        "miner": "none",
+        "learning_rate": 5e-2,
+        "logging_steps": 1,
+        "save_steps": 10,
         "disable_tqdm": True,
     }
     return ContrastiveArguments(**{**fields, **overrides})
@@ -171,7 +199,9 @@ def pairs_file(tmp_path_factory) -> Path:
     return path
 
 
-def test_short_run_writes_an_adapter_that_loads_and_changes_embeddings(tiny_backbone_dir, pairs_file, tmp_path):
+def test_short_run_writes_an_adapter_that_loads_and_changes_embeddings(
+    tiny_backbone_dir, pairs_file, tmp_path
+):
     result = finetune(pairs_file, tmp_path / "adapter", _args(tiny_backbone_dir, tmp_path / "checkpoints"))
     info = read_adapter_info(result.adapter)
     assert info is not None and info.stage == "contrastive"
@@ -186,19 +216,37 @@ def test_short_run_writes_an_adapter_that_loads_and_changes_embeddings(tiny_back
 
 def test_continues_training_an_adaptation_adapter(tiny_backbone_dir, pairs_file, tmp_path):
     docs = tmp_path / "docs.jsonl"
-    docs.write_text("".join(json.dumps({"text": row["pos"][0] + " . " + row["neg"][0]}) + "\n" for row in PAIRS))
-    adapted = adapt(docs, tmp_path / "adapted", AdaptationArguments(
-        output_dir=str(tmp_path / "adapt-checkpoints"), model=str(tiny_backbone_dir), max_steps=1, lora_r=4,
-        lora_alpha=8, per_device_train_batch_size=2, window_tokens=8, disable_tqdm=True, remove_stopwords=False,
-    )).adapter
+    docs.write_text(
+        "".join(json.dumps({"text": row["pos"][0] + " . " + row["neg"][0]}) + "\n" for row in PAIRS)
+    )
+    adapted = adapt(
+        docs,
+        tmp_path / "adapted",
+        AdaptationArguments(
+            output_dir=str(tmp_path / "adapt-checkpoints"),
+            model=str(tiny_backbone_dir),
+            max_steps=1,
+            lora_r=4,
+            lora_alpha=8,
+            per_device_train_batch_size=2,
+            window_tokens=8,
+            disable_tqdm=True,
+            remove_stopwords=False,
+        ),
+    ).adapter
     before = adapter_digest(adapted)
-    result = finetune(pairs_file, tmp_path / "tuned", _args(tiny_backbone_dir, tmp_path / "checkpoints",
-                                                            start_adapter=str(adapted), lora_r=16))
+    result = finetune(
+        pairs_file,
+        tmp_path / "tuned",
+        _args(tiny_backbone_dir, tmp_path / "checkpoints", start_adapter=str(adapted), lora_r=16),
+    )
     assert adapter_digest(adapted) == before, "the starting adapter is read, never rewritten"
     info = read_adapter_info(result.adapter)
     assert info is not None and info.stage == "contrastive"
     assert info.training["continued_from"] == {"path": str(adapted), "digest": before, "stage": "adaptation"}
-    assert json.loads((result.adapter / "adapter_config.json").read_text())["r"] == 4, "the adapter's own LoRA"
+    assert json.loads((result.adapter / "adapter_config.json").read_text())["r"] == 4, (
+        "the adapter's own LoRA"
+    )
     assert info.training["hyperparameters"]["lora_r"] == 4
 
     texts = ["cats purr", "wing lift"]
@@ -219,7 +267,10 @@ def _gather_worker(rank: int, init_file: str, out_dir: str) -> None:
     generator = torch.Generator().manual_seed(0)
     queries = torch.nn.functional.normalize(torch.randn(4, 8, generator=generator), dim=-1)
     passages = torch.nn.functional.normalize(torch.randn(12, 8, generator=generator), dim=-1).requires_grad_()
-    local_q, local_p = queries[2 * rank : 2 * rank + 2], passages[6 * rank : 6 * rank + 6].detach().requires_grad_()
+    local_q, local_p = (
+        queries[2 * rank : 2 * rank + 2],
+        passages[6 * rank : 6 * rank + 6].detach().requires_grad_(),
+    )
     loss, _ = info_nce(local_q, local_p, group_size=3, temperature=0.05)
     loss.backward()
     torch.save({"loss": loss.detach(), "grad": local_p.grad}, Path(out_dir) / f"rank{rank}.pt")
@@ -236,5 +287,9 @@ def test_cross_device_negatives_gather_passages_with_gradients(tmp_path):
     (per_query[:2].mean() + per_query[2:].mean()).backward()  # what the two ranks' losses add up to
     for rank in range(2):
         result = torch.load(tmp_path / f"rank{rank}.pt")
-        assert result["loss"].item() == pytest.approx(per_query[2 * rank : 2 * rank + 2].mean().item(), rel=1e-5)
-        torch.testing.assert_close(result["grad"], passages.grad[6 * rank : 6 * rank + 6], rtol=1e-4, atol=1e-6)
+        assert result["loss"].item() == pytest.approx(
+            per_query[2 * rank : 2 * rank + 2].mean().item(), rel=1e-5
+        )
+        torch.testing.assert_close(
+            result["grad"], passages.grad[6 * rank : 6 * rank + 6], rtol=1e-4, atol=1e-6
+        )

@@ -15,8 +15,10 @@ from llara_rag.prompts import PREDICT_TOKENS, SPECIAL_TOKENS, SUMMARIZE_TOKENS
 
 TEXTS = [
     "cats purr",
-    "the wing lift is a pressure flow of air above and below the wing , and the air pressure "
-    "below the wing is higher than the air pressure above the wing , which is how a wing can lift",
+    (
+        "the wing lift is a pressure flow of air above and below the wing , and the air pressure "
+        "below the wing is higher than the air pressure above the wing , which is how a wing can lift"
+    ),
     "dogs bark when happy",
     "dense retrieval with an embedding model and a vector store index for search",
 ]

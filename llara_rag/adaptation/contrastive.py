@@ -23,10 +23,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llara_rag.adaptation.pairs import MiningConfig, PairsSummary, TrainingGroup, load_groups
-from llara_rag.adaptation.trainer import AdapterArguments, AdapterTrainer, continued_lora_model, lora_model
+from llara_rag.adaptation.trainer import (
+    AdapterArguments,
+    AdapterTrainer,
+    StageLoss,
+    continued_lora_model,
+    last_checkpoint,
+    lora_model,
+)
 from llara_rag.backbone import load_backbone
 from llara_rag.encoder import EncoderConfig, PromptInputs, collate, pool_special
-from llara_rag.errors import EmbeddingCollapseError, InvalidInputError
+from llara_rag.errors import InvalidInputError
 
 if TYPE_CHECKING:
     import torch
@@ -42,16 +49,23 @@ class ContrastiveArguments(AdapterArguments):
     """Training arguments of the supervised stage; the defaults follow the reference where one CPU allows."""
 
     start_adapter: str | None = field(
-        default=None, metadata={"help": "an adapter (e.g. from `llara-rag adapt`) to keep training; default: fresh LoRA"}
+        default=None,
+        metadata={"help": "an adapter (e.g. from `llara-rag adapt`) to keep training; default: fresh LoRA"},
     )
     split: str = field(default="train", metadata={"help": "qrels/<split>.tsv of a BEIR folder to train on"})
     temperature: float = field(default=0.01, metadata={"help": "InfoNCE temperature τ over q·p"})
     negatives: int = field(default=15, metadata={"help": "hard negatives per group (group = 1 positive + K)"})
     miner: str = field(default="bm25", metadata={"help": "bm25, dense (the starting encoder) or none"})
     skip_top: int = field(default=10, metadata={"help": "top ranks never mined (likely unjudged positives)"})
-    mine_depth: int = field(default=100, metadata={"help": "negatives are drawn from ranks skip_top+1..depth"})
-    query_max_length: int = field(default=64, metadata={"help": "query text tokens kept (prompt not counted)"})
-    passage_max_length: int = field(default=160, metadata={"help": "passage text tokens kept (prompt not counted)"})
+    mine_depth: int = field(
+        default=100, metadata={"help": "negatives are drawn from ranks skip_top+1..depth"}
+    )
+    query_max_length: int = field(
+        default=64, metadata={"help": "query text tokens kept (prompt not counted)"}
+    )
+    passage_max_length: int = field(
+        default=160, metadata={"help": "passage text tokens kept (prompt not counted)"}
+    )
     cross_device_negatives: bool = field(
         default=True, metadata={"help": "score each query against the passages of every device"}
     )
@@ -130,7 +144,12 @@ def embed_batch(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch
 
 
 def info_nce(
-    queries: torch.Tensor, passages: torch.Tensor, group_size: int, temperature: float, *, cross_device: bool = True
+    queries: torch.Tensor,
+    passages: torch.Tensor,
+    group_size: int,
+    temperature: float,
+    *,
+    cross_device: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """InfoNCE of ``queries`` (n, d) against ``passages`` (n * group_size, d), and the top-1 accuracy.
 
@@ -160,24 +179,19 @@ class ContrastiveTrainer(AdapterTrainer):
 
     args: ContrastiveArguments
 
-    def compute_loss(
-        self,
-        model: torch.nn.Module,
-        inputs: dict[str, torch.Tensor],
-        return_outputs: bool = False,
-        num_items_in_batch: torch.Tensor | int | None = None,
-    ) -> torch.Tensor:
+    def stage_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> StageLoss:
         group_size = 1 + self.args.negatives
         embeddings = embed_batch(model, inputs)
         count = embeddings.shape[0] // (1 + group_size)
         queries, passages = embeddings[:count], embeddings[count:]
         loss, accuracy = info_nce(
-            queries, passages, group_size, self.args.temperature, cross_device=self.args.cross_device_negatives
+            queries,
+            passages,
+            group_size,
+            self.args.temperature,
+            cross_device=self.args.cross_device_negatives,
         )
-        if model.training:
-            self.record_metrics(**{ACCURACY_METRIC: accuracy.item()})
-            self.record_embeddings(passages.detach())
-        return (loss, {}) if return_outputs else loss
+        return StageLoss(loss, {ACCURACY_METRIC: accuracy}, passages)
 
 
 @dataclass
@@ -191,16 +205,17 @@ def _start_record(directory: str) -> dict[str, Any]:
     from llara_rag.adapter import adapter_digest, read_adapter_info
 
     info = read_adapter_info(directory)
-    return {"path": str(Path(directory).resolve()), "digest": adapter_digest(directory),
-            "stage": info.stage if info else None}
+    return {
+        "path": str(Path(directory).resolve()),
+        "digest": adapter_digest(directory),
+        "stage": info.stage if info else None,
+    }
 
 
 def finetune(
     source: str | Path, adapter_dir: str | Path, args: ContrastiveArguments, *, resume: bool = True
 ) -> FinetuneResult:
     """Fine-tunes ``args.model`` (+ ``args.start_adapter``) on the groups of ``source``; writes ``adapter_dir``."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     started = time.perf_counter()
     # Before the backbone loads: a dense miner loads (and frees) its own model. Rank 0 first, so the other
     # ranks of a distributed run read its cached corpus vectors instead of encoding the corpus again.
@@ -226,24 +241,24 @@ def finetune(
         data_collator=GroupCollator(inputs, args.query_max_length, args.passage_max_length),
         processing_class=backbone.tokenizer,
     )
-    checkpoint = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
-    if checkpoint:
-        logger.info("Resuming from %s", checkpoint)
+    checkpoint = last_checkpoint(args, resume)
     logger.info(
         "Fine-tuning on %d groups of 1 query + 1 positive + %d negatives, %d groups a step per device",
-        len(samples), args.negatives, args.per_device_train_batch_size,
+        len(samples),
+        args.negatives,
+        args.per_device_train_batch_size,
     )
     trainer.train(resume_from_checkpoint=checkpoint)
-    if trainer.guard.collapsed_at is not None and args.stop_on_collapse:
-        raise EmbeddingCollapseError(
-            f"Training stopped at step {trainer.guard.collapsed_at}: the embeddings collapsed (in-batch mean "
-            f"cosine >= {args.collapse_threshold}); no adapter was written. Checkpoints are in {args.output_dir}. "
-            "Try a lower --lr or a higher --temperature."
-        )
+    trainer.raise_if_collapsed("Try a lower --lr or a higher --temperature.")
     training = {
         **trainer.summary(),
-        "objective": {"loss": "InfoNCE", "temperature": args.temperature, "negatives": args.negatives,
-                      "in_batch_negatives": True, "cross_device_negatives": args.cross_device_negatives},
+        "objective": {
+            "loss": "InfoNCE",
+            "temperature": args.temperature,
+            "negatives": args.negatives,
+            "in_batch_negatives": True,
+            "cross_device_negatives": args.cross_device_negatives,
+        },
         "query_max_length": args.query_max_length,
         "passage_max_length": args.passage_max_length,
         "mining": {"miner": args.miner, "skip_top": args.skip_top, "depth": args.mine_depth},
@@ -257,5 +272,7 @@ def finetune(
         f"Supervised contrastive (InfoNCE, τ={args.temperature}) fine-tuning{start} on {data.groups} labelled "
         f"queries of `{source}`{split}, each with 1 positive and {args.negatives} hard negatives ({args.miner})."
     )
-    adapter = trainer.write_adapter(adapter_dir, stage="contrastive", training=training, description=description)
+    adapter = trainer.write_adapter(
+        adapter_dir, stage="contrastive", training=training, description=description
+    )
     return FinetuneResult(adapter=adapter, data=data, training=training)

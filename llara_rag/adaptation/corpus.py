@@ -49,16 +49,11 @@ class Record:
 
 
 @dataclass
-class CorpusSummary:
-    """What was read, what was skipped and why: printed before training so nothing is dropped silently."""
+class SkippedInputs:
+    """Inputs left out, counted by reason with a few names each: a summary says what was not learnt from."""
 
-    documents: int = 0
-    records: int = 0
-    records_with_next: int = 0
-    duplicate_documents: int = 0
-    duplicate_windows: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    skipped_examples: dict[str, list[str]] = field(default_factory=dict)
+    skipped: Counter[str] = field(default_factory=Counter, kw_only=True)
+    skipped_examples: dict[str, list[str]] = field(default_factory=dict, kw_only=True)
 
     def skip(self, name: str, reason: str) -> None:
         self.skipped[reason] += 1
@@ -67,17 +62,30 @@ class CorpusSummary:
             examples.append(name)
         logger.debug("Skipped %s: %s", name, reason)
 
-    def describe(self) -> str:
-        lines = [
-            (
-                f"{self.documents} documents -> {self.records} windows ({self.records_with_next} with a next "
-                f"window); dropped {self.duplicate_documents} duplicate documents and {self.duplicate_windows} "
-                "duplicate windows"
-            )
+    def skipped_lines(self) -> list[str]:
+        return [
+            f"skipped {count} ({reason}), e.g. {', '.join(self.skipped_examples[reason])}"
+            for reason, count in sorted(self.skipped.items())
         ]
-        for reason, count in sorted(self.skipped.items()):
-            lines.append(f"skipped {count} ({reason}), e.g. {', '.join(self.skipped_examples[reason])}")
-        return "\n".join(lines)
+
+
+@dataclass
+class CorpusSummary(SkippedInputs):
+    """What was read, what was skipped and why: printed before training so nothing is dropped silently."""
+
+    documents: int = 0
+    records: int = 0
+    records_with_next: int = 0
+    duplicate_documents: int = 0
+    duplicate_windows: int = 0
+
+    def describe(self) -> str:
+        head = (
+            f"{self.documents} documents -> {self.records} windows ({self.records_with_next} with a next "
+            f"window); dropped {self.duplicate_documents} duplicate documents and {self.duplicate_windows} "
+            "duplicate windows"
+        )
+        return "\n".join([head, *self.skipped_lines()])
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -90,8 +98,8 @@ class CorpusSummary:
         }
 
 
-def _jsonl_documents(path: Path, summary: CorpusSummary) -> Iterator[tuple[str, str]]:
-    """``text`` (with ``title`` in front when the text does not already start with it) per line."""
+def jsonl_rows(path: Path, summary: SkippedInputs) -> Iterator[tuple[str, object]]:
+    """(``file:line`` name, parsed value) per non-blank line; a line that is not JSON is skipped by name."""
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             name = f"{path.name}:{number}"
@@ -102,14 +110,20 @@ def _jsonl_documents(path: Path, summary: CorpusSummary) -> Iterator[tuple[str, 
             except json.JSONDecodeError as error:
                 summary.skip(name, f"invalid JSON ({error.msg})")
                 continue
-            if not isinstance(row, dict) or not isinstance(row.get("text", ""), str):
-                summary.skip(name, "not an object with a string 'text' field")
-                continue
-            title = str(row.get("title") or "").strip()
-            text = str(row.get("text") or "").strip()
-            if title and not text.lower().startswith(title.lower()):
-                text = f"{title}\n{text}" if text else title
-            yield str(row.get("_id", row.get("id", name))), text
+            yield name, row
+
+
+def _jsonl_documents(path: Path, summary: CorpusSummary) -> Iterator[tuple[str, str]]:
+    """``text`` (with ``title`` in front when the text does not already start with it) per line."""
+    for name, row in jsonl_rows(path, summary):
+        if not isinstance(row, dict) or not isinstance(row.get("text", ""), str):
+            summary.skip(name, "not an object with a string 'text' field")
+            continue
+        title = str(row.get("title") or "").strip()
+        text = str(row.get("text") or "").strip()
+        if title and not text.lower().startswith(title.lower()):
+            text = f"{title}\n{text}" if text else title
+        yield str(row.get("_id", row.get("id", name))), text
 
 
 def _is_binary(path: Path) -> bool:

@@ -15,16 +15,15 @@ mining for ``train`` never ranks, reads or is steered by a test query or a test 
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llara_rag.adaptation.corpus import SkippedInputs, jsonl_rows
 from llara_rag.encoder import EncoderConfig
 from llara_rag.errors import InvalidInputError
 from llara_rag.evaluation.datasets import Collection, load_collection
@@ -42,7 +41,9 @@ class MiningConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    miner: Miner = Field(default="bm25", description="Ranker of the candidates; none uses only given negatives.")
+    miner: Miner = Field(
+        default="bm25", description="Ranker of the candidates; none uses only given negatives."
+    )
     negatives: int = Field(default=15, ge=0, description="Hard negatives per group (the reference uses 15).")
     skip_top: int = Field(default=10, ge=0, description="Top ranks never used: likely unjudged positives.")
     depth: int = Field(default=100, gt=0, description="Negatives are drawn from ranks skip_top+1..depth.")
@@ -63,7 +64,7 @@ class TrainingGroup:
 
 
 @dataclass
-class PairsSummary:
+class PairsSummary(SkippedInputs):
     """What the groups were built from, what was mined and what was skipped, for the log and the model card."""
 
     source: str
@@ -73,26 +74,14 @@ class PairsSummary:
     positives: int = 0
     given_negatives: int = 0
     mined_negatives: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    skipped_examples: dict[str, list[str]] = field(default_factory=dict)
-
-    def skip(self, name: str, reason: str) -> None:
-        self.skipped[reason] += 1
-        examples = self.skipped_examples.setdefault(reason, [])
-        if len(examples) < 3:
-            examples.append(name)
 
     def describe(self) -> str:
         split = f" ({self.split} split)" if self.split else ""
-        lines = [
-            (
-                f"{self.source}{split}: {self.groups} groups, {self.positives} positives, {self.given_negatives} "
-                f"given and {self.mined_negatives} mined ({self.miner}) negatives"
-            )
-        ]
-        for reason, count in sorted(self.skipped.items()):
-            lines.append(f"skipped {count} ({reason}), e.g. {', '.join(self.skipped_examples[reason])}")
-        return "\n".join(lines)
+        head = (
+            f"{self.source}{split}: {self.groups} groups, {self.positives} positives, {self.given_negatives} "
+            f"given and {self.mined_negatives} mined ({self.miner}) negatives"
+        )
+        return "\n".join([head, *self.skipped_lines()])
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -116,28 +105,19 @@ def _texts(value: object) -> list[str] | None:
 
 def read_jsonl_groups(path: Path, summary: PairsSummary) -> list[TrainingGroup]:
     groups = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            name = f"{path.name}:{number}"
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                summary.skip(name, f"invalid JSON ({error.msg})")
-                continue
-            query = row.get("query") if isinstance(row, dict) else None
-            if not isinstance(query, str) or not query.strip():
-                summary.skip(name, "no non-empty 'query' string")
-                continue
-            positives, negatives = _texts(row.get("pos")), _texts(row.get("neg", []))
-            if not positives:
-                summary.skip(name, "no non-empty passage in the 'pos' list")
-                continue
-            if negatives is None:
-                summary.skip(name, "'neg' is not a list of strings")
-                continue
-            groups.append(TrainingGroup(query.strip(), tuple(positives), tuple(negatives)))
+    for name, row in jsonl_rows(path, summary):
+        query = row.get("query") if isinstance(row, dict) else None
+        if not isinstance(query, str) or not query.strip():
+            summary.skip(name, "no non-empty 'query' string")
+            continue
+        positives, negatives = _texts(row.get("pos")), _texts(row.get("neg", []))
+        if not positives:
+            summary.skip(name, "no non-empty passage in the 'pos' list")
+            continue
+        if negatives is None:
+            summary.skip(name, "'neg' is not a list of strings")
+            continue
+        groups.append(TrainingGroup(query.strip(), tuple(positives), tuple(negatives)))
     return groups
 
 
@@ -171,7 +151,10 @@ def _ranker(config: MiningConfig) -> RetrievalSystem:
     # A private encoder rather than the process-wide one, so its weights are freed before training loads its
     # own; the settings match the harness's llara system, so evaluation reuses the cached corpus vectors.
     return DenseSystem(
-        "miner", llara_label(encoder), lambda: LLaRAEncoder(encoder), VectorCache(config.cache_dir),
+        "miner",
+        llara_label(encoder),
+        lambda: LLaRAEncoder(encoder),
+        VectorCache(config.cache_dir),
         settings={"passage_max_length": encoder.passage_max_length},
     )
 
@@ -192,7 +175,9 @@ def mine_negatives(collection: Collection, run: Run, config: MiningConfig) -> di
         rng = random.Random(f"{config.seed}:{query_id}")
         chosen = rng.sample(candidates, min(config.negatives, len(candidates)))
         if len(chosen) < config.negatives:
-            rest = [doc_id for doc_id in collection.doc_ids if doc_id not in excluded and doc_id not in chosen]
+            rest = [
+                doc_id for doc_id in collection.doc_ids if doc_id not in excluded and doc_id not in chosen
+            ]
             extra = rng.sample(rest, min(config.negatives - len(chosen), len(rest)))
             filled += len(extra)
             chosen += extra
@@ -204,12 +189,21 @@ def mine_negatives(collection: Collection, run: Run, config: MiningConfig) -> di
 
 def _mine(collection: Collection, config: MiningConfig) -> dict[str, list[str]]:
     """Mined document *texts* per query id."""
-    logger.info("Mining %d hard negatives for %d queries with %s (ranks %d-%d)", config.negatives,
-                len(collection.queries), config.miner, config.skip_top + 1, config.depth)
+    logger.info(
+        "Mining %d hard negatives for %d queries with %s (ranks %d-%d)",
+        config.negatives,
+        len(collection.queries),
+        config.miner,
+        config.skip_top + 1,
+        config.depth,
+    )
     system = _ranker(config)
     run = system.retrieve(collection, config.depth)
     texts = dict(zip(collection.doc_ids, collection.doc_texts))
-    return {query_id: [texts[doc_id] for doc_id in ids] for query_id, ids in mine_negatives(collection, run, config).items()}
+    return {
+        query_id: [texts[doc_id] for doc_id in ids]
+        for query_id, ids in mine_negatives(collection, run, config).items()
+    }
 
 
 def _jsonl_groups(path: Path, config: MiningConfig, summary: PairsSummary) -> list[TrainingGroup]:
@@ -236,19 +230,25 @@ def _beir_groups(folder: Path, split: str, config: MiningConfig) -> list[Trainin
     return [
         TrainingGroup(
             query=collection.queries[query_id],
-            positives=tuple(texts[doc_id] for doc_id, score in judged.items() if score > 0 and doc_id in texts),
+            positives=tuple(
+                texts[doc_id] for doc_id, score in judged.items() if score > 0 and doc_id in texts
+            ),
             negatives=tuple(mined.get(query_id, ())),
         )
         for query_id, judged in collection.qrels.items()
     ]
 
 
-def load_groups(source: str | Path, split: str, config: MiningConfig) -> tuple[list[TrainingGroup], PairsSummary]:
+def load_groups(
+    source: str | Path, split: str, config: MiningConfig
+) -> tuple[list[TrainingGroup], PairsSummary]:
     """Reads a JSONL file or a BEIR folder (its ``split`` qrels only) into groups with hard negatives."""
     path = Path(source).expanduser()
     if path.is_file():
         if path.suffix.lower() != ".jsonl":
-            raise InvalidInputError(f"{path} is not a .jsonl file; pass a JSONL file ({JSONL_LAYOUT}) or a BEIR folder.")
+            raise InvalidInputError(
+                f"{path} is not a .jsonl file; pass a JSONL file ({JSONL_LAYOUT}) or a BEIR folder."
+            )
         summary = PairsSummary(source=str(path), split=None, miner=config.miner)
         groups = _jsonl_groups(path, config, summary)
     elif path.is_dir():
@@ -261,7 +261,9 @@ def load_groups(source: str | Path, split: str, config: MiningConfig) -> tuple[l
         groups = _beir_groups(path, split, config)
         summary.mined_negatives = sum(len(group.negatives) for group in groups)
     else:
-        raise InvalidInputError(f"Training pairs {path} do not exist; pass a JSONL file ({JSONL_LAYOUT}) or a BEIR folder.")
+        raise InvalidInputError(
+            f"Training pairs {path} do not exist; pass a JSONL file ({JSONL_LAYOUT}) or a BEIR folder."
+        )
     kept = []
     for index, group in enumerate(groups):
         if config.negatives and not group.negatives:
@@ -271,6 +273,8 @@ def load_groups(source: str | Path, split: str, config: MiningConfig) -> tuple[l
     summary.groups = len(kept)
     summary.positives = sum(len(group.positives) for group in kept)
     if not kept:
-        raise InvalidInputError(f"No usable training group in {path}:\n{summary.describe()}\nExpected {JSONL_LAYOUT}.")
+        raise InvalidInputError(
+            f"No usable training group in {path}:\n{summary.describe()}\nExpected {JSONL_LAYOUT}."
+        )
     logger.info("Training groups: %s", summary.describe())
     return kept, summary

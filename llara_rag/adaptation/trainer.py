@@ -1,10 +1,10 @@
 """What every llara-rag training stage shares: LoRA setup, a Trainer base, the collapse guard, adapter output.
 
 A stage (the unsupervised EBAE/EBAR adaptation, the supervised contrastive fine-tune) subclasses
-:class:`AdapterArguments` and :class:`AdapterTrainer`, supplies ``compute_loss`` and reports its
-in-batch embeddings with :meth:`AdapterTrainer.record_embeddings`. Because this is a plain
-``transformers.Trainer``, the same code runs on one CPU, under ``torchrun`` / ``accelerate launch`` and
-with DeepSpeed (``--deepspeed ds.json``), with checkpoints and resume.
+:class:`AdapterArguments` and :class:`AdapterTrainer` and supplies :meth:`AdapterTrainer.stage_loss`:
+its loss, the metrics logged beside it and the in-batch embeddings the collapse guard watches.
+Because this is a plain ``transformers.Trainer``, the same code runs on one CPU, under ``torchrun`` /
+``accelerate launch`` and with DeepSpeed (``--deepspeed ds.json``), with checkpoints and resume.
 
 The adapter directory is written to a hidden staging folder and renamed into place only when
 complete, so an interrupted run never leaves a directory that loads as an adapter.
@@ -16,16 +16,17 @@ import logging
 import os
 import shutil
 import time
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from llara_rag.adapter import AdapterInfo, check_adapter, write_adapter_info
 from llara_rag.backbone import DEFAULT_MODEL, Backbone
-from llara_rag.errors import AdapterError
+from llara_rag.errors import AdapterError, EmbeddingCollapseError
 
 if TYPE_CHECKING:
     import torch
@@ -36,6 +37,14 @@ logger = logging.getLogger(__name__)
 
 COSINE_METRIC = "embedding_cosine"
 """Logged mean off-diagonal cosine of the in-batch passage embeddings; near 1 means collapse."""
+
+
+class StageLoss(NamedTuple):
+    """One batch's loss, the metrics logged beside it and the in-batch passage embeddings."""
+
+    loss: torch.Tensor
+    metrics: dict[str, torch.Tensor]
+    embeddings: torch.Tensor
 
 
 @dataclass
@@ -137,6 +146,16 @@ def continued_lora_model(backbone: Backbone, directory: str | Path, args: Adapte
     return model
 
 
+def last_checkpoint(args: AdapterArguments, resume: bool) -> str | None:
+    """The newest checkpoint in ``args.output_dir`` to resume from, or None for a fresh start."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoint = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
+    if checkpoint:
+        logger.info("Resuming from %s", checkpoint)
+    return checkpoint
+
+
 class CollapseGuard(TrainerCallback):
     """Watches the logged in-batch cosine; warns and (by default) stops when embeddings collapse.
 
@@ -179,7 +198,7 @@ class CollapseGuard(TrainerCallback):
             control.should_training_stop = True
 
 
-class AdapterTrainer(Trainer):
+class AdapterTrainer(Trainer, ABC):
     """A Trainer that logs per-stage metrics and writes a loadable llara-rag adapter directory."""
 
     args: AdapterArguments
@@ -193,7 +212,33 @@ class AdapterTrainer(Trainer):
         self.add_callback(self.guard)
         self._running: defaultdict[str, list[float]] = defaultdict(list)
 
-    def record_metrics(self, **values: float) -> None:
+    @abstractmethod
+    def stage_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> StageLoss:
+        """The stage's objective on one batch."""
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
+        loss, metrics, embeddings = self.stage_loss(model, inputs)
+        if model.training:
+            self.record_metrics(**metrics)
+            self.record_embeddings(embeddings.detach())
+        return (loss, {}) if return_outputs else loss
+
+    def raise_if_collapsed(self, advice: str) -> None:
+        """After training: a run the guard stopped writes no adapter; the error says why and what to try."""
+        if self.guard.collapsed_at is not None and self.args.stop_on_collapse:
+            raise EmbeddingCollapseError(
+                f"Training stopped at step {self.guard.collapsed_at}: the embeddings collapsed (in-batch "
+                f"mean cosine >= {self.args.collapse_threshold}); no adapter was written. Checkpoints are in "
+                f"{self.args.output_dir}. {advice}"
+            )
+
+    def record_metrics(self, **values: float | torch.Tensor) -> None:
         """Values averaged over the steps since the last log and logged beside the loss."""
         for name, value in values.items():
             self._running[name].append(float(value))

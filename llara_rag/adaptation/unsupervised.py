@@ -23,9 +23,14 @@ from llara_rag.adaptation.objective import (
     collate_examples,
     compute_objective,
 )
-from llara_rag.adaptation.trainer import AdapterArguments, AdapterTrainer, lora_model
+from llara_rag.adaptation.trainer import (
+    AdapterArguments,
+    AdapterTrainer,
+    StageLoss,
+    last_checkpoint,
+    lora_model,
+)
 from llara_rag.backbone import load_backbone
-from llara_rag.errors import EmbeddingCollapseError
 
 if TYPE_CHECKING:
     import torch
@@ -59,18 +64,10 @@ class AdaptationTrainer(AdapterTrainer):
 
     args: AdaptationArguments
 
-    def compute_loss(
-        self,
-        model: torch.nn.Module,
-        inputs: dict[str, torch.Tensor],
-        return_outputs: bool = False,
-        num_items_in_batch: torch.Tensor | int | None = None,
-    ) -> torch.Tensor:
+    def stage_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> StageLoss:
         output = compute_objective(model, inputs, self.args.objective)
-        if model.training:
-            self.record_metrics(lm=output.lm.item(), ebae=output.ebae.item(), ebar=output.ebar.item())
-            self.record_embeddings(output.passage_embeddings)
-        return (output.loss, {}) if return_outputs else output.loss
+        metrics = {"lm": output.lm, "ebae": output.ebae, "ebar": output.ebar}
+        return StageLoss(output.loss, metrics, output.passage_embeddings)
 
 
 @dataclass
@@ -102,8 +99,6 @@ def adapt(
     source: str | Path, adapter_dir: str | Path, args: AdaptationArguments, *, resume: bool = True
 ) -> AdaptationResult:
     """Adapts ``args.model`` to the documents in ``source`` and writes the adapter to ``adapter_dir``."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     check_source(source)
     started, cpu_started = time.perf_counter(), time.process_time()
     backbone = load_backbone(args.model, device="cpu")
@@ -128,11 +123,9 @@ def adapt(
         data_collator=partial(collate_examples, pad_id=pad_id),
         processing_class=backbone.tokenizer,
     )
-    checkpoint = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
+    checkpoint = last_checkpoint(args, resume)
     steps = planned_steps(len(examples), args)
-    if checkpoint:
-        logger.info("Resuming from %s", checkpoint)
-    else:
+    if not checkpoint:
         seconds = _probe_seconds(trainer)
         logger.info(
             "Training %d steps of %d records (%d records, %.2f epochs): about %.0f minutes at %.1f s a step",
@@ -144,12 +137,7 @@ def adapt(
             seconds * args.gradient_accumulation_steps,
         )
     trainer.train(resume_from_checkpoint=checkpoint)
-    if trainer.guard.collapsed_at is not None and args.stop_on_collapse:
-        raise EmbeddingCollapseError(
-            f"Training stopped at step {trainer.guard.collapsed_at}: the embeddings collapsed (in-batch mean "
-            f"cosine >= {args.collapse_threshold}); no adapter was written. Checkpoints are in {args.output_dir}. "
-            "Try a lower --lr, a higher --lm-weight or a lower --bow-weight."
-        )
+    trainer.raise_if_collapsed("Try a lower --lr, a higher --lm-weight or a lower --bow-weight.")
     training = {
         **trainer.summary(),
         "objective": args.objective.model_dump(),

@@ -8,14 +8,12 @@ settings share one loaded model and give the same vectors (equal ``fingerprint``
 from __future__ import annotations
 
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr
 
-from llara_rag.backbone import DEFAULT_MODEL
-from llara_rag.encoder import EncoderConfig, LLaRAEncoder, get_encoder
-from llara_rag.prompts import DEFAULT_PROMPTS, LLaRAPrompts
+from llara_rag.encoder import EncoderConfig, EncoderSettings, LLaRAEncoder, get_encoder
 
 
-class LLaRAEmbeddings(BaseModel, Embeddings):
+class LLaRAEmbeddings(EncoderSettings, Embeddings):
     """LLaRA embeddings for LangChain; the async methods run the encoder in a worker thread.
 
     Empty or whitespace-only texts raise ``llara_rag.InvalidInputError``: drop them before embedding.
@@ -23,15 +21,6 @@ class LLaRAEmbeddings(BaseModel, Embeddings):
 
     model_config = ConfigDict(frozen=True, protected_namespaces=())
 
-    model_name: str = Field(
-        default=DEFAULT_MODEL, description="Embedded alias, .gguf file, local folder or Hub id."
-    )
-    adapter: str | None = Field(default=None, description="A LoRA adapter directory from `llara-rag adapt`.")
-    query_max_length: int = Field(default=128, gt=0)
-    passage_max_length: int = Field(default=512, gt=0)
-    prompts: LLaRAPrompts = Field(default=DEFAULT_PROMPTS)
-    device: str | None = Field(default=None, description="None picks CUDA when present.")
-    dtype: str | None = Field(default=None, description="None: fp32 on CPU, bf16 on GPU.")
     batch_size: int = Field(default=16, gt=0, description="Texts per forward pass.")
 
     _encoder: LLaRAEncoder = PrivateAttr()
@@ -41,16 +30,7 @@ class LLaRAEmbeddings(BaseModel, Embeddings):
 
     @property
     def encoder_config(self) -> EncoderConfig:
-        return EncoderConfig(
-            model=self.model_name,
-            adapter=self.adapter,
-            query_max_length=self.query_max_length,
-            passage_max_length=self.passage_max_length,
-            prompts=self.prompts,
-            batch_size=self.batch_size,
-            device=self.device,
-            dtype=self.dtype,
-        )
+        return self.to_encoder_config(self.batch_size)
 
     @property
     def encoder(self) -> LLaRAEncoder:
