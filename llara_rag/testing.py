@@ -1,7 +1,8 @@
-"""A tiny random backbone for fast tests, here and in the separately installed integrations.
+"""Test helpers shared by the core and the separately installed integrations: a tiny random
+backbone, a small document folder and a throw-away Chroma server.
 
-It lives in the package rather than in ``tests/conftest.py`` so that every adapter under
-``integrations/`` can build the same model without copying this code or importing another test tree.
+They live in the package rather than in ``tests/conftest.py`` so that every adapter under
+``integrations/`` can use them without copying this code or importing another test tree.
 """
 
 from __future__ import annotations
