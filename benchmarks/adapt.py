@@ -2,9 +2,11 @@
 
 For each collection: ``adapt`` the backbone on ``corpus.jsonl`` alone (no queries, no qrels), then
 run the evaluation harness on BM25, the unadapted and adapted LLaRA encoders and the hybrid (adapted
-+ BM25). Writes ``benchmarks/results/adaptation.{json,md}``. Adapters live in ``runs/adapt-<name>``;
-an existing adapter is reused and an interrupted training resumes from its checkpoints, so rerunning
-the command continues where it stopped.
++ BM25). Every recipe tried (steps, learning rate, window, batch, whitening) is kept:
+``results/adaptation.json`` accumulates one entry per (collection, recipe) and ``adaptation.md`` shows
+them side by side, so a new recipe is compared with the old ones rather than replacing them. Adapters live in
+``runs/adapt-<name>-<recipe>``; an existing adapter is reused and an interrupted training resumes from
+its checkpoints, so rerunning the command continues where it stopped.
 
     python benchmarks/adapt.py                      # cranfield and cacm, the defaults below
     python benchmarks/adapt.py --datasets adi --max-steps 20
@@ -28,13 +30,35 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 SYSTEMS = ("bm25", "llara-base", "llara", "hybrid")
-LABELS = {"llara-base": "unadapted", "llara": "adapted", "bm25": "BM25", "hybrid": "hybrid (adapted + BM25)"}
 logger = logging.getLogger("benchmarks.adapt")
 GOAL_GAIN, GOAL_BM25_SHARE = 0.20, 0.8
+GOALS = (f"adapted >= unadapted + {GOAL_GAIN}", f"adapted >= {GOAL_BM25_SHARE} x BM25", "hybrid > BM25")
+
+
+def recipe_of(args: argparse.Namespace) -> dict[str, float | int]:
+    return {
+        "steps": args.max_steps,
+        "lr": args.lr,
+        "window": args.window,
+        "batch": args.batch_size,
+        "whitening": args.whitening_dims,
+    }
+
+
+def recipe_tag(recipe: dict[str, float | int]) -> str:
+    whitening = {0: "", -1: "-white"}.get(int(recipe["whitening"]), f"-white{recipe['whitening']}")
+    return f"s{recipe['steps']}-lr{recipe['lr']:g}-w{recipe['window']}-b{recipe['batch']}{whitening}"
+
+
+def describe_recipe(recipe: dict[str, float | int]) -> str:
+    dims = int(recipe["whitening"])
+    whitening = {0: "no whitening", -1: "whitened"}.get(dims, f"whitened to {dims}")
+    windows = f"{recipe['steps']} x {recipe['batch']} windows of {recipe['window']}"
+    return f"{windows}, lr {recipe['lr']:g}, {whitening}"
 
 
 def train(name: str, args: argparse.Namespace) -> dict:
-    adapter = args.runs / f"adapt-{name}"
+    adapter = args.runs / f"adapt-{name}-{recipe_tag(recipe_of(args))}"
     if not (adapter / "llara_config.json").is_file():
         training = AdaptationArguments(
             output_dir=f"{adapter}.checkpoints",
@@ -43,6 +67,7 @@ def train(name: str, args: argparse.Namespace) -> dict:
             learning_rate=args.lr,
             per_device_train_batch_size=args.batch_size,
             window_tokens=args.window,
+            whitening_dims=args.whitening_dims,
             save_steps=30,
         )
         adapt(DATA / name, adapter, training)
@@ -63,44 +88,50 @@ def measure(name: str, adapter: str, model: str) -> dict[str, dict[str, float]]:
 
 def verdict(scores: dict[str, dict[str, float]]) -> dict[str, bool]:
     ndcg = {system: values["nDCG@10"] for system, values in scores.items()}
-    return {
-        f"adapted >= unadapted + {GOAL_GAIN}": ndcg["llara"] >= ndcg["llara-base"] + GOAL_GAIN,
-        f"adapted >= {GOAL_BM25_SHARE} x BM25": ndcg["llara"] >= GOAL_BM25_SHARE * ndcg["bm25"],
-        "hybrid > BM25": ndcg["hybrid"] > ndcg["bm25"],
-    }
+    met = (
+        ndcg["llara"] >= ndcg["llara-base"] + GOAL_GAIN,
+        ndcg["llara"] >= GOAL_BM25_SHARE * ndcg["bm25"],
+        ndcg["hybrid"] > ndcg["bm25"],
+    )
+    return dict(zip(GOALS, met))
 
 
-def markdown(rows: dict[str, dict], model: str) -> str:
+def markdown(runs: list[dict], model: str) -> str:
     lines = [
         "# Unsupervised adaptation (corpus text only)",
         "",
         f"`python benchmarks/adapt.py`: LLaRA EBAE/EBAR adaptation of `{model}` on each collection's",
         "`corpus.jsonl` alone (no queries, no qrels), then the evaluation harness on its test queries.",
-        "CPU, a 2-core machine shared with other jobs, so wall minutes overstate the cost; CPU minutes",
-        "count this process's CPU time (both cores).",
-        "",
-        "| collection | system | nDCG@10 | Recall@100 |",
-        "|---|---|---|---|",
+        "One row per recipe tried (steps x batch of windows, learning rate, window tokens); CPU minutes",
+        "count the training process's CPU time on this 2-core machine.",
     ]
-    for name, row in rows.items():
-        for system in SYSTEMS:
-            values = row["scores"][system]
-            lines.append(
-                f"| {name} | {LABELS[system]} | {values['nDCG@10']:.3f} | {values['Recall@100']:.3f} |"
+    for name in dict.fromkeys(run["collection"] for run in runs):
+        tried = [run for run in runs if run["collection"] == name]
+        scores = tried[-1]["scores"]
+        base = scores["llara-base"]
+        lines += [
+            "",
+            f"### {name}",
+            "",
+            "| system | nDCG@10 | Recall@100 | training | goals met |",
+            "|---|---:|---:|---|---|",
+            f"| BM25 | {scores['bm25']['nDCG@10']:.3f} | {scores['bm25']['Recall@100']:.3f} | | |",
+            f"| unadapted | {base['nDCG@10']:.3f} | {base['Recall@100']:.3f} | | |",
+        ]
+        for run in tried:
+            recipe, training = run["recipe"], run["training"]
+            cost = (
+                f"{describe_recipe(recipe)}: {training['epochs']:.2f} epoch, "
+                f"{training['cpu_seconds'] / 60:.0f} CPU min"
             )
-    lines += [
-        "",
-        "| collection | steps | windows | wall min | CPU min | goals met |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, row in rows.items():
-        t = row["training"]
-        goals = ", ".join(f"{goal}: {'yes' if ok else 'no'}" for goal, ok in row["goals"].items())
-        lines.append(
-            f"| {name} | {t['steps']} | {t['corpus']['records']} | {t['seconds'] / 60:.0f} | "
-            f"{t.get('cpu_seconds', float('nan')) / 60:.0f} | {goals} |"
-        )
-    return "\n".join(lines) + "\n"
+            goals = ", ".join(goal for goal, ok in run["goals"].items() if ok) or "none"
+            adapted, hybrid = run["scores"]["llara"], run["scores"]["hybrid"]
+            lines += [
+                f"| adapted | {adapted['nDCG@10']:.3f} | {adapted['Recall@100']:.3f} | {cost} | {goals} |",
+                f"| hybrid (adapted + BM25) | {hybrid['nDCG@10']:.3f} | {hybrid['Recall@100']:.3f} | | |",
+            ]
+    lines += ["", f"Goals (issue #4): {'; '.join(GOALS)}.", ""]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -109,29 +140,39 @@ def main() -> None:
     )
     parser.add_argument("--datasets", default="cranfield,cacm")
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--max-steps", type=int, default=90)
+    parser.add_argument("--max-steps", type=int, default=150)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--window", type=int, default=64)
+    parser.add_argument(
+        "--whitening-dims", type=int, default=-1, help="-1: a quarter of the hidden size, 0: none"
+    )
     parser.add_argument("--runs", type=Path, default=ROOT / "runs", help="where adapters and checkpoints go")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where adaptation.{json,md} go")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rows = {}
+    path = args.results / "adaptation.json"
+    runs = json.loads(path.read_text(encoding="utf-8"))["runs"] if path.is_file() else []
+    recipe = recipe_of(args)
     for name in args.datasets.split(","):
         started = time.perf_counter()
         training = train(name, args)
         scores = measure(name, training["adapter"], args.model)
-        rows[name] = {
-            "training": training,
-            "scores": scores,
-            "goals": verdict(scores),
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "adaptation.json").write_text(json.dumps(rows, indent=2, default=str), encoding="utf-8")
-    (args.results / "adaptation.md").write_text(markdown(rows, args.model), encoding="utf-8")
-    print(markdown(rows, args.model))
+        runs = [run for run in runs if (run["collection"], run["recipe"]) != (name, recipe)]
+        runs.append(
+            {
+                "collection": name,
+                "recipe": recipe,
+                "training": training,
+                "scores": scores,
+                "goals": verdict(scores),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+        args.results.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"runs": runs}, indent=2, default=str), encoding="utf-8")
+        (args.results / "adaptation.md").write_text(markdown(runs, args.model), encoding="utf-8")
+    print(markdown(runs, args.model))
 
 
 if __name__ == "__main__":

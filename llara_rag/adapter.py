@@ -1,8 +1,9 @@
 """The adapter directory: what the trainers write and the encoder loads.
 
 An adapter directory holds a PEFT LoRA adapter (``adapter_model.safetensors``, ``adapter_config.json``),
-the tokenizer, a model card (``README.md``) and ``llara_config.json``, which records the backbone it was
-trained on, so that loading it on another backbone is refused instead of silently producing noise.
+the tokenizer, a model card (``README.md``), ``llara_config.json``, which records the backbone it was
+trained on, so that loading it on another backbone is refused instead of silently producing noise, and
+after the unsupervised stage the domain whitening (``whitening.safetensors``) its vectors go through.
 """
 
 from __future__ import annotations
@@ -63,11 +64,15 @@ def write_adapter_info(directory: str | Path, info: AdapterInfo) -> None:
 
 
 def adapter_digest(directory: str | Path) -> str:
-    """A hash of the adapter's weights and config: two adapters with equal digests embed alike."""
+    """A hash of the adapter's weights, config and whitening: two adapters with equal digests embed alike."""
+    from llara_rag.whitening import WHITENING_FILE
+
     path = require_adapter_files(directory)
     digest = hashlib.sha256()
     for name in PEFT_FILES:
         digest.update((path / name).read_bytes())
+    if (path / WHITENING_FILE).is_file():
+        digest.update((path / WHITENING_FILE).read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -304,6 +304,13 @@ def _add_adapt(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--allow-collapse", action="store_true", help="only warn when the embeddings collapse"
     )
+    parser.add_argument(
+        "--whitening-dims",
+        type=int,
+        default=-1,
+        help="dimensions kept by the domain whitening fitted after training (default: a quarter of the "
+        "hidden size; 0: no whitening)",
+    )
     _add_training_arguments(parser, examples="windows", learning_rate=2e-4, batch_size=16)
     parser.set_defaults(run=_run_adapt)
 
@@ -318,6 +325,7 @@ def _run_adapt(args: argparse.Namespace) -> int:
         bow_weight=args.bow_weight,
         remove_stopwords=not args.keep_stopwords,
         stop_on_collapse=not args.allow_collapse,
+        whitening_dims=args.whitening_dims,
     )
     result = adapt(args.docs, args.output, training, resume=not args.restart)
     _print_adapter(result.adapter, result.training, args.model)

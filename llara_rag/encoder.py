@@ -1,7 +1,8 @@
 """LLaRAEncoder: texts in, L2-normalised LLaRA embeddings out, with no framework around it.
 
 texts -> prompt token ids (only the text is truncated) -> batches sorted by length -> base-model
-forward -> mean of the final hidden states at the 8 special positions -> L2 norm -> float32 numpy.
+forward -> mean of the final hidden states at the 8 special positions -> L2 norm -> the adapter's
+domain whitening, when it has one -> float32 numpy.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llara_rag.backbone import DEFAULT_MODEL, Backbone, load_backbone
 from llara_rag.errors import InvalidInputError
 from llara_rag.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts, Side
+from llara_rag.whitening import Whitening
 
 if TYPE_CHECKING:
     import torch
@@ -170,11 +172,16 @@ class PromptInputs:
 class LLaRAEncoder:
     """The LLaRA embedder: passages through the EBAE prompt, queries through the EBAR prompt."""
 
-    def __init__(self, config: EncoderConfig | None = None, **fields: object) -> None:
+    def __init__(
+        self, config: EncoderConfig | None = None, *, backbone: Backbone | None = None, **fields: object
+    ) -> None:
+        """``backbone``: one already loaded with ``config``'s adapter applied, kept out of the process-wide
+        sharing (the trainer encodes with an adapter still in its staging folder)."""
         base = config.model_dump() if config else {}
         self.config = EncoderConfig.model_validate({**base, **fields})
         self.padding_side: Literal["left", "right"] = "right"
-        self.backbone: Backbone = shared_backbone(self.config)
+        self.backbone: Backbone = backbone or shared_backbone(self.config)
+        self.whitening = Whitening.load(self.config.adapter) if self.config.adapter else None
         self.inputs = PromptInputs(self.backbone.tokenizer, self.backbone.special_ids, self.config.prompts)
         self._pad_id = self.inputs.pad_id
         self.fingerprint = self._fingerprint()
@@ -186,6 +193,10 @@ class LLaRAEncoder:
 
     @property
     def dimension(self) -> int:
+        return self.whitening.dimension if self.whitening else self.hidden_size
+
+    @property
+    def hidden_size(self) -> int:
         return int(self.backbone.model.config.get_text_config().hidden_size)
 
     def special_ids(self, side: Side) -> tuple[int, ...]:
@@ -211,9 +222,9 @@ class LLaRAEncoder:
         from tqdm.auto import tqdm
 
         inputs = self.build_inputs(texts, side)
-        output = np.empty((len(inputs), self.dimension), dtype=np.float32)
+        output = np.empty((len(inputs), self.hidden_size), dtype=np.float32)
         if not inputs:
-            return output
+            return np.empty((0, self.dimension), dtype=np.float32)
         size = batch_size or self.config.batch_size
         order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]), reverse=True)
         batches = [order[start : start + size] for start in range(0, len(order), size)]
@@ -224,7 +235,7 @@ class LLaRAEncoder:
             torch.inference_mode(),
             tqdm(
                 total=sum(map(len, inputs)),
-                desc=f"Encoding {len(inputs)} {side}s",
+                desc=f"Encoding {len(inputs)} {'queries' if side == 'query' else 'passages'}",
                 unit="tok",
                 unit_scale=True,
                 disable=not progress,
@@ -239,7 +250,7 @@ class LLaRAEncoder:
                 )
                 output[batch] = pooled.cpu().numpy()
                 bar.update(sum(len(inputs[i]) for i in batch))
-        return output
+        return self.whitening(output, side) if self.whitening else output
 
     def encode_queries(self, queries: Sequence[str], **kwargs: object) -> np.ndarray:
         return self.encode(queries, "query", **kwargs)  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from llara_rag.adaptation.trainer import COSINE_METRIC, CollapseGuard
 from llara_rag.adapter import LLARA_CONFIG_FILE, read_adapter_info
 from llara_rag.encoder import LLaRAEncoder
 from llara_rag.errors import AdapterError, EmbeddingCollapseError
+from llara_rag.whitening import WHITENING_FILE, default_dimensions
 
 TEXTS = [
     "cats purr when happy and dogs bark when happy . " * 3,
@@ -54,7 +55,18 @@ def trained(tiny_backbone_dir, docs, tmp_path_factory):
     return root, result
 
 
-def test_adapter_loads_and_changes_embeddings(tiny_backbone_dir, trained):
+@pytest.fixture(scope="module")
+def unwhitened(trained, tmp_path_factory) -> Path:
+    """The trained adapter without its whitening: the network's own vectors."""
+    import shutil
+
+    copy = tmp_path_factory.mktemp("unwhitened") / "adapter"
+    shutil.copytree(trained[1].adapter, copy)
+    (copy / WHITENING_FILE).unlink()
+    return copy
+
+
+def test_adapter_loads_and_changes_embeddings(tiny_backbone_dir, trained, unwhitened):
     _, result = trained
     info = read_adapter_info(result.adapter)
     assert info is not None and info.stage == "adaptation"
@@ -62,7 +74,7 @@ def test_adapter_loads_and_changes_embeddings(tiny_backbone_dir, trained):
     assert COSINE_METRIC in info.training["last_log"]
     assert (result.adapter / "README.md").read_text().count("llara-rag adapter") == 1
     base = LLaRAEncoder(model=str(tiny_backbone_dir))
-    adapted = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(result.adapter))
+    adapted = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(unwhitened))
     texts = ["cats purr", "the wing"]
     assert np.abs(base.encode_passages(texts) - adapted.encode_passages(texts)).max() > 1e-3
     special = list(base.backbone.special_ids.all)
@@ -79,6 +91,19 @@ def test_adapter_loads_and_changes_embeddings(tiny_backbone_dir, trained):
         rows = {name: weights.get_slice(name).get_shape()[0] for name in weights.keys()}  # noqa: SIM118
     assert vocabulary not in rows.values(), "the adapter must store the 16 new rows, not the whole vocabulary"
     assert len(special) in rows.values()
+
+
+def test_adapter_carries_the_domain_whitening_the_encoder_applies(tiny_backbone_dir, trained, unwhitened):
+    _, result = trained
+    assert (result.adapter / WHITENING_FILE).is_file()
+    whitened = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(result.adapter))
+    plain = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(unwhitened))
+    assert whitened.dimension == default_dimensions(plain.dimension)
+    assert whitened.fingerprint != plain.fingerprint
+    texts = ["cats purr", "the wing and the air"]
+    for side in ("passage", "query"):
+        expected = whitened.whitening(plain.encode(texts, side), side)
+        np.testing.assert_allclose(whitened.encode(texts, side), expected, atol=1e-5)
 
 
 def test_resume_continues_from_the_last_checkpoint(tiny_backbone_dir, docs, trained):
@@ -139,8 +164,10 @@ def test_cli_adapt(tiny_backbone_dir, docs, tmp_path, capsys):
 
     output = tmp_path / "adapter"
     argv = ["adapt", str(docs), "--output", str(output), "--base", str(tiny_backbone_dir), "--max-steps", "1"]
-    assert main([*argv, "--batch-size", "2", "--window", "8", "--keep-stopwords"]) == 0
+    options = ["--batch-size", "2", "--window", "8", "--keep-stopwords", "--whitening-dims", "0"]
+    assert main([*argv, *options]) == 0
     assert read_adapter_info(output).training["hyperparameters"]["batch_size"] == 2
+    assert not (output / WHITENING_FILE).exists()
     assert (tmp_path / "adapter.checkpoints" / "records.jsonl").is_file()
     assert "Adapter written to" in capsys.readouterr().out
     assert main(["adapt", str(tmp_path / "missing"), "--output", str(tmp_path / "x")]) == 2

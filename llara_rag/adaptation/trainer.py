@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -299,9 +300,19 @@ class AdapterTrainer(Trainer, ABC):
         }
 
     def write_adapter(
-        self, directory: str | Path, *, stage: str, training: dict[str, Any], description: str
+        self,
+        directory: str | Path,
+        *,
+        stage: str,
+        training: dict[str, Any],
+        description: str,
+        finish: Callable[[Path], None] | None = None,
     ) -> Path:
-        """Saves adapter, tokenizer, ``llara_config.json`` and a model card, then renames them into place."""
+        """Saves adapter, tokenizer, ``llara_config.json`` and a model card, then renames them into place.
+
+        ``finish`` gets the complete staging directory before the rename, to add files computed from
+        the saved adapter (the domain whitening), so those too are all there or not at all.
+        """
         target = Path(directory).resolve()
         staging = target.parent / f".{target.name}.partial"
         if self.is_world_process_zero():
@@ -318,6 +329,8 @@ class AdapterTrainer(Trainer, ABC):
             )
             write_adapter_info(staging, info)
             (staging / "README.md").write_text(model_card(info, description), encoding="utf-8")
+            if finish:
+                finish(staging)
             _replace_directory(staging, target)
             logger.info("Adapter written to %s", target)
         self.accelerator.wait_for_everyone()
@@ -349,7 +362,8 @@ tags: [llara-rag, llara, llama2vec, dense-retrieval, lora]
 {description}
 
 Backbone `{info.backbone}` (`{info.backbone_identity}`), pooling `{info.pooling}`: the L2-normalised
-mean of the final hidden states at `<s1>..<s8>` for passages and `<s9>..<s16>` for queries.
+mean of the final hidden states at `<s1>..<s8>` for passages and `<s9>..<s16>` for queries, then,
+when this folder holds `whitening.safetensors`, the domain whitening fitted on the training documents.
 
 ```python
 from llara_rag import LLaRAEncoder, LLaRAEmbedding

@@ -2,7 +2,8 @@
 
 ``adapt(DOCS, OUTPUT, AdaptationArguments(...))`` reads the documents into (window, next window)
 records, trains LoRA (+ the special-token rows) on the one-pass EBAE/EBAR objective with a
-``transformers.Trainer``, and writes an adapter directory that ``LLaRAEncoder(adapter=...)`` loads.
+``transformers.Trainer``, fits the domain whitening (:mod:`llara_rag.whitening`) on a sample of the
+windows, and writes an adapter directory that ``LLaRAEncoder(adapter=...)`` loads.
 Checkpoints go to ``args.output_dir`` (the CLI uses ``OUTPUT.checkpoints``); rerunning the same command
 after an interruption resumes from the last one.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -30,7 +32,10 @@ from llara_rag.adaptation.trainer import (
     last_checkpoint,
     lora_model,
 )
+from llara_rag.adapter import apply_adapter
 from llara_rag.backbone import load_backbone
+from llara_rag.encoder import EncoderConfig, LLaRAEncoder
+from llara_rag.whitening import default_dimensions, fit_whitening
 
 if TYPE_CHECKING:
     import torch
@@ -51,6 +56,14 @@ class AdaptationArguments(AdapterArguments):
     remove_stopwords: bool = field(
         default=True, metadata={"help": "drop stop words from bag-of-words targets"}
     )
+    whitening_dims: int = field(
+        default=-1,
+        metadata={
+            "help": "directions kept by the domain whitening fitted after training on the windows "
+            "(-1: a quarter of the hidden size, 0: no whitening)"
+        },
+    )
+    whitening_samples: int = field(default=512, metadata={"help": "windows the whitening is fitted on"})
 
     @property
     def objective(self) -> ObjectiveConfig:
@@ -86,6 +99,25 @@ def _probe_seconds(trainer: AdaptationTrainer) -> float:
     output.loss.backward()
     model.zero_grad(set_to_none=True)
     return time.perf_counter() - start
+
+
+def whitening_step(args: AdaptationArguments, texts: list[str]) -> Callable[[Path], None] | None:
+    """Returns the step that whitens the staged adapter: loads it as users will, then fits on ``texts``."""
+    if args.whitening_dims == 0:
+        return None
+
+    def finish(staging: Path) -> None:
+        backbone = load_backbone(args.model, device=args.device.type)
+        apply_adapter(backbone, staging)
+        encoder = LLaRAEncoder(EncoderConfig(model=args.model, adapter=str(staging)), backbone=backbone)
+        dimensions = args.whitening_dims
+        if dimensions < 0:
+            dimensions = default_dimensions(encoder.hidden_size)
+        whitening = fit_whitening(encoder, texts, dimensions, samples=args.whitening_samples, seed=args.seed)
+        if whitening:
+            whitening.save(staging)
+
+    return finish
 
 
 def planned_steps(records: int, args: AdaptationArguments) -> int:
@@ -151,6 +183,10 @@ def adapt(
         f"from {corpus.documents} documents of `{source}`."
     )
     adapter = trainer.write_adapter(
-        adapter_dir, stage="adaptation", training=training, description=description
+        adapter_dir,
+        stage="adaptation",
+        training=training,
+        description=description,
+        finish=whitening_step(args, [record.text for record in records]),
     )
     return AdaptationResult(adapter=adapter, corpus=corpus, training=training)
