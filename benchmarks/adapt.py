@@ -102,8 +102,9 @@ def markdown(runs: list[dict], model: str) -> str:
         "",
         f"`python benchmarks/adapt.py`: LLaRA EBAE/EBAR adaptation of `{model}` on each collection's",
         "`corpus.jsonl` alone (no queries, no qrels), then the evaluation harness on its test queries.",
-        "One row per recipe tried (steps x batch of windows, learning rate, window tokens); CPU minutes",
-        "count the training process's CPU time on this 2-core machine.",
+        "One row per recipe tried (steps x batch of windows, learning rate, window tokens, domain whitening);",
+        "CPU minutes count the training process's CPU time on this 2-core machine (fitting the whitening",
+        "adds about 3 minutes: 512 windows encoded twice).",
     ]
     for name in dict.fromkeys(run["collection"] for run in runs):
         tried = [run for run in runs if run["collection"] == name]
