@@ -18,9 +18,9 @@ import shutil
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
