@@ -35,6 +35,7 @@ from llara_rag.adaptation.trainer import (
 from llara_rag.adapter import apply_adapter
 from llara_rag.backbone import load_backbone
 from llara_rag.encoder import EncoderConfig, LLaRAEncoder
+from llara_rag.errors import InvalidInputError
 from llara_rag.whitening import default_dimensions, fit_whitening
 
 if TYPE_CHECKING:
@@ -101,18 +102,26 @@ def _probe_seconds(trainer: AdaptationTrainer) -> float:
     return time.perf_counter() - start
 
 
-def whitening_step(args: AdaptationArguments, texts: list[str]) -> Callable[[Path], None] | None:
-    """Returns the step that whitens the staged adapter: loads it as users will, then fits on ``texts``."""
+def whitening_step(
+    args: AdaptationArguments, texts: list[str], hidden_size: int
+) -> Callable[[Path], None] | None:
+    """Returns the step that whitens the staged adapter: loads it as users will, then fits on ``texts``.
+
+    Built before training, so an impossible ``whitening_dims`` is refused before the hours of training.
+    """
     if args.whitening_dims == 0:
         return None
+    dimensions = args.whitening_dims if args.whitening_dims > 0 else default_dimensions(hidden_size)
+    if dimensions > hidden_size:
+        raise InvalidInputError(
+            f"--whitening-dims {dimensions} exceeds the {hidden_size} dimensions of {args.model}; pass at "
+            f"most {hidden_size}, or 0 for no whitening."
+        )
 
     def finish(staging: Path) -> None:
         backbone = load_backbone(args.model, device=args.device.type)
         apply_adapter(backbone, staging)
         encoder = LLaRAEncoder(EncoderConfig(model=args.model, adapter=str(staging)), backbone=backbone)
-        dimensions = args.whitening_dims
-        if dimensions < 0:
-            dimensions = default_dimensions(encoder.hidden_size)
         whitening = fit_whitening(encoder, texts, dimensions, samples=args.whitening_samples, seed=args.seed)
         if whitening:
             whitening.save(staging)
@@ -135,6 +144,8 @@ def adapt(
     started, cpu_started = time.perf_counter(), time.process_time()
     backbone = load_backbone(args.model, device="cpu")
     records, corpus = build_records(source, backbone.tokenizer, args.window_tokens)
+    hidden_size = int(backbone.model.config.get_text_config().hidden_size)
+    finish = whitening_step(args, [record.text for record in records], hidden_size)
     builder = ExampleBuilder(
         backbone.tokenizer,
         backbone.special_ids,
@@ -187,6 +198,6 @@ def adapt(
         stage="adaptation",
         training=training,
         description=description,
-        finish=whitening_step(args, [record.text for record in records]),
+        finish=finish,
     )
     return AdaptationResult(adapter=adapter, corpus=corpus, training=training)
