@@ -233,6 +233,11 @@ class Backbone:
     special_ids: SpecialTokenIds
     source: BackboneSource
 
+    @property
+    def hidden_size(self) -> int:
+        """The width of the final hidden states, i.e. of an unwhitened LLaRA vector."""
+        return int(self.model.config.get_text_config().hidden_size)
+
 
 def load_backbone(model: str, *, device: str | None = None, dtype: str | None = None) -> Backbone:
     """Loads a causal LM (LM head included: the adaptation objective needs it) with its special tokens."""

@@ -197,7 +197,7 @@ class LLaRAEncoder:
 
     @property
     def hidden_size(self) -> int:
-        return int(self.backbone.model.config.get_text_config().hidden_size)
+        return self.backbone.hidden_size
 
     def special_ids(self, side: Side) -> tuple[int, ...]:
         ids = self.backbone.special_ids

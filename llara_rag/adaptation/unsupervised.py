@@ -144,8 +144,7 @@ def adapt(
     started, cpu_started = time.perf_counter(), time.process_time()
     backbone = load_backbone(args.model, device="cpu")
     records, corpus = build_records(source, backbone.tokenizer, args.window_tokens)
-    hidden_size = int(backbone.model.config.get_text_config().hidden_size)
-    finish = whitening_step(args, [record.text for record in records], hidden_size)
+    finish = whitening_step(args, [record.text for record in records], backbone.hidden_size)
     builder = ExampleBuilder(
         backbone.tokenizer,
         backbone.special_ids,
