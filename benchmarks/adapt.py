@@ -39,6 +39,7 @@ def recipe_of(args: argparse.Namespace) -> dict[str, float | int]:
     return {
         "steps": args.max_steps,
         "lr": args.lr,
+        "token_lr_scale": args.special_tokens_lr_scale,
         "window": args.window,
         "batch": args.batch_size,
         "whitening": args.whitening_dims,
@@ -47,14 +48,18 @@ def recipe_of(args: argparse.Namespace) -> dict[str, float | int]:
 
 def recipe_tag(recipe: dict[str, float | int]) -> str:
     whitening = {0: "", -1: "-white"}.get(int(recipe["whitening"]), f"-white{recipe['whitening']}")
-    return f"s{recipe['steps']}-lr{recipe['lr']:g}-w{recipe['window']}-b{recipe['batch']}{whitening}"
+    tokens = f"-t{recipe['token_lr_scale']:g}" if recipe["token_lr_scale"] != 1 else ""
+    return f"s{recipe['steps']}-lr{recipe['lr']:g}{tokens}-w{recipe['window']}-b{recipe['batch']}{whitening}"
 
 
 def describe_recipe(recipe: dict[str, float | int]) -> str:
     dims = int(recipe["whitening"])
     whitening = {0: "no whitening", -1: "whitened"}.get(dims, f"whitened to {dims}")
     windows = f"{recipe['steps']} x {recipe['batch']} windows of {recipe['window']}"
-    return f"{windows}, lr {recipe['lr']:g}, {whitening}"
+    rate = f"lr {recipe['lr']:g}"
+    if recipe["token_lr_scale"] != 1:
+        rate += f" (special tokens x{recipe['token_lr_scale']:g})"
+    return f"{windows}, {rate}, {whitening}"
 
 
 def train(name: str, args: argparse.Namespace) -> dict:
@@ -65,6 +70,7 @@ def train(name: str, args: argparse.Namespace) -> dict:
             model=args.model,
             max_steps=args.max_steps,
             learning_rate=args.lr,
+            special_tokens_lr_scale=args.special_tokens_lr_scale,
             per_device_train_batch_size=args.batch_size,
             window_tokens=args.window,
             whitening_dims=args.whitening_dims,
@@ -143,6 +149,9 @@ def main() -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--max-steps", type=int, default=150)
     parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument(
+        "--special-tokens-lr-scale", type=float, default=1.0, help="the <s1>..<s16> rows' lr / --lr"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument(
@@ -153,12 +162,13 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     path = args.results / "adaptation.json"
-    runs = json.loads(path.read_text(encoding="utf-8"))["runs"] if path.is_file() else []
     recipe = recipe_of(args)
     for name in args.datasets.split(","):
         started = time.perf_counter()
         training = train(name, args)
         scores = measure(name, training["adapter"], args.model)
+        # read just before writing: recipes are often run side by side, one process per core
+        runs = json.loads(path.read_text(encoding="utf-8"))["runs"] if path.is_file() else []
         runs = [run for run in runs if (run["collection"], run["recipe"]) != (name, recipe)]
         runs.append(
             {

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 torch = pytest.importorskip("torch")
 
@@ -143,6 +144,34 @@ def test_collapse_guard_stops_training_without_an_adapter(tiny_backbone_dir, doc
         adapt(docs, tmp_path / "adapter", args)
     assert not (tmp_path / "adapter").exists()
     assert not (tmp_path / LLARA_CONFIG_FILE).exists()
+
+
+def test_special_token_rows_learn_at_their_own_rate(tiny_backbone_dir, docs, tmp_path):
+    from safetensors.torch import load_file
+
+    from llara_rag.backbone import load_backbone
+
+    backbone = load_backbone(str(tiny_backbone_dir), device="cpu")
+    start = backbone.model.get_input_embeddings().weight[list(backbone.special_ids.all)].detach()
+
+    def train(scale: float) -> dict:
+        # step 1 runs at the warm-up's learning rate 0, so step 2 is the only update, taken from the same state
+        args = _args(
+            tiny_backbone_dir, tmp_path / f"c{scale}", max_steps=2, learning_rate=1e-3, whitening_dims=0,
+            special_tokens_lr_scale=scale,
+        )
+        adapt(docs, tmp_path / f"a{scale}", args, resume=False)
+        return load_file(tmp_path / f"a{scale}" / "adapter_model.safetensors")
+
+    plain, scaled = train(1.0), train(20.0)
+    rows = next(name for name in plain if "trainable_tokens" in name)
+    moved_plain = float((plain[rows] - start).abs().max())
+    moved_scaled = float((scaled[rows] - start).abs().max())
+    assert moved_plain > 0
+    assert moved_scaled == pytest.approx(20 * moved_plain, rel=1e-3)
+    for name in plain:
+        if name != rows:
+            assert torch.equal(plain[name], scaled[name]), name
 
 
 def test_collapse_guard_counts_consecutive_logs_only():

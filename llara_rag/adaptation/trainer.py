@@ -39,6 +39,10 @@ logger = logging.getLogger(__name__)
 COSINE_METRIC = "embedding_cosine"
 """Logged mean off-diagonal cosine of the in-batch passage embeddings; near 1 means collapse."""
 
+TOKEN_ROWS = "trainable_tokens_delta"
+"""What peft's ``trainable_token_indices`` names the trainable special-token rows."""
+SPECIAL_TOKENS_GROUP = "special_tokens"
+
 
 class StageLoss(NamedTuple):
     """One batch's loss, the metrics logged beside it and the in-batch passage embeddings."""
@@ -64,6 +68,10 @@ class AdapterArguments(TrainingArguments):
     )
     train_special_tokens: bool = field(
         default=True, metadata={"help": "train the <s1>..<s16> embedding rows (they start untrained)"}
+    )
+    special_tokens_lr_scale: float = field(
+        default=1.0,
+        metadata={"help": "learning rate of the <s1>..<s16> rows, as a multiple of --learning-rate"},
     )
     collapse_threshold: float = field(
         default=0.99,
@@ -91,9 +99,11 @@ def lora_model(backbone: Backbone, args: AdapterArguments) -> PeftModel:
     """Wraps the backbone in LoRA; the special-token rows train through peft's ``trainable_token_indices``.
 
     Only those 16 rows are stored in the adapter (megabytes, not the whole vocabulary matrix), and
-    peft keeps tied input/output embeddings (SmolLM2) tied.
+    peft keeps tied input/output embeddings (SmolLM2) tied. Seeded here, not only by the Trainer
+    (which starts after the model exists), so the same arguments give the same LoRA initialisation.
     """
     from peft import LoraConfig, get_peft_model
+    from transformers import set_seed
 
     config = LoraConfig(
         r=args.lora_r,
@@ -106,6 +116,7 @@ def lora_model(backbone: Backbone, args: AdapterArguments) -> PeftModel:
         task_type="CAUSAL_LM",
     )
     backbone.model.train()
+    set_seed(args.seed)
     model = get_peft_model(backbone.model, config)
     if args.activation_checkpointing:
         model.enable_input_require_grads()
@@ -213,6 +224,29 @@ class AdapterTrainer(Trainer, ABC):
         self.add_callback(self.guard)
         self._running: defaultdict[str, list[float]] = defaultdict(list)
 
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        """The Trainer's optimizer, with the special-token rows moved to a group of their own learning rate.
+
+        Those rows start as one shared point and must travel as far as a word's embedding to become
+        distinct learnt queries, while a LoRA update only nudges pretrained weights: at the LoRA rate
+        they move a few percent of an embedding's norm in a run of a few hundred steps.
+        The scheduler scales every group alike, so warm-up and decay still apply.
+        """
+        optimizer = super().create_optimizer(model)
+        scale = self.args.special_tokens_lr_scale
+        if scale == 1.0 or any(group.get("name") == SPECIAL_TOKENS_GROUP for group in optimizer.param_groups):
+            return optimizer
+        rows = [p for n, p in (model or self.model).named_parameters() if p.requires_grad and TOKEN_ROWS in n]
+        if not rows:
+            return optimizer
+        moved = {id(p) for p in rows}
+        for group in optimizer.param_groups:
+            group["params"] = [p for p in group["params"] if id(p) not in moved]
+        optimizer.add_param_group(
+            {"params": rows, "lr": self.args.learning_rate * scale, "weight_decay": 0.0, "name": SPECIAL_TOKENS_GROUP}
+        )
+        return optimizer
+
     @abstractmethod
     def stage_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> StageLoss:
         """The stage's objective on one batch."""
@@ -296,6 +330,7 @@ class AdapterTrainer(Trainer, ABC):
                 if isinstance(lora.target_modules, (set, list))
                 else lora.target_modules,
                 "train_special_tokens": lora.trainable_token_indices is not None,
+                "special_tokens_lr_scale": self.args.special_tokens_lr_scale,
             },
         }
 
