@@ -220,7 +220,12 @@ def _run_query(args: argparse.Namespace) -> int:
 
 
 def _add_training_arguments(
-    parser: argparse.ArgumentParser, *, examples: str, learning_rate: float, batch_size: int
+    parser: argparse.ArgumentParser,
+    *,
+    examples: str,
+    learning_rate: float,
+    batch_size: int,
+    special_tokens_lr_scale: float = 1.0,
 ) -> None:
     """The Trainer flags `adapt` and `finetune` share; ``examples`` names what one batch row holds."""
     group = parser.add_argument_group("training")
@@ -238,6 +243,12 @@ def _add_training_arguments(
         help=f"{examples} per step and device (default %(default)s)",
     )
     group.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    group.add_argument(
+        "--special-tokens-lr-scale",
+        type=float,
+        default=special_tokens_lr_scale,
+        help="learning rate of the <s1>..<s16> rows as a multiple of --lr (default %(default)s)",
+    )
     group.add_argument("--lora-r", type=int, default=16, help="LoRA rank of a fresh adapter (default 16)")
     group.add_argument(
         "--lora-alpha", type=int, default=32, help="LoRA alpha of a fresh adapter (default 32)"
@@ -266,6 +277,7 @@ def _training_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "learning_rate": args.lr,
         "per_device_train_batch_size": args.batch_size,
         "gradient_accumulation_steps": args.grad_accum,
+        "special_tokens_lr_scale": args.special_tokens_lr_scale,
         "lora_r": args.lora_r,
         "lora_alpha": args.lora_alpha,
         "activation_checkpointing": args.gradient_checkpointing,

@@ -194,8 +194,9 @@ def test_cli_adapt(tiny_backbone_dir, docs, tmp_path, capsys):
     output = tmp_path / "adapter"
     argv = ["adapt", str(docs), "--output", str(output), "--base", str(tiny_backbone_dir), "--max-steps", "1"]
     options = ["--batch-size", "2", "--window", "8", "--keep-stopwords", "--whitening-dims", "0"]
-    assert main([*argv, *options]) == 0
-    assert read_adapter_info(output).training["hyperparameters"]["batch_size"] == 2
+    assert main([*argv, *options, "--special-tokens-lr-scale", "3"]) == 0
+    hyperparameters = read_adapter_info(output).training["hyperparameters"]
+    assert (hyperparameters["batch_size"], hyperparameters["special_tokens_lr_scale"]) == (2, 3.0)
     assert not (output / WHITENING_FILE).exists()
     assert (tmp_path / "adapter.checkpoints" / "records.jsonl").is_file()
     assert "Adapter written to" in capsys.readouterr().out
