@@ -307,7 +307,7 @@ def _add_adapt(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--output", required=True, help="the adapter directory to write")
     parser.add_argument("--base", "--model", dest="model", default=DEFAULT_MODEL, help="backbone to adapt")
-    parser.add_argument("--window", type=int, default=64, help="tokens per window (default 64)")
+    parser.add_argument("--window", type=int, default=128, help="tokens per window (default 128)")
     parser.add_argument("--lm-weight", type=float, default=1.0, help="weight of the LM loss (default 1)")
     parser.add_argument("--bow-weight", type=float, default=1.0, help="weight of (EBAE+EBAR)/2 (default 1)")
     parser.add_argument(

@@ -51,7 +51,7 @@ RECORDS_FILE = "records.jsonl"
 class AdaptationArguments(AdapterArguments):
     """Training arguments of the unsupervised stage: windows and loss weights on top of the shared ones."""
 
-    window_tokens: int = field(default=64, metadata={"help": "tokens per window (text and EBAR target)"})
+    window_tokens: int = field(default=128, metadata={"help": "tokens per window (text and EBAR target)"})
     lm_weight: float = field(default=1.0, metadata={"help": "weight of the next-token LM loss"})
     bow_weight: float = field(default=1.0, metadata={"help": "weight of (EBAE + EBAR) / 2 (reference: 0.1)"})
     remove_stopwords: bool = field(
