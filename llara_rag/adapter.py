@@ -80,7 +80,9 @@ def check_adapter(backbone: Backbone, directory: str | Path) -> AdapterInfo | No
     """Reads the adapter's ``llara_config.json`` and refuses it when it was trained on another backbone."""
     info = read_adapter_info(directory)
     if info is None:
-        logger.warning("%s has no %s; assuming it matches %s", directory, LLARA_CONFIG_FILE, backbone.source.identity)
+        logger.warning(
+            "%s has no %s; assuming it matches %s", directory, LLARA_CONFIG_FILE, backbone.source.identity
+        )
     else:
         if info.backbone_identity != backbone.source.identity:
             raise AdapterError(
@@ -112,4 +114,3 @@ def apply_adapter(backbone: Backbone, directory: str | Path) -> None:
         ) from error
     backbone.model = peft_model.merge_and_unload()
     backbone.model.eval()
-

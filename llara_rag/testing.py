@@ -18,7 +18,7 @@ WORDS = (
     "diabetes insulin stock market fell monday retrieval dense embedding model adapter search "
     "engine index chunk store vector question answer how what why does do can"
 ).split()
-PUNCTUATION = list('",.:;?!()-\'')
+PUNCTUATION = list("\",.:;?!()-'")
 
 
 def build_tiny_backbone(
@@ -40,7 +40,11 @@ def build_tiny_backbone(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation("isolated")]
     )
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer_model, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+        tokenizer_object=tokenizer_model,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
     )
     if special_tokens:
         tokenizer.add_tokens(special_tokens, special_tokens=True)
@@ -112,7 +116,9 @@ def chroma_server(path: Path, timeout: float = 60.0) -> Iterator[str]:
                         break
                 except OSError:
                     if server.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"`chroma run` did not answer at {url}; see {path / 'chroma.log'}") from None
+                        raise RuntimeError(
+                            f"`chroma run` did not answer at {url}; see {path / 'chroma.log'}"
+                        ) from None
                     time.sleep(0.2)
             yield url
         finally:

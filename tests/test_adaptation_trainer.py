@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 torch = pytest.importorskip("torch")
 
@@ -157,7 +156,11 @@ def test_special_token_rows_learn_at_their_own_rate(tiny_backbone_dir, docs, tmp
     def train(scale: float) -> dict:
         # step 1 runs at the warm-up's learning rate 0, so step 2 is the only update, taken from the same state
         args = _args(
-            tiny_backbone_dir, tmp_path / f"c{scale}", max_steps=2, learning_rate=1e-3, whitening_dims=0,
+            tiny_backbone_dir,
+            tmp_path / f"c{scale}",
+            max_steps=2,
+            learning_rate=1e-3,
+            whitening_dims=0,
             special_tokens_lr_scale=scale,
         )
         adapt(docs, tmp_path / f"a{scale}", args, resume=False)

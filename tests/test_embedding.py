@@ -28,11 +28,17 @@ def embedding(tiny_backbone_dir: Path) -> LLaRAEmbedding:
 
 def test_queries_take_the_query_prompt_and_texts_the_passage_prompt(embedding: LLaRAEmbedding) -> None:
     encoder = embedding.encoder
-    np.testing.assert_allclose(embedding.get_query_embedding(DOCS[0]), encoder.encode_queries(DOCS[:1])[0], atol=1e-6)
-    np.testing.assert_allclose(embedding.get_text_embedding(DOCS[0]), encoder.encode_passages(DOCS[:1])[0], atol=1e-6)
+    np.testing.assert_allclose(
+        embedding.get_query_embedding(DOCS[0]), encoder.encode_queries(DOCS[:1])[0], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        embedding.get_text_embedding(DOCS[0]), encoder.encode_passages(DOCS[:1])[0], atol=1e-6
+    )
 
 
-def test_text_batches_reach_the_encoder_whole(embedding: LLaRAEmbedding, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_text_batches_reach_the_encoder_whole(
+    embedding: LLaRAEmbedding, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[int] = []
     original = embedding.encoder.encode_passages
 
@@ -46,13 +52,17 @@ def test_text_batches_reach_the_encoder_whole(embedding: LLaRAEmbedding, monkeyp
     np.testing.assert_allclose(vectors, original(DOCS), atol=1e-6)
 
 
-def test_fields_serialise_and_the_model_loads_once(embedding: LLaRAEmbedding, tiny_backbone_dir: Path) -> None:
+def test_fields_serialise_and_the_model_loads_once(
+    embedding: LLaRAEmbedding, tiny_backbone_dir: Path
+) -> None:
     data = embedding.to_dict()
     assert data["model_name"] == str(tiny_backbone_dir)
     assert data["passage_max_length"] == 512 and data["prompts"]["prefix"] == '"'
     twin = LLaRAEmbedding.from_dict(data)
     assert twin.encoder is embedding.encoder
-    assert LLaRAEmbedding(model_name=str(tiny_backbone_dir), query_max_length=9).encoder is not embedding.encoder
+    assert (
+        LLaRAEmbedding(model_name=str(tiny_backbone_dir), query_max_length=9).encoder is not embedding.encoder
+    )
 
 
 def test_async_embedding_does_not_block_the_event_loop(
@@ -93,7 +103,10 @@ def test_vector_store_index_retrieves_and_answers(embedding: LLaRAEmbedding) -> 
     index = VectorStoreIndex.from_documents([Document(text=text) for text in DOCS])
     nodes = index.as_retriever(similarity_top_k=2).retrieve("cats purr when happy")
     assert len(nodes) == 2 and nodes[0].score >= nodes[1].score
-    expected = embedding.encoder.encode_passages(DOCS) @ embedding.encoder.encode_queries(["cats purr when happy"])[0]
+    expected = (
+        embedding.encoder.encode_passages(DOCS)
+        @ embedding.encoder.encode_queries(["cats purr when happy"])[0]
+    )
     assert nodes[0].text == DOCS[int(np.argmax(expected))]
     response = index.as_query_engine(similarity_top_k=2).query("cats purr when happy")
     assert len(response.source_nodes) == 2

@@ -3,4 +3,11 @@
 from llara_rag.adaptation.contrastive import ContrastiveArguments, FinetuneResult, finetune
 from llara_rag.adaptation.unsupervised import AdaptationArguments, AdaptationResult, adapt
 
-__all__ = ["AdaptationArguments", "AdaptationResult", "ContrastiveArguments", "FinetuneResult", "adapt", "finetune"]
+__all__ = [
+    "AdaptationArguments",
+    "AdaptationResult",
+    "ContrastiveArguments",
+    "FinetuneResult",
+    "adapt",
+    "finetune",
+]

@@ -227,10 +227,10 @@ class AdapterTrainer(Trainer, ABC):
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         """The Trainer's optimizer, with the special-token rows moved to a group of their own learning rate.
 
-        Those rows start as one shared point and must travel as far as a word's embedding to become
-        distinct learnt queries, while a LoRA update only nudges pretrained weights: at the LoRA rate
-        they move a few percent of an embedding's norm in a run of a few hundred steps.
-        The scheduler scales every group alike, so warm-up and decay still apply.
+        Those rows start as one shared point, and at the LoRA rate they move a few percent of an
+        embedding's norm in a run of a few hundred steps; a larger scale lets them drift apart.
+        On cranfield x10 did not retrieve better (``benchmarks/results/adaptation.md``), so it is
+        1 by default. The scheduler scales every group alike, so warm-up and decay still apply.
         """
         optimizer = super().create_optimizer(model)
         scale = self.args.special_tokens_lr_scale
@@ -242,9 +242,8 @@ class AdapterTrainer(Trainer, ABC):
         moved = {id(p) for p in rows}
         for group in optimizer.param_groups:
             group["params"] = [p for p in group["params"] if id(p) not in moved]
-        optimizer.add_param_group(
-            {"params": rows, "lr": self.args.learning_rate * scale, "weight_decay": 0.0, "name": SPECIAL_TOKENS_GROUP}
-        )
+        group = {"params": rows, "lr": self.args.learning_rate * scale, "weight_decay": 0.0}
+        optimizer.add_param_group({**group, "name": SPECIAL_TOKENS_GROUP})
         return optimizer
 
     @abstractmethod
