@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from llara_rag.adaptation import AdaptationArguments, adapt
-from llara_rag.adapter import read_adapter_info
+from llara_rag.adapter import LLARA_CONFIG_FILE, read_adapter_info
 from llara_rag.backbone import DEFAULT_MODEL
 from llara_rag.encoder import EncoderConfig
 from llara_rag.evaluation import EvaluationConfig, evaluate
@@ -64,7 +64,7 @@ def describe_recipe(recipe: dict[str, float | int]) -> str:
 
 def train(name: str, args: argparse.Namespace) -> dict:
     adapter = args.runs / f"adapt-{name}-{recipe_tag(recipe_of(args))}"
-    if not (adapter / "llara_config.json").is_file():
+    if not (adapter / LLARA_CONFIG_FILE).is_file():
         training = AdaptationArguments(
             output_dir=f"{adapter}.checkpoints",
             model=args.model,
