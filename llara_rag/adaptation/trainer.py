@@ -27,7 +27,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from llara_rag.adapter import AdapterInfo, check_adapter, write_adapter_info
 from llara_rag.backbone import DEFAULT_MODEL, Backbone
-from llara_rag.errors import AdapterError, EmbeddingCollapseError
+from llara_rag.errors import AdapterError, EmbeddingCollapseError, InvalidInputError
 
 if TYPE_CHECKING:
     import torch
@@ -93,6 +93,14 @@ class AdapterArguments(TrainingArguments):
     activation_checkpointing_kwargs: dict[str, Any] | str | None = field(
         default_factory=lambda: {"use_reentrant": False}
     )
+
+    def __post_init__(self) -> None:
+        if self.special_tokens_lr_scale < 0:
+            raise InvalidInputError(
+                f"--special-tokens-lr-scale {self.special_tokens_lr_scale} is negative; pass 0 to freeze the "
+                "special-token rows or a positive multiple of --lr."
+            )
+        super().__post_init__()
 
 
 def lora_model(backbone: Backbone, args: AdapterArguments) -> PeftModel:
