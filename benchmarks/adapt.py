@@ -40,6 +40,8 @@ def recipe_of(args: argparse.Namespace) -> dict[str, float | int]:
         "steps": args.max_steps,
         "lr": args.lr,
         "token_lr_scale": args.special_tokens_lr_scale,
+        "lm_weight": args.lm_weight,
+        "bow_weight": args.bow_weight,
         "window": args.window,
         "batch": args.batch_size,
         "whitening": args.whitening_dims,
@@ -49,7 +51,14 @@ def recipe_of(args: argparse.Namespace) -> dict[str, float | int]:
 def recipe_tag(recipe: dict[str, float | int]) -> str:
     whitening = {0: "", -1: "-white"}.get(int(recipe["whitening"]), f"-white{recipe['whitening']}")
     tokens = f"-t{recipe['token_lr_scale']:g}" if recipe["token_lr_scale"] != 1 else ""
-    return f"s{recipe['steps']}-lr{recipe['lr']:g}{tokens}-w{recipe['window']}-b{recipe['batch']}{whitening}"
+    weights = (
+        "" if is_default_weighting(recipe) else f"-lm{recipe['lm_weight']:g}-bow{recipe['bow_weight']:g}"
+    )
+    return f"s{recipe['steps']}-lr{recipe['lr']:g}{tokens}{weights}-w{recipe['window']}-b{recipe['batch']}{whitening}"
+
+
+def is_default_weighting(recipe: dict[str, float | int]) -> bool:
+    return (recipe["lm_weight"], recipe["bow_weight"]) == (1, 1)
 
 
 def describe_recipe(recipe: dict[str, float | int]) -> str:
@@ -59,6 +68,8 @@ def describe_recipe(recipe: dict[str, float | int]) -> str:
     rate = f"lr {recipe['lr']:g}"
     if recipe["token_lr_scale"] != 1:
         rate += f" (special tokens x{recipe['token_lr_scale']:g})"
+    if not is_default_weighting(recipe):
+        rate += f", loss {recipe['lm_weight']:g} LM + {recipe['bow_weight']:g} BoW"
     return f"{windows}, {rate}, {whitening}"
 
 
@@ -71,6 +82,8 @@ def train(name: str, args: argparse.Namespace) -> dict:
             max_steps=args.max_steps,
             learning_rate=args.lr,
             special_tokens_lr_scale=args.special_tokens_lr_scale,
+            lm_weight=args.lm_weight,
+            bow_weight=args.bow_weight,
             per_device_train_batch_size=args.batch_size,
             window_tokens=args.window,
             whitening_dims=args.whitening_dims,
@@ -141,6 +154,14 @@ def markdown(runs: list[dict], model: str) -> str:
     return "\n".join(lines)
 
 
+def load_runs(path: Path) -> list[dict]:
+    """The recorded runs; those from before loss weights were a recipe field ran at 1 LM + 1 BoW."""
+    runs = json.loads(path.read_text(encoding="utf-8"))["runs"] if path.is_file() else []
+    for run in runs:
+        run["recipe"] = {"lm_weight": 1.0, "bow_weight": 1.0, **run["recipe"]}
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -152,6 +173,8 @@ def main() -> None:
     parser.add_argument(
         "--special-tokens-lr-scale", type=float, default=1.0, help="the <s1>..<s16> rows' lr / --lr"
     )
+    parser.add_argument("--lm-weight", type=float, default=1.0, help="weight of the LM loss")
+    parser.add_argument("--bow-weight", type=float, default=1.0, help="weight of (EBAE + EBAR) / 2")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--window", type=int, default=128)
     parser.add_argument(
@@ -168,7 +191,7 @@ def main() -> None:
         training = train(name, args)
         scores = measure(name, training["adapter"], args.model)
         # read just before writing: recipes are often run side by side, one process per core
-        runs = json.loads(path.read_text(encoding="utf-8"))["runs"] if path.is_file() else []
+        runs = load_runs(path)
         runs = [run for run in runs if (run["collection"], run["recipe"]) != (name, recipe)]
         runs.append(
             {

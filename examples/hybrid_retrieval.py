@@ -1,10 +1,11 @@
-"""BM25 and LLaRA fused with LlamaIndex's QueryFusionRetriever (reciprocal-rank fusion), then an answer.
+"""BM25 and LLaRA fused with LlamaIndex's QueryFusionRetriever (z-normalised scores), then an answer.
 
     python examples/hybrid_retrieval.py
     python examples/hybrid_retrieval.py --docs ~/my-notes "my question" "another question"
 
 Keyword search finds exact terms (SEV1, Deskbird); dense retrieval finds paraphrases. Fusing the two
-rankings keeps what each is good at, without scores to calibrate against each other.
+keeps what each is good at; ``dist_based_score`` puts each retriever's scores on a common scale (mean and
+spread), the fusion that beat reciprocal-rank fusion in ``llara-rag eval``'s hybrid.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def main() -> None:
     fused = QueryFusionRetriever(
         [dense, keyword],
         llm=llm,
-        mode="reciprocal_rerank",
+        mode="dist_based_score",
         similarity_top_k=args.k,
         num_queries=1,  # no LLM-written query variants: fuse the two rankings of the question itself
         use_async=False,

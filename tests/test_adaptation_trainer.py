@@ -209,3 +209,11 @@ def test_cli_adapt(tiny_backbone_dir, docs, tmp_path, capsys):
     assert "--whitening-dims 999 exceeds the 32 dimensions" in capsys.readouterr().err
     assert main([*argv, "--special-tokens-lr-scale", "-1"]) == 2
     assert "--special-tokens-lr-scale -1.0 is negative" in capsys.readouterr().err
+
+
+def test_memory_is_pinned_only_for_an_accelerator(tiny_backbone_dir: Path, tmp_path: Path) -> None:
+    """Pinning host memory only speeds copies to a device; without one torch warns on every run."""
+    import torch
+
+    args = _args(tiny_backbone_dir, tmp_path)
+    assert args.dataloader_pin_memory is torch.accelerator.is_available()

@@ -64,7 +64,9 @@ def test_systems_follow_the_config_and_the_hybrid_shares_its_parts(tmp_path: Pat
     systems = build_systems(config, VectorCache(tmp_path))
     assert [system.name for system in systems] == ["bm25", "llara", "hybrid"]
     bm25, llara, hybrid = systems
-    assert isinstance(hybrid, HybridSystem) and hybrid.parts == [bm25, llara]
+    assert isinstance(hybrid, HybridSystem) and hybrid.parts == [bm25, llara] and hybrid.weights == [0.5, 0.5]
+    leaning = EvaluationConfig(systems=("bm25", "llara", "hybrid"), bm25_weight=0.75)
+    assert build_systems(leaning, VectorCache(tmp_path))[-1].weights == [0.75, 0.25]
     adapted = EvaluationConfig(encoder=EncoderConfig(adapter="some/adapter"), systems=("llara-base", "llara"))
     assert [s.label for s in build_systems(adapted, VectorCache(tmp_path))] == [
         "LLaRA smollm2 (unadapted)",

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from llara_rag.evaluation.baselines import reciprocal_rank_fusion
+from llara_rag.evaluation.baselines import convex_fusion
 from llara_rag.evaluation.metrics import mean_scores, per_query_scores
 from llara_rag.evaluation.retrieval import exact_top_k
 
@@ -53,15 +53,15 @@ def test_judged_queries_missing_from_the_run_count_as_zero() -> None:
     assert means["Recall@100"] == pytest.approx(0.5)
 
 
-def test_reciprocal_rank_fusion_sums_reciprocal_ranks() -> None:
-    first = {"q": {"a": 9.0, "b": 5.0}}
-    second = {"q": {"b": 0.9, "c": 0.1}}
-    fused = reciprocal_rank_fusion([first, second], depth=10, k=60)["q"]
-    assert fused["b"] == pytest.approx(1 / 62 + 1 / 61)
-    assert fused["a"] == pytest.approx(1 / 61)
-    assert fused["c"] == pytest.approx(1 / 62)
-    assert list(fused) == ["b", "a", "c"]
-    assert list(reciprocal_rank_fusion([first, second], depth=1)["q"]) == ["b"]
+def test_convex_fusion_sums_weighted_z_scores_with_the_lowest_for_missing_documents() -> None:
+    first = {"q": {"a": 3.0, "b": 1.0}, "only-first": {"x": 1.0, "y": 0.0}}  # z-scores a 1, b -1
+    second = {"q": {"b": 0.9, "c": 0.1, "d": 0.5}}  # z-scores b 1.2247, c -1.2247, d 0
+    fused = convex_fusion([first, second], [0.5, 0.5], depth=10)
+    assert fused["q"]["a"] == pytest.approx(0.5 * 1 + 0.5 * -1.2247, abs=1e-4)
+    assert fused["q"]["c"] == pytest.approx(0.5 * -1 + 0.5 * -1.2247, abs=1e-4)
+    assert list(fused["q"]) == ["b", "a", "d", "c"]
+    assert list(fused["only-first"]) == ["x", "y"]
+    assert list(convex_fusion([first, second], [0.9, 0.1], depth=1)["q"]) == ["a"]
 
 
 def test_exact_top_k_matches_a_full_sort() -> None:

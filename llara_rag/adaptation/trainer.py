@@ -100,6 +100,10 @@ class AdapterArguments(TrainingArguments):
                 f"--special-tokens-lr-scale {self.special_tokens_lr_scale} is negative; pass 0 to freeze the "
                 "special-token rows or a positive multiple of --lr."
             )
+        import torch
+
+        if not torch.accelerator.is_available():
+            self.dataloader_pin_memory = False  # it only speeds copies to an accelerator; torch warns without one
         super().__post_init__()
 
 

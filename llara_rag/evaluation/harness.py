@@ -27,7 +27,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llara_rag.encoder import EncoderConfig
-from llara_rag.evaluation.baselines import RRF_K, BM25System, HybridSystem, minilm_system, raw_llm_system
+from llara_rag.evaluation.baselines import BM25System, HybridSystem, minilm_system, raw_llm_system
 from llara_rag.evaluation.cache import VectorCache
 from llara_rag.evaluation.datasets import Collection, SkippedInputs, load_collection
 from llara_rag.evaluation.metrics import mean_scores
@@ -46,7 +46,7 @@ SystemName = Literal["bm25", "minilm", "raw-llm", "llara-base", "llara", "hybrid
 - ``raw-llm``: the backbone, mean-pooled, with no LLaRA prompt (encodes the corpus a second time);
 - ``llara-base``: LLaRA prompts on the backbone without the adapter (the "before" of an adaptation);
 - ``llara``: the LLaRA encoder of ``EvaluationConfig.encoder``, adapter included;
-- ``hybrid``: reciprocal-rank fusion of ``bm25`` and ``llara``.
+- ``hybrid``: ``bm25`` and ``llara`` fused by their z-normalised scores (``bm25_weight`` to BM25).
 """
 
 
@@ -58,7 +58,9 @@ class EvaluationConfig(BaseModel):
     encoder: EncoderConfig = Field(default_factory=EncoderConfig, description="Model + adapter of 'llara'.")
     systems: tuple[SystemName, ...] = ("bm25", "minilm", "raw-llm", "llara", "hybrid")
     split: str = Field(default="test", description="Reads qrels/<split>.tsv.")
-    rrf_k: int = Field(default=RRF_K, gt=0, description="The k of reciprocal-rank fusion in 'hybrid'.")
+    bm25_weight: float = Field(
+        default=0.5, ge=0, le=1, description="BM25's share of the 'hybrid' scores; 'llara' gets the rest."
+    )
     cache_dir: Path | None = Field(default=None, description="Corpus vector cache; default: <cache>/vectors.")
     output_dir: Path | None = Field(
         default=None, description="Where <collection>.{json,md,png} go; None: nowhere."
@@ -122,7 +124,7 @@ def build_systems(config: EvaluationConfig, cache: VectorCache) -> list[Retrieva
         "raw-llm": lambda: raw_llm_system(config.encoder, cache),
         "llara-base": lambda: llara_system(unadapted, cache, name="llara-base"),
         "llara": lambda: llara,
-        "hybrid": lambda: HybridSystem([bm25, llara], k=config.rrf_k),
+        "hybrid": lambda: HybridSystem([bm25, llara], [config.bm25_weight, 1 - config.bm25_weight]),
     }
     names = list(dict.fromkeys(config.systems))
     if "llara-base" in names and config.encoder.adapter is None:
