@@ -22,7 +22,7 @@ from pathlib import Path
 
 from llara_rag.adaptation import AdaptationArguments, adapt
 from llara_rag.adapter import LLARA_CONFIG_FILE, read_adapter_info
-from llara_rag.backbone import DEFAULT_MODEL, SPECIAL_TOKEN_INITS
+from llara_rag.backbone import DEFAULT_MODEL
 from llara_rag.encoder import EncoderConfig
 from llara_rag.evaluation import EvaluationConfig, evaluate
 
@@ -32,8 +32,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 SYSTEMS = ("bm25", "llara-base", "llara", "hybrid")
 logger = logging.getLogger("benchmarks.adapt")
 GOAL_GAIN, GOAL_BM25_SHARE = 0.20, 0.8
-FUSIONS = {"rrf": "reciprocal ranks", "z-score": "z-scores"}
-"""How the hybrid fused its two rankings: reciprocal ranks (k=60) until the harness moved to z-scores."""
 GOALS = (f"adapted >= unadapted + {GOAL_GAIN}", f"adapted >= {GOAL_BM25_SHARE} x BM25", "hybrid > BM25")
 
 
@@ -42,7 +40,6 @@ def recipe_of(args: argparse.Namespace) -> dict[str, float | int]:
         "steps": args.max_steps,
         "lr": args.lr,
         "token_lr_scale": args.special_tokens_lr_scale,
-        "token_init": args.special_tokens_init,
         "lm_weight": args.lm_weight,
         "bow_weight": args.bow_weight,
         "window": args.window,
@@ -54,7 +51,6 @@ def recipe_of(args: argparse.Namespace) -> dict[str, float | int]:
 def recipe_tag(recipe: dict[str, float | int]) -> str:
     whitening = {0: "", -1: "-white"}.get(int(recipe["whitening"]), f"-white{recipe['whitening']}")
     tokens = f"-t{recipe['token_lr_scale']:g}" if recipe["token_lr_scale"] != 1 else ""
-    tokens += f"-{recipe['token_init']}" if recipe["token_init"] != "mean" else ""
     weights = (
         "" if is_default_weighting(recipe) else f"-lm{recipe['lm_weight']:g}-bow{recipe['bow_weight']:g}"
     )
@@ -72,8 +68,6 @@ def describe_recipe(recipe: dict[str, float | int]) -> str:
     rate = f"lr {recipe['lr']:g}"
     if recipe["token_lr_scale"] != 1:
         rate += f" (special tokens x{recipe['token_lr_scale']:g})"
-    if recipe["token_init"] != "mean":
-        rate += f", special tokens {recipe['token_init']} at start"
     if not is_default_weighting(recipe):
         rate += f", loss {recipe['lm_weight']:g} LM + {recipe['bow_weight']:g} BoW"
     return f"{windows}, {rate}, {whitening}"
@@ -88,7 +82,6 @@ def train(name: str, args: argparse.Namespace) -> dict:
             max_steps=args.max_steps,
             learning_rate=args.lr,
             special_tokens_lr_scale=args.special_tokens_lr_scale,
-            special_tokens_init=args.special_tokens_init,
             lm_weight=args.lm_weight,
             bow_weight=args.bow_weight,
             per_device_train_batch_size=args.batch_size,
@@ -153,21 +146,19 @@ def markdown(runs: list[dict], model: str) -> str:
             )
             goals = ", ".join(goal for goal, ok in run["goals"].items() if ok) or "none"
             adapted, hybrid = run["scores"]["llara"], run["scores"]["hybrid"]
-            fusion = FUSIONS[run["fusion"]]
             lines += [
                 f"| adapted | {adapted['nDCG@10']:.3f} | {adapted['Recall@100']:.3f} | {cost} | {goals} |",
-                f"| hybrid (adapted + BM25, {fusion}) | {hybrid['nDCG@10']:.3f} | {hybrid['Recall@100']:.3f} | | |",
+                f"| hybrid (adapted + BM25) | {hybrid['nDCG@10']:.3f} | {hybrid['Recall@100']:.3f} | | |",
             ]
     lines += ["", f"Goals (issue #4): {'; '.join(GOALS)}.", ""]
     return "\n".join(lines)
 
 
 def load_runs(path: Path) -> list[dict]:
-    """The recorded runs; those from before these fields were recorded: mean init, 1 LM + 1 BoW, RRF."""
+    """The recorded runs; those from before loss weights were a recipe field ran at 1 LM + 1 BoW."""
     runs = json.loads(path.read_text(encoding="utf-8"))["runs"] if path.is_file() else []
     for run in runs:
-        run["recipe"] = {"token_init": "mean", "lm_weight": 1.0, "bow_weight": 1.0, **run["recipe"]}
-        run.setdefault("fusion", "rrf")
+        run["recipe"] = {"lm_weight": 1.0, "bow_weight": 1.0, **run["recipe"]}
     return runs
 
 
@@ -182,7 +173,6 @@ def main() -> None:
     parser.add_argument(
         "--special-tokens-lr-scale", type=float, default=1.0, help="the <s1>..<s16> rows' lr / --lr"
     )
-    parser.add_argument("--special-tokens-init", choices=SPECIAL_TOKEN_INITS, default="mean")
     parser.add_argument("--lm-weight", type=float, default=1.0, help="weight of the LM loss")
     parser.add_argument("--bow-weight", type=float, default=1.0, help="weight of (EBAE + EBAR) / 2")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -210,7 +200,6 @@ def main() -> None:
                 "training": training,
                 "scores": scores,
                 "goals": verdict(scores),
-                "fusion": "z-score",
                 "seconds": round(time.perf_counter() - started, 1),
             }
         )

@@ -170,10 +170,6 @@ class SpecialTokenIds:
         return self.summarize + self.predict
 
 
-SPECIAL_TOKEN_INITS = ("mean", "spread")
-"""How the trainer starts new special rows: as added (the mean embedding), or :func:`spread_special_rows`."""
-
-
 def _lookup_special_ids(tokenizer: PreTrainedTokenizerBase) -> SpecialTokenIds | None:
     vocab = tokenizer.get_vocab()
     if not all(token in vocab for token in SPECIAL_TOKENS):
@@ -207,33 +203,6 @@ def add_special_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     ids = _lookup_special_ids(tokenizer)
     assert ids is not None
     return ids
-
-
-def spread_special_rows(backbone: Backbone, seed: int) -> None:
-    """Redraws untrained special rows from N(mean, covariance) of the other rows, seeded.
-
-    Added rows all start at the mean embedding, so the eight final states a bag of words is max-pooled
-    over start nearly equal (cosine 0.97 between them after a 90-step adaptation). Rows that already
-    differ were trained (a BAAI checkpoint) and are kept.
-    """
-    import torch
-
-    for embeddings in {backbone.model.get_input_embeddings(), backbone.model.get_output_embeddings()}:
-        if embeddings is None:
-            continue
-        weight = embeddings.weight
-        ids = torch.tensor(backbone.special_ids.all, device=weight.device)
-        if not bool((weight[ids] == weight[ids[0]]).all()):
-            continue  # trained rows, or tied to rows this loop has just drawn
-        others = torch.ones(weight.shape[0], dtype=torch.bool, device=weight.device)
-        others[ids] = False
-        vocabulary = weight.detach()[others].double()
-        covariance = torch.cov(vocabulary.T) + 1e-6 * torch.eye(weight.shape[1], device=weight.device)
-        generator = torch.Generator().manual_seed(seed)
-        noise = torch.randn(len(ids), weight.shape[1], generator=generator, dtype=torch.float64)
-        draws = vocabulary.mean(dim=0) + noise.to(weight.device) @ torch.linalg.cholesky(covariance).T
-        with torch.no_grad():
-            weight[ids] = draws.to(weight.dtype)
 
 
 def resolve_device(device: str | None) -> torch.device:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llara_rag.backbone import DEFAULT_MODEL, SPECIAL_TOKEN_INITS
+from llara_rag.backbone import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from llara_rag.embedding import LLaRAEmbedding
@@ -249,13 +249,6 @@ def _add_training_arguments(
         default=special_tokens_lr_scale,
         help="learning rate of the <s1>..<s16> rows as a multiple of --lr (default %(default)s)",
     )
-    group.add_argument(
-        "--special-tokens-init",
-        choices=SPECIAL_TOKEN_INITS,
-        default="mean",
-        help="start of untrained <s1>..<s16> rows: the shared mean embedding, or spread apart by draws from "
-        "the embeddings' distribution (default mean)",
-    )
     group.add_argument("--lora-r", type=int, default=16, help="LoRA rank of a fresh adapter (default 16)")
     group.add_argument(
         "--lora-alpha", type=int, default=32, help="LoRA alpha of a fresh adapter (default 32)"
@@ -285,7 +278,6 @@ def _training_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "per_device_train_batch_size": args.batch_size,
         "gradient_accumulation_steps": args.grad_accum,
         "special_tokens_lr_scale": args.special_tokens_lr_scale,
-        "special_tokens_init": args.special_tokens_init,
         "lora_r": args.lora_r,
         "lora_alpha": args.lora_alpha,
         "activation_checkpointing": args.gradient_checkpointing,

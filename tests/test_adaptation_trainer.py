@@ -13,7 +13,6 @@ torch = pytest.importorskip("torch")
 from llara_rag.adaptation import AdaptationArguments, adapt
 from llara_rag.adaptation.trainer import COSINE_METRIC, CollapseGuard
 from llara_rag.adapter import LLARA_CONFIG_FILE, read_adapter_info
-from llara_rag.backbone import load_backbone, spread_special_rows
 from llara_rag.encoder import LLaRAEncoder
 from llara_rag.errors import AdapterError, EmbeddingCollapseError
 from llara_rag.whitening import WHITENING_FILE, default_dimensions
@@ -198,10 +197,9 @@ def test_cli_adapt(tiny_backbone_dir, docs, tmp_path, capsys):
     output = tmp_path / "adapter"
     argv = ["adapt", str(docs), "--output", str(output), "--base", str(tiny_backbone_dir), "--max-steps", "1"]
     options = ["--batch-size", "2", "--window", "8", "--keep-stopwords", "--whitening-dims", "0"]
-    assert main([*argv, *options, "--special-tokens-lr-scale", "3", "--special-tokens-init", "spread"]) == 0
+    assert main([*argv, *options, "--special-tokens-lr-scale", "3"]) == 0
     hyperparameters = read_adapter_info(output).training["hyperparameters"]
     assert (hyperparameters["batch_size"], hyperparameters["special_tokens_lr_scale"]) == (2, 3.0)
-    assert hyperparameters["special_tokens_init"] == "spread"
     assert not (output / WHITENING_FILE).exists()
     assert (tmp_path / "adapter.checkpoints" / "records.jsonl").is_file()
     assert "Adapter written to" in capsys.readouterr().out
@@ -219,22 +217,3 @@ def test_memory_is_pinned_only_for_an_accelerator(tiny_backbone_dir: Path, tmp_p
 
     args = _args(tiny_backbone_dir, tmp_path)
     assert args.dataloader_pin_memory is torch.accelerator.is_available()
-
-
-def test_spread_gives_each_untrained_special_row_its_own_seeded_start(tiny_backbone_dir: Path) -> None:
-    def spread(seed: int) -> tuple[torch.Tensor, object]:
-        backbone = load_backbone(str(tiny_backbone_dir), device="cpu")
-        spread_special_rows(backbone, seed)
-        rows = backbone.model.get_input_embeddings().weight[list(backbone.special_ids.all)]
-        return rows.detach().clone(), backbone
-
-    rows, backbone = spread(0)
-    vocabulary = backbone.model.get_input_embeddings().weight[: min(backbone.special_ids.all)].detach()
-    assert len(torch.unique(rows, dim=0)) == 16
-    assert rows.norm(dim=1).mean().item() == pytest.approx(vocabulary.norm(dim=1).mean().item(), rel=0.3)
-    torch.testing.assert_close(rows, spread(0)[0])
-    assert not torch.equal(rows, spread(1)[0])
-    spread_special_rows(backbone, 1)  # rows that differ count as trained and are kept
-    torch.testing.assert_close(
-        backbone.model.get_input_embeddings().weight[list(backbone.special_ids.all)], rows
-    )

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from llara_rag.adapter import AdapterInfo, check_adapter, write_adapter_info
-from llara_rag.backbone import DEFAULT_MODEL, SPECIAL_TOKEN_INITS, Backbone, spread_special_rows
+from llara_rag.backbone import DEFAULT_MODEL, Backbone
 from llara_rag.errors import AdapterError, EmbeddingCollapseError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -73,13 +73,6 @@ class AdapterArguments(TrainingArguments):
         default=1.0,
         metadata={"help": "learning rate of the <s1>..<s16> rows, as a multiple of --learning-rate"},
     )
-    special_tokens_init: str = field(
-        default="mean",
-        metadata={
-            "help": "start of untrained <s1>..<s16> rows: 'mean' keeps the shared mean embedding, 'spread' "
-            "draws each from the embeddings' distribution so the eight positions start apart"
-        },
-    )
     collapse_threshold: float = field(
         default=0.99,
         metadata={"help": "in-batch mean cosine at or above which embeddings count as collapsed"},
@@ -107,16 +100,10 @@ class AdapterArguments(TrainingArguments):
                 f"--special-tokens-lr-scale {self.special_tokens_lr_scale} is negative; pass 0 to freeze the "
                 "special-token rows or a positive multiple of --lr."
             )
-        if self.special_tokens_init not in SPECIAL_TOKEN_INITS:
-            raise InvalidInputError(
-                f"--special-tokens-init {self.special_tokens_init!r} is not one of {', '.join(SPECIAL_TOKEN_INITS)}."
-            )
         import torch
 
         if not torch.accelerator.is_available():
-            self.dataloader_pin_memory = (
-                False  # it only speeds copies to an accelerator; torch warns without one
-            )
+            self.dataloader_pin_memory = False  # it only speeds copies to an accelerator; torch warns without one
         super().__post_init__()
 
 
@@ -141,8 +128,6 @@ def lora_model(backbone: Backbone, args: AdapterArguments) -> PeftModel:
         task_type="CAUSAL_LM",
     )
     backbone.model.train()
-    if args.special_tokens_init == "spread":
-        spread_special_rows(backbone, args.seed)
     set_seed(args.seed)
     model = get_peft_model(backbone.model, config)
     if args.activation_checkpointing:
@@ -357,7 +342,6 @@ class AdapterTrainer(Trainer, ABC):
                 else lora.target_modules,
                 "train_special_tokens": lora.trainable_token_indices is not None,
                 "special_tokens_lr_scale": self.args.special_tokens_lr_scale,
-                "special_tokens_init": self.args.special_tokens_init,
             },
         }
 
