@@ -123,7 +123,9 @@ def markdown(runs: list[dict], model: str) -> str:
         "`corpus.jsonl` alone (no queries, no qrels), then the evaluation harness on its test queries.",
         "One row per recipe tried (steps x batch of windows, learning rate, window tokens, domain whitening);",
         "CPU minutes count the training process's CPU time on this 2-core machine (fitting the whitening",
-        "adds about 3 minutes: 512 windows encoded twice).",
+        "adds about 3 minutes: 512 windows encoded twice). The hybrid sums BM25's and the adapted encoder's",
+        "z-normalised scores at equal weights; rows marked 'reciprocal ranks' were fused by RRF (k=60) before",
+        "the harness changed, and their adapters are gone.",
     ]
     for name in dict.fromkeys(run["collection"] for run in runs):
         tried = [run for run in runs if run["collection"] == name]
