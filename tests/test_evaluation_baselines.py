@@ -13,7 +13,7 @@ from llara_rag.evaluation.baselines import BM25System, HybridSystem, load_minilm
 from llara_rag.evaluation.cache import VectorCache
 from llara_rag.evaluation.datasets import Collection
 from llara_rag.evaluation.metrics import Run
-from llara_rag.evaluation.retrieval import RetrievalSystem
+from llara_rag.evaluation.retrieval import CANDIDATES, RetrievalSystem
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +75,10 @@ def test_systems_follow_the_config_and_the_hybrid_shares_its_parts(tmp_path: Pat
 
 
 class CountingBM25(BM25System):
-    calls = 0
+    depths: list[int] = []
 
     def _retrieve(self, collection: Collection, depth: int) -> Run:
-        CountingBM25.calls += 1
+        CountingBM25.depths.append(depth)
         return super()._retrieve(collection, depth)
 
 
@@ -86,5 +86,7 @@ def test_a_system_fused_into_a_hybrid_is_computed_once(adi: Collection) -> None:
     bm25 = CountingBM25()
     systems: list[RetrievalSystem] = [bm25, HybridSystem([bm25, BM25System()])]
     result = evaluate_systems(adi, systems)
-    assert CountingBM25.calls == 1
+    assert CountingBM25.depths == [CANDIDATES]  # deep enough for the hybrid's normalisation, computed once
+    assert max(len(ranking) for ranking in bm25.retrieve(adi, 5).values()) == 5  # cut from the deep run
+    assert CountingBM25.depths == [CANDIDATES]
     assert result.scores()["hybrid"] == pytest.approx(result.scores()["bm25"], abs=1e-9)
