@@ -32,6 +32,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 SYSTEMS = ("bm25", "llara-base", "llara", "hybrid")
 logger = logging.getLogger("benchmarks.adapt")
 GOAL_GAIN, GOAL_BM25_SHARE = 0.20, 0.8
+FUSIONS = {"rrf": "reciprocal ranks", "z-score": "z-scores"}
+"""How the hybrid fused its two rankings: reciprocal ranks (k=60) until the harness moved to z-scores."""
 GOALS = (f"adapted >= unadapted + {GOAL_GAIN}", f"adapted >= {GOAL_BM25_SHARE} x BM25", "hybrid > BM25")
 
 
@@ -148,19 +150,21 @@ def markdown(runs: list[dict], model: str) -> str:
             )
             goals = ", ".join(goal for goal, ok in run["goals"].items() if ok) or "none"
             adapted, hybrid = run["scores"]["llara"], run["scores"]["hybrid"]
+            fusion = FUSIONS[run["fusion"]]
             lines += [
                 f"| adapted | {adapted['nDCG@10']:.3f} | {adapted['Recall@100']:.3f} | {cost} | {goals} |",
-                f"| hybrid (adapted + BM25) | {hybrid['nDCG@10']:.3f} | {hybrid['Recall@100']:.3f} | | |",
+                f"| hybrid (adapted + BM25, {fusion}) | {hybrid['nDCG@10']:.3f} | {hybrid['Recall@100']:.3f} | | |",
             ]
     lines += ["", f"Goals (issue #4): {'; '.join(GOALS)}.", ""]
     return "\n".join(lines)
 
 
 def load_runs(path: Path) -> list[dict]:
-    """The recorded runs; those from before loss weights were a recipe field ran at 1 LM + 1 BoW."""
+    """The recorded runs; those from before these fields were recorded ran at 1 LM + 1 BoW, fused by RRF."""
     runs = json.loads(path.read_text(encoding="utf-8"))["runs"] if path.is_file() else []
     for run in runs:
         run["recipe"] = {"lm_weight": 1.0, "bow_weight": 1.0, **run["recipe"]}
+        run.setdefault("fusion", "rrf")
     return runs
 
 
@@ -202,6 +206,7 @@ def main() -> None:
                 "training": training,
                 "scores": scores,
                 "goals": verdict(scores),
+                "fusion": "z-score",
                 "seconds": round(time.perf_counter() - started, 1),
             }
         )
