@@ -174,14 +174,14 @@ def main() -> None:
     )
     parser.add_argument("--datasets", default="cranfield,cacm")
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--max-steps", type=int, default=90)
+    parser.add_argument("--max-steps", type=int, default=180)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument(
         "--special-tokens-lr-scale", type=float, default=1.0, help="the <s1>..<s16> rows' lr / --lr"
     )
     parser.add_argument("--lm-weight", type=float, default=1.0, help="weight of the LM loss")
     parser.add_argument("--bow-weight", type=float, default=1.0, help="weight of (EBAE + EBAR) / 2")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--window", type=int, default=128)
     parser.add_argument(
         "--whitening-dims", type=int, default=-1, help="-1: a quarter of the hidden size, 0: none"

@@ -1,7 +1,7 @@
 """Adapt the embedder to a private folder (no labels), re-index, and compare what each index retrieves.
 
     python examples/adapt_then_chat.py                  # the sample handbook, 40 training steps
-    python examples/adapt_then_chat.py --max-steps 200  # a longer budget retrieves better
+    python examples/adapt_then_chat.py --max-steps 400  # a longer budget retrieves better
 
 LLaRA's adaptation trains a small LoRA adapter on the folder's own text, so the embedder learns the
 folder's vocabulary (SEV1, Keel, TravelDesk...). The vectors change, so the adapted model gets its own
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "llara-rag-examples")
     parser.add_argument("--model", default="smollm2", help="the embedding backbone to adapt")
     parser.add_argument("--generator", default="smollm2", help="the chat model that writes answers")
-    parser.add_argument("--max-steps", type=int, default=40, help="adaptation budget in optimizer steps")
+    parser.add_argument("--max-steps", type=int, default=80, help="adaptation budget in optimizer steps")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=150)
     parser.add_argument("-k", type=int, default=3, help="files shown per question")

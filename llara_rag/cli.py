@@ -323,7 +323,7 @@ def _add_adapt(sub: argparse._SubParsersAction) -> None:
         help="dimensions kept by the domain whitening fitted after training (default: a quarter of the "
         "hidden size; 0: no whitening)",
     )
-    _add_training_arguments(parser, examples="windows", learning_rate=2e-4, batch_size=16)
+    _add_training_arguments(parser, examples="windows", learning_rate=2e-4, batch_size=8)
     parser.set_defaults(run=_run_adapt)
 
 

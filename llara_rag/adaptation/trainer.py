@@ -81,7 +81,7 @@ class AdapterArguments(TrainingArguments):
     stop_on_collapse: bool = field(default=True, metadata={"help": "stop (and write no adapter) on collapse"})
 
     learning_rate: float = 2e-4
-    per_device_train_batch_size: int = 16
+    per_device_train_batch_size: int = 8
     num_train_epochs: float = 1.0
     warmup_steps: float = 0.05
     logging_steps: float = 10
