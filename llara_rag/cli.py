@@ -87,7 +87,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         type=_baselines,
         default=("bm25", "minilm", "hybrid"),
         help="comma-separated systems to report beside llara: bm25, minilm, raw-llm (mean-pooled backbone; "
-        "encodes the corpus again), llara-base (the model without --adapter), hybrid (bm25 and llara, z-scores summed); "
+        "encodes the corpus again), llara-base (the model without --adapter), "
+        "hybrid (bm25 and llara, z-scores summed); "
         "'none' for llara alone (default: bm25,minilm,hybrid)",
     )
     parser.add_argument("--split", default="test", help="qrels/<split>.tsv to score against (default: test)")

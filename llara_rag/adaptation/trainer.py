@@ -103,7 +103,9 @@ class AdapterArguments(TrainingArguments):
         import torch
 
         if not torch.accelerator.is_available():
-            self.dataloader_pin_memory = False  # it only speeds copies to an accelerator; torch warns without one
+            self.dataloader_pin_memory = (
+                False  # it only speeds copies to an accelerator; torch warns without one
+            )
         super().__post_init__()
 
 
