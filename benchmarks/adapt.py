@@ -44,6 +44,7 @@ def recipe_of(args: argparse.Namespace) -> dict[str, float | int]:
         "token_lr_scale": args.special_tokens_lr_scale,
         "lm_weight": args.lm_weight,
         "bow_weight": args.bow_weight,
+        "targets": args.target_weighting,
         "window": args.window,
         "batch": args.batch_size,
         "whitening": args.whitening_dims,
@@ -56,7 +57,8 @@ def recipe_tag(recipe: dict[str, float | int]) -> str:
     weights = (
         "" if is_default_weighting(recipe) else f"-lm{recipe['lm_weight']:g}-bow{recipe['bow_weight']:g}"
     )
-    return f"s{recipe['steps']}-lr{recipe['lr']:g}{tokens}{weights}-w{recipe['window']}-b{recipe['batch']}{whitening}"
+    targets = "-idf" if recipe["targets"] == "idf" else ""
+    return f"s{recipe['steps']}-lr{recipe['lr']:g}{tokens}{weights}{targets}-w{recipe['window']}-b{recipe['batch']}{whitening}"
 
 
 def is_default_weighting(recipe: dict[str, float | int]) -> bool:
@@ -72,6 +74,8 @@ def describe_recipe(recipe: dict[str, float | int]) -> str:
         rate += f" (special tokens x{recipe['token_lr_scale']:g})"
     if not is_default_weighting(recipe):
         rate += f", loss {recipe['lm_weight']:g} LM + {recipe['bow_weight']:g} BoW"
+    if recipe["targets"] == "idf":
+        rate += ", IDF-weighted targets"
     return f"{windows}, {rate}, {whitening}"
 
 
@@ -86,6 +90,7 @@ def train(name: str, args: argparse.Namespace) -> dict:
             special_tokens_lr_scale=args.special_tokens_lr_scale,
             lm_weight=args.lm_weight,
             bow_weight=args.bow_weight,
+            target_weighting=args.target_weighting,
             per_device_train_batch_size=args.batch_size,
             window_tokens=args.window,
             whitening_dims=args.whitening_dims,
@@ -160,10 +165,11 @@ def markdown(runs: list[dict], model: str) -> str:
 
 
 def load_runs(path: Path) -> list[dict]:
-    """The recorded runs; those from before these fields were recorded ran at 1 LM + 1 BoW, fused by RRF."""
+    """The recorded runs; those from before these fields were recorded ran at 1 LM + 1 BoW with uniform
+    targets, fused by RRF."""
     runs = json.loads(path.read_text(encoding="utf-8"))["runs"] if path.is_file() else []
     for run in runs:
-        run["recipe"] = {"lm_weight": 1.0, "bow_weight": 1.0, **run["recipe"]}
+        run["recipe"] = {"lm_weight": 1.0, "bow_weight": 1.0, "targets": "uniform", **run["recipe"]}
         run.setdefault("fusion", "rrf")
     return runs
 
@@ -181,6 +187,9 @@ def main() -> None:
     )
     parser.add_argument("--lm-weight", type=float, default=1.0, help="weight of the LM loss")
     parser.add_argument("--bow-weight", type=float, default=1.0, help="weight of (EBAE + EBAR) / 2")
+    parser.add_argument(
+        "--target-weighting", choices=("uniform", "idf"), default="uniform", help="how BoW targets count"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--window", type=int, default=128)
     parser.add_argument(

@@ -315,6 +315,12 @@ def _add_adapt(sub: argparse._SubParsersAction) -> None:
         "--keep-stopwords", action="store_true", help="keep stop words in bag-of-words targets"
     )
     parser.add_argument(
+        "--target-weighting",
+        choices=("uniform", "idf"),
+        default="uniform",
+        help="bag-of-words targets count equally, or by their IDF over the windows (default uniform)",
+    )
+    parser.add_argument(
         "--allow-collapse", action="store_true", help="only warn when the embeddings collapse"
     )
     parser.add_argument(
@@ -337,6 +343,7 @@ def _run_adapt(args: argparse.Namespace) -> int:
         lm_weight=args.lm_weight,
         bow_weight=args.bow_weight,
         remove_stopwords=not args.keep_stopwords,
+        target_weighting=args.target_weighting,
         stop_on_collapse=not args.allow_collapse,
         whitening_dims=args.whitening_dims,
     )

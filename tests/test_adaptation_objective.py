@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -107,3 +109,32 @@ def test_mean_offdiagonal_cosine():
     same = torch.nn.functional.normalize(torch.ones(4, 3), dim=-1)
     assert mean_offdiagonal_cosine(same) == pytest.approx(1.0)
     assert mean_offdiagonal_cosine(torch.eye(3)) == pytest.approx(0.0)
+
+
+def test_idf_weighted_targets_count_rare_words_more(backbone):
+    tokenizer = backbone.tokenizer
+    builder = ExampleBuilder(tokenizer, backbone.special_ids, max_text_tokens=64, remove_stopwords=True)
+    windows = ["cats purr", "cats bark", "cats sleep", "dogs bark"]
+    builder.idf = builder.fit_idf(windows)
+    (cats,) = tokenizer("cats", add_special_tokens=False)["input_ids"]
+    (purr,) = tokenizer("purr", add_special_tokens=False)["input_ids"]
+    assert builder.idf[cats] == pytest.approx(math.log(1 + 1.5 / 3.5))
+    assert builder.idf[purr] == pytest.approx(math.log(1 + 3.5 / 1.5))
+    example = builder(Record("a", 0, "cats purr", "cats"))
+    assert dict(zip(example.ebae_targets, example.ebae_weights)) == {
+        cats: builder.idf[cats],
+        purr: builder.idf[purr],
+    }
+    (unseen,) = tokenizer("wing", add_special_tokens=False)["input_ids"]
+    assert builder.weights([unseen]) == [max(builder.idf.values())]
+    assert ExampleBuilder(tokenizer, backbone.special_ids, max_text_tokens=64).weights([cats, purr]) == [1, 1]
+
+
+def test_bag_of_words_loss_weighs_targets():
+    log_probs = torch.log_softmax(torch.arange(5.0), dim=-1)
+    logits = log_probs.expand(1, 8, 5)
+    targets = torch.tensor([[1, 3, IGNORE]])
+    weighted = bag_of_words_loss(logits, targets, torch.tensor([[3.0, 1.0, 7.0]]))
+    assert weighted.item() == pytest.approx(-(3 * log_probs[1] + log_probs[3]).item() / 4)
+    uniform = bag_of_words_loss(logits, targets)
+    assert uniform.item() == pytest.approx(-(log_probs[1] + log_probs[3]).item() / 2)

@@ -197,8 +197,10 @@ def test_cli_adapt(tiny_backbone_dir, docs, tmp_path, capsys):
     output = tmp_path / "adapter"
     argv = ["adapt", str(docs), "--output", str(output), "--base", str(tiny_backbone_dir), "--max-steps", "1"]
     options = ["--batch-size", "2", "--window", "8", "--keep-stopwords", "--whitening-dims", "0"]
-    assert main([*argv, *options, "--special-tokens-lr-scale", "3"]) == 0
-    hyperparameters = read_adapter_info(output).training["hyperparameters"]
+    assert main([*argv, *options, "--special-tokens-lr-scale", "3", "--target-weighting", "idf"]) == 0
+    training = read_adapter_info(output).training
+    assert training["objective"]["target_weighting"] == "idf"
+    hyperparameters = training["hyperparameters"]
     assert (hyperparameters["batch_size"], hyperparameters["special_tokens_lr_scale"]) == (2, 3.0)
     assert not (output / WHITENING_FILE).exists()
     assert (tmp_path / "adapter.checkpoints" / "records.jsonl").is_file()
@@ -209,6 +211,8 @@ def test_cli_adapt(tiny_backbone_dir, docs, tmp_path, capsys):
     assert "--whitening-dims 999 exceeds the 32 dimensions" in capsys.readouterr().err
     assert main([*argv, "--special-tokens-lr-scale", "-1"]) == 2
     assert "--special-tokens-lr-scale -1.0 is negative" in capsys.readouterr().err
+    assert main([*argv, "--lm-weight", "-1"]) == 2
+    assert "lm_weight: Input should be greater than or equal to 0" in capsys.readouterr().err
 
 
 def test_memory_is_pinned_only_for_an_accelerator(tiny_backbone_dir: Path, tmp_path: Path) -> None:

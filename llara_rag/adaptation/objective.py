@@ -11,15 +11,19 @@ Losses (Llama2Vec, with the guards FlagEmbedding users needed against embedding 
 - EBAE: the passage block's LM-head logits at ``<s1..s8>``, max over the 8 positions, log-softmax
   over the vocabulary, must cover the unique token ids of the text itself;
 - EBAR: the same at ``<s9..s16>`` against the unique token ids of the next window;
+  with ``target_weighting="idf"`` each target counts by its inverse document frequency over the
+  training windows (BM25's), so words every window shares teach the embedding less than rare ones;
 - LM: next-token prediction over the text, which keeps the backbone a language model.
 ``loss = lm_weight * LM + bow_weight * (EBAE + EBAR) / 2``.
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,6 +53,10 @@ class ObjectiveConfig(BaseModel):
     remove_stopwords: bool = Field(
         default=True, description="Drop stop words and punctuation from the bag-of-words targets."
     )
+    target_weighting: Literal["uniform", "idf"] = Field(
+        default="uniform",
+        description="How bag-of-words targets count: equally, or by their IDF over the training windows.",
+    )
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,8 @@ class Example:
     predict_index: list[int]
     ebae_targets: list[int]
     ebar_targets: list[int]
+    ebae_weights: list[float]
+    ebar_weights: list[float]
 
 
 def _stopword_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
@@ -92,6 +102,7 @@ class ExampleBuilder:
         max_text_tokens: int,
         remove_stopwords: bool = True,
         prompts: LLaRAPrompts = DEFAULT_PROMPTS,
+        idf: dict[int, float] | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.max_text_tokens = max_text_tokens
@@ -102,6 +113,7 @@ class ExampleBuilder:
         self.excluded = set(tokenizer.all_special_ids) | set(special_ids.all)
         if remove_stopwords:
             self.excluded |= _stopword_ids(tokenizer)
+        self.idf = idf
 
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -113,6 +125,22 @@ class ExampleBuilder:
         """The bag of words: unique ids, special and (optionally) stop-word ids removed, in a stable order."""
         return sorted(set(ids) - self.excluded)
 
+    def weights(self, targets: list[int]) -> list[float]:
+        """Each target's weight: 1, or its IDF (a token no window holds gets the rarest one's)."""
+        if self.idf is None:
+            return [1.0] * len(targets)
+        rarest = max(self.idf.values(), default=1.0)
+        return [self.idf.get(token, rarest) for token in targets]
+
+    def fit_idf(self, texts: Iterable[str]) -> dict[int, float]:
+        """BM25's inverse document frequency of each token over ``texts`` (the training windows)."""
+        frequencies: Counter[int] = Counter()
+        count = 0
+        for text in texts:
+            frequencies.update(set(self.text_ids(text)))
+            count += 1
+        return {token: math.log(1 + (count - df + 0.5) / (df + 0.5)) for token, df in frequencies.items()}
+
     def __call__(self, record: Record) -> Example:
         text = self.text_ids(record.text)
         context = self.head + text
@@ -123,6 +151,8 @@ class ExampleBuilder:
         lm_labels = [IGNORE] * len(input_ids)
         for index in range(len(self.head), text_end):
             lm_labels[index - 1] = input_ids[index]
+        ebae_targets = self.targets(text)
+        ebar_targets = self.targets(self.text_ids(record.next_text)) if record.next_text else []
         return Example(
             input_ids=input_ids,
             position_ids=position_ids,
@@ -131,18 +161,21 @@ class ExampleBuilder:
             lm_labels=lm_labels,
             summarize_index=list(range(predict_start - 8, predict_start)),
             predict_index=list(range(len(input_ids) - 8, len(input_ids))),
-            ebae_targets=self.targets(text),
-            ebar_targets=self.targets(self.text_ids(record.next_text)) if record.next_text else [],
+            ebae_targets=ebae_targets,
+            ebar_targets=ebar_targets,
+            ebae_weights=self.weights(ebae_targets),
+            ebar_weights=self.weights(ebar_targets),
         )
 
 
-def _pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
+def _pad(rows: Sequence[Sequence[float]], value: float, dtype: torch.dtype | None = None) -> torch.Tensor:
     import torch
 
+    dtype = dtype or torch.long
     width = max(1, max(len(row) for row in rows))
-    out = torch.full((len(rows), width), value, dtype=torch.long)
+    out = torch.full((len(rows), width), value, dtype=dtype)
     for index, row in enumerate(rows):
-        out[index, : len(row)] = torch.tensor(row, dtype=torch.long)
+        out[index, : len(row)] = torch.tensor(row, dtype=dtype)
     return out
 
 
@@ -179,6 +212,8 @@ def collate_examples(examples: Sequence[Example], pad_id: int) -> dict[str, torc
         "predict_index": _pad([e.predict_index for e in examples], 0),
         "ebae_targets": _pad([e.ebae_targets for e in examples], IGNORE),
         "ebar_targets": _pad([e.ebar_targets for e in examples], IGNORE),
+        "ebae_weights": _pad([e.ebae_weights for e in examples], 0.0, torch.float32),
+        "ebar_weights": _pad([e.ebar_weights for e in examples], 0.0, torch.float32),
     }
 
 
@@ -191,20 +226,24 @@ def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return mask[:, None]
 
 
-def bag_of_words_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """−mean log-prob of the target ids under log-softmax(max over the block's positions).
+def bag_of_words_loss(
+    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """−(weighted) mean log-prob of the target ids under log-softmax(max over the block's positions).
 
-    ``logits`` is (batch, 8, vocab); ``targets`` is (batch, T) padded with ``IGNORE``. Rows without
-    targets (no next window, or only stop words) do not count.
+    ``logits`` is (batch, 8, vocab); ``targets`` is (batch, T) padded with ``IGNORE``; ``weights``
+    (batch, T) defaults to 1 per target. Rows without targets (no next window, or only stop words)
+    do not count.
     """
 
     log_probs = logits.float().amax(dim=1).log_softmax(dim=-1)
     valid = targets != IGNORE
-    picked = log_probs.gather(1, targets.clamp(min=0)) * valid
-    rows = valid.any(dim=1)
+    weights = valid.float() if weights is None else weights * valid
+    picked = log_probs.gather(1, targets.clamp(min=0)) * weights
+    rows = weights.sum(dim=1) > 0
     if not rows.any():
         return log_probs.sum() * 0.0
-    per_row = -picked.sum(dim=1) / valid.sum(dim=1).clamp(min=1)
+    per_row = -picked.sum(dim=1) / weights.sum(dim=1).clamp(min=1e-12)
     return per_row[rows].mean()
 
 
@@ -249,8 +288,12 @@ def compute_objective(
         lm = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE)
     else:
         lm = logits.sum() * 0.0
-    ebae = bag_of_words_loss(_gather(logits, batch["summarize_index"]), batch["ebae_targets"])
-    ebar = bag_of_words_loss(_gather(logits, batch["predict_index"]), batch["ebar_targets"])
+    ebae = bag_of_words_loss(
+        _gather(logits, batch["summarize_index"]), batch["ebae_targets"], batch["ebae_weights"]
+    )
+    ebar = bag_of_words_loss(
+        _gather(logits, batch["predict_index"]), batch["ebar_targets"], batch["ebar_weights"]
+    )
     loss = config.lm_weight * lm + config.bow_weight * (ebae + ebar) / 2
     hidden = outputs.hidden_states[-1].detach()
     with torch.no_grad():

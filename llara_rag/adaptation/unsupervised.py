@@ -18,6 +18,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from llara_rag.adaptation.corpus import CorpusSummary, build_records, check_source, write_records
 from llara_rag.adaptation.objective import (
     ExampleBuilder,
@@ -57,6 +59,10 @@ class AdaptationArguments(AdapterArguments):
     remove_stopwords: bool = field(
         default=True, metadata={"help": "drop stop words from bag-of-words targets"}
     )
+    target_weighting: str = field(
+        default="uniform",
+        metadata={"help": "bag-of-words targets count equally ('uniform') or by IDF over the windows ('idf')"},
+    )
     whitening_dims: int = field(
         default=-1,
         metadata={
@@ -66,10 +72,21 @@ class AdaptationArguments(AdapterArguments):
     )
     whitening_samples: int = field(default=512, metadata={"help": "windows the whitening is fitted on"})
 
+    def __post_init__(self) -> None:
+        try:
+            self.objective
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+            raise InvalidInputError(f"Invalid adaptation objective ({problems}).") from None
+        super().__post_init__()
+
     @property
     def objective(self) -> ObjectiveConfig:
         return ObjectiveConfig(
-            lm_weight=self.lm_weight, bow_weight=self.bow_weight, remove_stopwords=self.remove_stopwords
+            lm_weight=self.lm_weight,
+            bow_weight=self.bow_weight,
+            remove_stopwords=self.remove_stopwords,
+            target_weighting=self.target_weighting,
         )
 
 
@@ -156,6 +173,8 @@ def adapt(
         max_text_tokens=args.window_tokens,
         remove_stopwords=args.remove_stopwords,
     )
+    if args.objective.target_weighting == "idf":
+        builder.idf = builder.fit_idf(record.text for record in records)
     examples = [builder(record) for record in records]
     if args.should_save:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
