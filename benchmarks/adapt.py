@@ -58,7 +58,8 @@ def recipe_tag(recipe: dict[str, float | int]) -> str:
         "" if is_default_weighting(recipe) else f"-lm{recipe['lm_weight']:g}-bow{recipe['bow_weight']:g}"
     )
     targets = "-idf" if recipe["targets"] == "idf" else ""
-    return f"s{recipe['steps']}-lr{recipe['lr']:g}{tokens}{weights}{targets}-w{recipe['window']}-b{recipe['batch']}{whitening}"
+    shape = f"-w{recipe['window']}-b{recipe['batch']}"
+    return f"s{recipe['steps']}-lr{recipe['lr']:g}{tokens}{weights}{targets}{shape}{whitening}"
 
 
 def is_default_weighting(recipe: dict[str, float | int]) -> bool:

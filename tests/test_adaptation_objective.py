@@ -115,7 +115,7 @@ def test_idf_weighted_targets_count_rare_words_more(backbone):
     tokenizer = backbone.tokenizer
     builder = ExampleBuilder(tokenizer, backbone.special_ids, max_text_tokens=64, remove_stopwords=True)
     windows = ["cats purr", "cats bark", "cats sleep", "dogs bark"]
-    builder.idf = builder.fit_idf(windows)
+    builder.fit_idf(windows)
     (cats,) = tokenizer("cats", add_special_tokens=False)["input_ids"]
     (purr,) = tokenizer("purr", add_special_tokens=False)["input_ids"]
     assert builder.idf[cats] == pytest.approx(math.log(1 + 1.5 / 3.5))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -75,7 +76,7 @@ def test_systems_follow_the_config_and_the_hybrid_shares_its_parts(tmp_path: Pat
 
 
 class CountingBM25(BM25System):
-    depths: list[int] = []
+    depths: ClassVar[list[int]] = []
 
     def _retrieve(self, collection: Collection, depth: int) -> Run:
         CountingBM25.depths.append(depth)

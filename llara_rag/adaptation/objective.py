@@ -102,7 +102,6 @@ class ExampleBuilder:
         max_text_tokens: int,
         remove_stopwords: bool = True,
         prompts: LLaRAPrompts = DEFAULT_PROMPTS,
-        idf: dict[int, float] | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.max_text_tokens = max_text_tokens
@@ -113,7 +112,8 @@ class ExampleBuilder:
         self.excluded = set(tokenizer.all_special_ids) | set(special_ids.all)
         if remove_stopwords:
             self.excluded |= _stopword_ids(tokenizer)
-        self.idf = idf
+        self.idf: dict[int, float] | None = None
+        self.rarest = 1.0
 
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -126,20 +126,20 @@ class ExampleBuilder:
         return sorted(set(ids) - self.excluded)
 
     def weights(self, targets: list[int]) -> list[float]:
-        """Each target's weight: 1, or its IDF (a token no window holds gets the rarest one's)."""
+        """Each target's weight: 1, or after :meth:`fit_idf` its IDF (unseen tokens get the rarest one's)."""
         if self.idf is None:
             return [1.0] * len(targets)
-        rarest = max(self.idf.values(), default=1.0)
-        return [self.idf.get(token, rarest) for token in targets]
+        return [self.idf.get(token, self.rarest) for token in targets]
 
-    def fit_idf(self, texts: Iterable[str]) -> dict[int, float]:
-        """BM25's inverse document frequency of each token over ``texts`` (the training windows)."""
+    def fit_idf(self, texts: Iterable[str]) -> None:
+        """Weighs targets from now on by BM25's inverse document frequency over ``texts`` (the windows)."""
         frequencies: Counter[int] = Counter()
         count = 0
         for text in texts:
             frequencies.update(set(self.text_ids(text)))
             count += 1
-        return {token: math.log(1 + (count - df + 0.5) / (df + 0.5)) for token, df in frequencies.items()}
+        self.idf = {token: math.log(1 + (count - df + 0.5) / (df + 0.5)) for token, df in frequencies.items()}
+        self.rarest = max(self.idf.values(), default=1.0)
 
     def __call__(self, record: Record) -> Example:
         text = self.text_ids(record.text)

@@ -61,7 +61,9 @@ class AdaptationArguments(AdapterArguments):
     )
     target_weighting: str = field(
         default="uniform",
-        metadata={"help": "bag-of-words targets count equally ('uniform') or by IDF over the windows ('idf')"},
+        metadata={
+            "help": "bag-of-words targets count equally ('uniform') or by IDF over the windows ('idf')"
+        },
     )
     whitening_dims: int = field(
         default=-1,
@@ -74,20 +76,23 @@ class AdaptationArguments(AdapterArguments):
 
     def __post_init__(self) -> None:
         try:
-            self.objective
+            ObjectiveConfig.model_validate(self._objective_values())
         except ValidationError as error:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
             raise InvalidInputError(f"Invalid adaptation objective ({problems}).") from None
         super().__post_init__()
 
+    def _objective_values(self) -> dict[str, Any]:
+        return {
+            "lm_weight": self.lm_weight,
+            "bow_weight": self.bow_weight,
+            "remove_stopwords": self.remove_stopwords,
+            "target_weighting": self.target_weighting,
+        }
+
     @property
     def objective(self) -> ObjectiveConfig:
-        return ObjectiveConfig(
-            lm_weight=self.lm_weight,
-            bow_weight=self.bow_weight,
-            remove_stopwords=self.remove_stopwords,
-            target_weighting=self.target_weighting,
-        )
+        return ObjectiveConfig(**self._objective_values())
 
 
 class AdaptationTrainer(AdapterTrainer):
@@ -174,7 +179,7 @@ def adapt(
         remove_stopwords=args.remove_stopwords,
     )
     if args.objective.target_weighting == "idf":
-        builder.idf = builder.fit_idf(record.text for record in records)
+        builder.fit_idf(record.text for record in records)
     examples = [builder(record) for record in records]
     if args.should_save:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
