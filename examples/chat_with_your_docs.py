@@ -4,12 +4,14 @@
     python examples/chat_with_your_docs.py --interactive        # then your own questions (Ctrl-D quits)
     python examples/chat_with_your_docs.py --docs ~/my-notes --interactive
 
-Re-running is incremental: only new or changed files are embedded again.
+Re-running is incremental: only new or changed files are embedded again. Each folder gets its own
+database unless --db says otherwise, so chatting with your notes never cites the sample handbook.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import tempfile
 from pathlib import Path
@@ -28,6 +30,12 @@ CONVERSATION = [
 ]
 
 
+def default_db(docs: Path) -> Path:
+    """A database per documents folder, in the temp directory."""
+    digest = hashlib.sha256(str(docs.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / "llara-rag-examples" / f"db-{docs.resolve().name}-{digest}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -35,7 +43,7 @@ def main() -> None:
     parser.add_argument(
         "--docs", type=Path, default=SAMPLE_DOCS, help="folder of documents (default: the sample)"
     )
-    parser.add_argument("--db", type=Path, default=Path(tempfile.gettempdir()) / "llara-rag-examples" / "db")
+    parser.add_argument("--db", type=Path, help="the Chroma folder (default: one per --docs folder, in /tmp)")
     parser.add_argument("--model", default="smollm2", help="the embedding backbone")
     parser.add_argument("--generator", default="smollm2", help="the chat model that writes answers")
     parser.add_argument("--max-new-tokens", type=int, default=200)
@@ -44,7 +52,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     embed_model = LLaRAEmbedding(args.model)
-    store = StoreConfig(path=args.db, collection="chat-with-your-docs")
+    store = StoreConfig(path=args.db or default_db(args.docs), collection="chat-with-your-docs")
     print(index_folder(args.docs, store, embed_model).report())
 
     session = open_chat_session(

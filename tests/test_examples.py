@@ -62,6 +62,14 @@ def test_chat_with_your_docs(
     assert out.count("assistant> ") == 3 and out.count("Sources: [1] ") == 3
 
 
+def test_chat_example_keeps_one_database_per_folder(tmp_path: Path) -> None:
+    """Chatting with your notes after the sample must not cite the sample handbook."""
+    default_db = runpy.run_path(str(EXAMPLES / "chat_with_your_docs.py"))["default_db"]
+    notes = tmp_path / "notes"
+    assert default_db(notes) == default_db(tmp_path / "x" / ".." / "notes")
+    assert default_db(notes) != default_db(EXAMPLES / "sample_docs")
+
+
 def test_query_engine(
     monkeypatch: pytest.MonkeyPatch, tiny: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
