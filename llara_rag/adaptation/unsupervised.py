@@ -178,7 +178,7 @@ def adapt(
         max_text_tokens=args.window_tokens,
         remove_stopwords=args.remove_stopwords,
     )
-    if args.objective.target_weighting == "idf":
+    if args.target_weighting == "idf":
         builder.fit_idf(record.text for record in records)
     examples = [builder(record) for record in records]
     if args.should_save:
