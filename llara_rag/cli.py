@@ -177,7 +177,7 @@ def _run_index(args: argparse.Namespace) -> int:
     from llara_rag.ingest import IngestConfig, index_folder
 
     config = IngestConfig(
-        chunk_size=args.chunk_size,
+        chunk_tokens=args.chunk_tokens,
         chunk_overlap=args.chunk_overlap,
         max_file_bytes=int(args.max_file_mb * 1e6),
         delete_missing=args.delete_missing,
@@ -291,14 +291,16 @@ def _training_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _print_adapter(adapter: Path, training: dict[str, Any], model: str) -> None:
-    print(f"Adapter written to {adapter} ({training['steps']} steps, {training['seconds']:.0f} s)")
+    stages = training.get("stages", {"training": training})
+    steps = ", ".join(f"{name} {record['steps']} steps" for name, record in stages.items())
+    print(f"Adapter written to {adapter} ({steps}, {training['seconds']:.0f} s)")
     print(f"Use it with: llara-rag embed --model {model} --adapter {adapter} ...")
 
 
 def _add_adapt(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "adapt",
-        help="adapt the embedder to your documents, without labels (LLaRA EBAE/EBAR on LoRA)",
+        help="adapt the embedder to your documents, without labels (LLaRA EBAE/EBAR, then contrastive pairs)",
         description="Trains a LoRA adapter on DOCS (a folder of txt/md/html/pdf/docx, a .jsonl file or a BEIR "
         "folder) and writes it to --output. Rerun the same command to resume after an interruption. "
         "On many GPUs: torchrun --nproc-per-node 8 $(which llara-rag) adapt DOCS --output DIR [--deepspeed ds.json].",
@@ -331,7 +333,45 @@ def _add_adapt(sub: argparse._SubParsersAction) -> None:
         "hidden size; 0: no whitening)",
     )
     _add_training_arguments(parser, examples="windows", learning_rate=2e-4, batch_size=8)
+    stage = parser.add_argument_group("stages")
+    stage.add_argument(
+        "--stages",
+        default="ebae-ebar,contrastive",
+        help="stages to run, in order (default: ebae-ebar,contrastive; either alone is allowed)",
+    )
+    stage.add_argument(
+        "--pair-maker",
+        choices=("ict", "crop", "next", "title"),
+        default="ict",
+        help="contrastive pairs from the documents: ict (a sentence against the rest of its passage), crop "
+        "(two random spans), next (a window against the next one), title (first line against the text) "
+        "(default: ict)",
+    )
+    stage.add_argument(
+        "--contrastive-steps", type=int, default=-1, help="contrastive steps (default: --contrastive-epochs)"
+    )
+    stage.add_argument(
+        "--contrastive-epochs", type=float, default=1.0, help="contrastive passes over the pairs (default 1)"
+    )
+    stage.add_argument(
+        "--contrastive-lr", type=float, default=2e-4, help="contrastive learning rate (default 2e-4)"
+    )
+    stage.add_argument(
+        "--contrastive-batch-size", type=int, default=64, help="pairs a contrastive step (default 64)"
+    )
+    stage.add_argument("--temperature", type=float, default=0.05, help="InfoNCE temperature (default 0.05)")
+    _add_chunk_tokens(stage)
     parser.set_defaults(run=_run_adapt)
+
+
+def _add_chunk_tokens(group: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
+    group.add_argument(
+        "--chunk-tokens",
+        type=int,
+        default=2400,
+        help="tokens embedded with a graph at a time in contrastive training: bounds memory (about 2.4 MB a "
+        "token for SmolLM2) whatever the batch size (default 2400; 0: the whole batch at once)",
+    )
 
 
 def _run_adapt(args: argparse.Namespace) -> int:
@@ -346,6 +386,14 @@ def _run_adapt(args: argparse.Namespace) -> int:
         target_weighting=args.target_weighting,
         stop_on_collapse=not args.allow_collapse,
         whitening_dims=args.whitening_dims,
+        stages=args.stages,
+        pair_maker=args.pair_maker,
+        contrastive_max_steps=args.contrastive_steps,
+        contrastive_epochs=args.contrastive_epochs,
+        contrastive_learning_rate=args.contrastive_lr,
+        contrastive_batch_size=args.contrastive_batch_size,
+        temperature=args.temperature,
+        chunk_tokens=args.chunk_tokens,
     )
     result = adapt(args.docs, args.output, training, resume=not args.restart)
     _print_adapter(result.adapter, result.training, args.model)
@@ -374,7 +422,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--split", default="train", help="BEIR qrels/<split>.tsv to train on (default: train)"
     )
-    parser.add_argument("--negatives", type=int, default=15, help="hard negatives per query (default 15)")
+    parser.add_argument("--negatives", type=int, default=3, help="hard negatives per query (default 3)")
     parser.add_argument(
         "--miner",
         choices=("bm25", "dense", "none"),
@@ -391,7 +439,8 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-cross-device", action="store_true", help="use only this device's in-batch negatives"
     )
-    _add_training_arguments(parser, examples="queries", learning_rate=1e-4, batch_size=8)
+    _add_chunk_tokens(parser)
+    _add_training_arguments(parser, examples="queries", learning_rate=1e-4, batch_size=64)
     parser.set_defaults(run=_run_finetune)
 
 
@@ -410,6 +459,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
         query_max_length=args.query_max_length,
         passage_max_length=args.passage_max_length,
         cross_device_negatives=not args.no_cross_device,
+        chunk_tokens=args.chunk_tokens,
     )
     result = finetune(args.pairs, args.output, training, resume=not args.restart)
     print(result.data.describe())

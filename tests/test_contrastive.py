@@ -17,10 +17,9 @@ from llara_rag.adaptation.contrastive import (
     ContrastiveArguments,
     GroupCollator,
     draw_samples,
-    embed_batch,
     finetune,
-    info_nce,
 )
+from llara_rag.adaptation.info_nce import embed, info_nce
 from llara_rag.adaptation.pairs import (
     MiningConfig,
     PairsSummary,
@@ -81,15 +80,28 @@ def test_groups_are_laid_out_queries_first_then_positive_and_negatives(tiny_back
     assert short.passages == ("p", "n", "n", "n"), "too few negatives are repeated to keep groups equal"
 
     batch = GroupCollator(encoder.inputs, 64, 64)(samples)
-    rows = [ids[mask.bool()].tolist() for ids, mask in zip(batch["input_ids"], batch["attention_mask"])]
-    assert rows[:2] == encoder.build_inputs([s.query for s in samples], "query")
-    assert rows[2:] == encoder.build_inputs([text for s in samples for text in s.passages], "passage")
+
+    def rows(side: str) -> list[list[int]]:
+        pairs = zip(batch[f"{side}_input_ids"], batch[f"{side}_attention_mask"])
+        return [ids[mask.bool()].tolist() for ids, mask in pairs]
+
+    assert rows("query") == encoder.build_inputs([s.query for s in samples], "query")
+    assert rows("passage") == encoder.build_inputs([text for s in samples for text in s.passages], "passage")
+    assert batch["query_input_ids"].shape[1] < batch["passage_input_ids"].shape[1], (
+        "queries keep their length"
+    )
+    assert batch["query_keys"].tolist() == batch["passage_keys"][::3].tolist(), (
+        "a query shares its positive's key"
+    )
+
+    def side(name: str) -> dict[str, torch.Tensor]:
+        return {k: batch[f"{name}_{k}"] for k in ("input_ids", "attention_mask", "position_ids")}
 
     with torch.no_grad():
-        trained = embed_batch(encoder.backbone.model, batch).numpy()
+        trained = embed(encoder.backbone.model, side("passage")).numpy()
     served = encoder.encode_passages([text for s in samples for text in s.passages])
     np.testing.assert_allclose(
-        trained[2:], served, atol=1e-5, err_msg="training must embed what the encoder serves"
+        trained, served, atol=1e-5, err_msg="training must embed what the encoder serves"
     )
 
 

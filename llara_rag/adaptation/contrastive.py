@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llara_rag.adaptation.corpus import document_key
+from llara_rag.adaptation.info_nce import CachedInfoNCE, InfoNCEConfig
 from llara_rag.adaptation.pairs import MiningConfig, PairsSummary, TrainingGroup, load_groups
 from llara_rag.adaptation.trainer import (
     AdapterArguments,
@@ -31,12 +33,13 @@ from llara_rag.adaptation.trainer import (
     last_checkpoint,
     lora_model,
 )
-from llara_rag.backbone import load_backbone
-from llara_rag.encoder import EncoderConfig, PromptInputs, collate, pool_special
+from llara_rag.backbone import Backbone, load_backbone
+from llara_rag.encoder import EncoderConfig, PromptInputs, collate
 from llara_rag.errors import InvalidInputError
 
 if TYPE_CHECKING:
     import torch
+    from peft import PeftModel
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ class ContrastiveArguments(AdapterArguments):
     )
     split: str = field(default="train", metadata={"help": "qrels/<split>.tsv of a BEIR folder to train on"})
     temperature: float = field(default=0.01, metadata={"help": "InfoNCE temperature τ over q·p"})
-    negatives: int = field(default=15, metadata={"help": "hard negatives per group (group = 1 positive + K)"})
+    negatives: int = field(default=3, metadata={"help": "hard negatives per group (group = 1 positive + K)"})
     miner: str = field(default="bm25", metadata={"help": "bm25, dense (the starting encoder) or none"})
     skip_top: int = field(default=10, metadata={"help": "top ranks never mined (likely unjudged positives)"})
     mine_depth: int = field(
@@ -69,10 +72,25 @@ class ContrastiveArguments(AdapterArguments):
     cross_device_negatives: bool = field(
         default=True, metadata={"help": "score each query against the passages of every device"}
     )
+    chunk_tokens: int = field(
+        default=2400,
+        metadata={
+            "help": "tokens embedded with a graph at a time (gradient cache: memory no longer grows with "
+            "the batch); 0: the whole batch at once"
+        },
+    )
 
     learning_rate: float = 1e-4
-    per_device_train_batch_size: int = 8
+    per_device_train_batch_size: int = 64
     dataloader_drop_last: bool = True  # cross-device gathering needs equal batches on every rank
+
+    @property
+    def loss(self) -> InfoNCEConfig:
+        return InfoNCEConfig(
+            temperature=self.temperature,
+            chunk_tokens=self.chunk_tokens,
+            cross_device=self.cross_device_negatives,
+        )
 
     @property
     def mining(self) -> MiningConfig:
@@ -88,10 +106,20 @@ class ContrastiveArguments(AdapterArguments):
 
 @dataclass(frozen=True)
 class GroupSample:
-    """What one training row holds: a query, then its positive followed by its K negatives."""
+    """What one training row holds: a query, then its positive followed by its K negatives.
+
+    ``keys`` name where each passage came from (a document, or a text's hash); the query shares its
+    positive's key, and a passage with the query's key is never used as its negative.
+    """
 
     query: str
     passages: tuple[str, ...]
+    keys: tuple[int, ...]
+
+
+def text_key(text: str) -> int:
+    """A 60-bit key equal for texts that differ only in case and whitespace."""
+    return int(document_key(text)[:15], 16)
 
 
 def draw_samples(groups: Sequence[TrainingGroup], negatives: int, seed: int) -> list[GroupSample]:
@@ -104,12 +132,13 @@ def draw_samples(groups: Sequence[TrainingGroup], negatives: int, seed: int) -> 
             chosen = rng.sample(group.negatives, negatives)
         else:
             chosen = rng.choices(group.negatives, k=negatives)
-        samples.append(GroupSample(group.query, (positive, *chosen)))
+        passages = (positive, *chosen)
+        samples.append(GroupSample(group.query, passages, tuple(text_key(text) for text in passages)))
     return samples
 
 
 class GroupCollator:
-    """Samples -> one right-padded batch: all queries first, then each group's passages in order."""
+    """Samples -> queries and passages, each right-padded to its own longest row, with their keys."""
 
     def __init__(self, inputs: PromptInputs, query_max_length: int, passage_max_length: int) -> None:
         self.inputs = inputs
@@ -117,61 +146,17 @@ class GroupCollator:
         self.passage_max_length = passage_max_length
 
     def __call__(self, samples: Sequence[GroupSample]) -> dict[str, torch.Tensor]:
+        import torch
+
         queries = self.inputs([sample.query for sample in samples], "query", self.query_max_length)
         passages = self.inputs(
             [text for sample in samples for text in sample.passages], "passage", self.passage_max_length
         )
-        return collate(queries + passages, self.inputs.pad_id)
-
-
-def embed_batch(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """L2-normalised mean of the final states at the 8 special positions: the encoder's vectors, with grads.
-
-    The call goes through the (possibly DDP-wrapped) model itself so distributed gradients are reduced;
-    ``logits_to_keep=1`` spares the vocabulary-sized logits nobody reads.
-    """
-    import torch.nn.functional as F
-
-    outputs = model(
-        input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
-        position_ids=batch["position_ids"],
-        output_hidden_states=True,
-        use_cache=False,
-        logits_to_keep=1,
-    )
-    return F.normalize(pool_special(outputs.hidden_states[-1], batch["attention_mask"]), dim=-1)
-
-
-def info_nce(
-    queries: torch.Tensor,
-    passages: torch.Tensor,
-    group_size: int,
-    temperature: float,
-    *,
-    cross_device: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """InfoNCE of ``queries`` (n, d) against ``passages`` (n * group_size, d), and the top-1 accuracy.
-
-    Query i's positive is passage ``i * group_size``; the rest of its group and every other passage are
-    its negatives. With ``cross_device`` under an initialised process group, passages of all ranks are
-    gathered with an autograd-aware all-gather, so gradients reach the rank that embedded them.
-    """
-    import torch
-    import torch.distributed as dist
-    import torch.nn.functional as F
-
-    offset = 0
-    if cross_device and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        from torch.distributed.nn.functional import all_gather
-
-        offset = dist.get_rank() * passages.shape[0]
-        passages = torch.cat(all_gather(passages))
-    scores = queries.float() @ passages.float().T / temperature
-    targets = offset + torch.arange(queries.shape[0], device=queries.device) * group_size
-    loss = F.cross_entropy(scores, targets)
-    accuracy = (scores.argmax(dim=1) == targets).float().mean()
-    return loss, accuracy.detach()
+        batch = {f"query_{k}": v for k, v in collate(queries, self.inputs.pad_id).items()}
+        batch |= {f"passage_{k}": v for k, v in collate(passages, self.inputs.pad_id).items()}
+        batch["query_keys"] = torch.tensor([sample.keys[0] for sample in samples])
+        batch["passage_keys"] = torch.tensor([key for sample in samples for key in sample.keys])
+        return batch
 
 
 class ContrastiveTrainer(AdapterTrainer):
@@ -179,18 +164,12 @@ class ContrastiveTrainer(AdapterTrainer):
 
     args: ContrastiveArguments
 
+    def __init__(self, *, loss: CachedInfoNCE, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.loss = loss
+
     def stage_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> StageLoss:
-        group_size = 1 + self.args.negatives
-        embeddings = embed_batch(model, inputs)
-        count = embeddings.shape[0] // (1 + group_size)
-        queries, passages = embeddings[:count], embeddings[count:]
-        loss, accuracy = info_nce(
-            queries,
-            passages,
-            group_size,
-            self.args.temperature,
-            cross_device=self.args.cross_device_negatives,
-        )
+        loss, accuracy, passages = self.loss(model, inputs)
         return StageLoss(loss, {ACCURACY_METRIC: accuracy}, passages)
 
 
@@ -201,7 +180,7 @@ class FinetuneResult:
     training: dict[str, Any]
 
 
-def _start_record(directory: str) -> dict[str, Any]:
+def start_record(directory: str) -> dict[str, Any]:
     from llara_rag.adapter import adapter_digest, read_adapter_info
 
     info = read_adapter_info(directory)
@@ -209,6 +188,58 @@ def _start_record(directory: str) -> dict[str, Any]:
         "path": str(Path(directory).resolve()),
         "digest": adapter_digest(directory),
         "stage": info.stage if info else None,
+    }
+
+
+def train_contrastive(
+    backbone: Backbone,
+    model: PeftModel,
+    samples: list[GroupSample],
+    args: ContrastiveArguments,
+    *,
+    resume: bool,
+) -> ContrastiveTrainer:
+    """Trains ``model`` with InfoNCE on ``samples``; a corpus smaller than a batch trains on smaller batches."""
+    world = max(1, args.world_size)
+    if len(samples) < 2 * world:
+        raise InvalidInputError(
+            f"{len(samples)} training groups are too few for in-batch negatives; at least {2 * world} are needed."
+        )
+    if len(samples) < args.per_device_train_batch_size * world:
+        logger.warning(
+            "Only %d training groups: training on batches of %d instead of %d (fewer in-batch negatives).",
+            len(samples),
+            len(samples) // world,
+            args.per_device_train_batch_size,
+        )
+        args.per_device_train_batch_size = len(samples) // world
+    trainer = ContrastiveTrainer(
+        backbone=backbone,
+        model=model,
+        args=args,
+        loss=CachedInfoNCE(args.loss, group_size=len(samples[0].passages)),
+        train_dataset=samples,
+        data_collator=GroupCollator(
+            PromptInputs(backbone.tokenizer, backbone.special_ids),
+            args.query_max_length,
+            args.passage_max_length,
+        ),
+        processing_class=backbone.tokenizer,
+    )
+    trainer.train(resume_from_checkpoint=last_checkpoint(args, resume))
+    trainer.raise_if_collapsed("Try a lower --lr or a higher --temperature.")
+    return trainer
+
+
+def objective_record(args: ContrastiveArguments) -> dict[str, Any]:
+    """What the model card says about the loss."""
+    return {
+        "loss": "InfoNCE",
+        **args.loss.model_dump(),
+        "negatives": args.negatives,
+        "in_batch_negatives": True,
+        "query_max_length": args.query_max_length,
+        "passage_max_length": args.passage_max_length,
     }
 
 
@@ -226,44 +257,20 @@ def finetune(
         model = continued_lora_model(backbone, args.start_adapter, args)
     else:
         model = lora_model(backbone, args)
-    inputs = PromptInputs(backbone.tokenizer, backbone.special_ids)
     samples = draw_samples(groups, args.negatives, args.seed)
-    batch = args.per_device_train_batch_size * max(1, args.world_size)
-    if len(samples) < batch:
-        raise InvalidInputError(
-            f"{source} gives {len(samples)} training groups, fewer than one batch of {batch}; lower --batch-size."
-        )
-    trainer = ContrastiveTrainer(
-        backbone=backbone,
-        model=model,
-        args=args,
-        train_dataset=samples,
-        data_collator=GroupCollator(inputs, args.query_max_length, args.passage_max_length),
-        processing_class=backbone.tokenizer,
-    )
-    checkpoint = last_checkpoint(args, resume)
     logger.info(
         "Fine-tuning on %d groups of 1 query + 1 positive + %d negatives, %d groups a step per device",
         len(samples),
         args.negatives,
         args.per_device_train_batch_size,
     )
-    trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.raise_if_collapsed("Try a lower --lr or a higher --temperature.")
+    trainer = train_contrastive(backbone, model, samples, args, resume=resume)
     training = {
         **trainer.summary(),
-        "objective": {
-            "loss": "InfoNCE",
-            "temperature": args.temperature,
-            "negatives": args.negatives,
-            "in_batch_negatives": True,
-            "cross_device_negatives": args.cross_device_negatives,
-        },
-        "query_max_length": args.query_max_length,
-        "passage_max_length": args.passage_max_length,
+        "objective": objective_record(args),
         "mining": {"miner": args.miner, "skip_top": args.skip_top, "depth": args.mine_depth},
         "data": data.as_dict(),
-        "continued_from": _start_record(args.start_adapter) if args.start_adapter else None,
+        "continued_from": start_record(args.start_adapter) if args.start_adapter else None,
         "seconds": round(time.perf_counter() - started, 1),
     }
     start = f" continuing adapter `{args.start_adapter}`" if args.start_adapter else ""

@@ -205,7 +205,8 @@ def window_texts(text: str, tokenizer: PreTrainedTokenizerBase, window_tokens: i
     return windows
 
 
-def _key(text: str) -> str:
+def document_key(text: str) -> str:
+    """Equal for texts that differ only in case and whitespace: how duplicates are recognised."""
     return hashlib.sha1(" ".join(text.lower().split()).encode()).hexdigest()
 
 
@@ -223,7 +224,7 @@ def build_records(
         if not text.strip():
             summary.skip(doc_id, "empty")
             continue
-        key = _key(text)
+        key = document_key(text)
         if key in seen_documents:
             summary.duplicate_documents += 1
             continue
@@ -231,7 +232,7 @@ def build_records(
         summary.documents += 1
         windows = window_texts(text, tokenizer, window_tokens)
         for index, window in enumerate(windows):
-            window_key = _key(window)
+            window_key = document_key(window)
             if window_key in seen_windows:
                 summary.duplicate_windows += 1
                 continue

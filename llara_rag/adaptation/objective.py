@@ -14,7 +14,7 @@ Losses (Llama2Vec, with the guards FlagEmbedding users needed against embedding 
   with ``target_weighting="idf"`` each target counts by its inverse document frequency over the
   training windows (BM25's), so words every window shares teach the embedding less than rare ones;
 - LM: next-token prediction over the text, which keeps the backbone a language model.
-``loss = lm_weight * LM + bow_weight * (EBAE + EBAR) / 2``.
+``loss = lm_weight * LM + bow_weight * (EBAE + EBAR) / 2`` (EBAE alone when no record of the batch has a next window).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class ObjectiveConfig(BaseModel):
     bow_weight: float = Field(
         default=1.0,
         ge=0,
-        description="Weight of (EBAE + EBAR) / 2; the reference uses 0.1 for full fine-tunes.",
+        description="Weight of (EBAE + EBAR) / 2; the reference divides the bag-of-words losses by 10.",
     )
     remove_stopwords: bool = Field(
         default=True, description="Drop stop words and punctuation from the bag-of-words targets."
@@ -294,7 +294,12 @@ def compute_objective(
     ebar = bag_of_words_loss(
         _gather(logits, batch["predict_index"]), batch["ebar_targets"], batch["ebar_weights"]
     )
-    loss = config.lm_weight * lm + config.bow_weight * (ebae + ebar) / 2
+    # A batch without any next window has no EBAR term: average the terms present, as the reference does.
+    present = [
+        term for term, key in ((ebae, "ebae_targets"), (ebar, "ebar_targets")) if (batch[key] != IGNORE).any()
+    ]
+    bow = sum(present) / len(present) if present else ebae
+    loss = config.lm_weight * lm + config.bow_weight * bow
     hidden = outputs.hidden_states[-1].detach()
     with torch.no_grad():
         passages = F.normalize(_gather(hidden, batch["summarize_index"]).float().mean(dim=1), dim=-1)

@@ -44,7 +44,9 @@ class MiningConfig(BaseModel):
     miner: Miner = Field(
         default="bm25", description="Ranker of the candidates; none uses only given negatives."
     )
-    negatives: int = Field(default=15, ge=0, description="Hard negatives per group (the reference uses 15).")
+    negatives: int = Field(
+        default=3, ge=0, description="Hard negatives per group (the reference uses 15 on GPUs)."
+    )
     skip_top: int = Field(default=10, ge=0, description="Top ranks never used: likely unjudged positives.")
     depth: int = Field(default=100, gt=0, description="Negatives are drawn from ranks skip_top+1..depth.")
     seed: int = 42

@@ -61,7 +61,10 @@ class AdapterArguments(TrainingArguments):
     )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    lora_dropout: float = field(
+        default=0.0,
+        metadata={"help": "LoRA dropout (0 by default: on a CPU 0.05 made training steps 1.3-1.8x slower)"},
+    )
     lora_target_modules: str = field(
         default="all-linear",
         metadata={"help": "peft target_modules: all-linear = every attention and MLP projection"},

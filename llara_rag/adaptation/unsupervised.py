@@ -1,11 +1,14 @@
-"""The unsupervised LLaRA stage: a user's documents in, an adapter that retrieves better on them out.
+"""Label-free adaptation: a user's documents in, an adapter that retrieves better on them out.
 
-``adapt(DOCS, OUTPUT, AdaptationArguments(...))`` reads the documents into (window, next window)
-records, trains LoRA (+ the special-token rows) on the one-pass EBAE/EBAR objective with a
-``transformers.Trainer``, fits the domain whitening (:mod:`llara_rag.whitening`) on a sample of the
-windows, and writes an adapter directory that ``LLaRAEncoder(adapter=...)`` loads.
-Checkpoints go to ``args.output_dir`` (the CLI uses ``OUTPUT.checkpoints``); rerunning the same command
-after an interruption resumes from the last one.
+``adapt(DOCS, OUTPUT, AdaptationArguments(...))`` runs LLaRA's two stages on the documents alone:
+1. ``ebae-ebar``: the documents cut into (window, next window) records; LoRA (+ the special-token rows)
+   trained on the one-pass EBAE/EBAR objective, which teaches the special tokens to stand for a passage;
+2. ``contrastive``: InfoNCE on (pseudo-query, passage) pairs made from the same documents
+   (:mod:`llara_rag.adaptation.pseudo_pairs`), continuing stage 1's LoRA, which teaches it to rank;
+then fits the domain whitening (:mod:`llara_rag.whitening`) on a sample of the windows and writes one
+adapter directory that ``LLaRAEncoder(adapter=...)`` loads. ``stages`` runs either stage alone.
+Checkpoints go to ``args.output_dir`` (the CLI uses ``OUTPUT.checkpoints``), stage 1's finished adapter
+too; rerunning the same command after an interruption resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from llara_rag.adaptation.contrastive import (
+    ContrastiveArguments,
+    objective_record,
+    start_record,
+    train_contrastive,
+)
 from llara_rag.adaptation.corpus import CorpusSummary, build_records, check_source, write_records
 from llara_rag.adaptation.objective import (
     ExampleBuilder,
@@ -27,10 +36,12 @@ from llara_rag.adaptation.objective import (
     collate_examples,
     compute_objective,
 )
+from llara_rag.adaptation.pseudo_pairs import PairConfig, make_pairs
 from llara_rag.adaptation.trainer import (
     AdapterArguments,
     AdapterTrainer,
     StageLoss,
+    continued_lora_model,
     last_checkpoint,
     lora_model,
 )
@@ -47,6 +58,9 @@ logger = logging.getLogger(__name__)
 
 RECORDS_FILE = "records.jsonl"
 """The training windows, saved beside the checkpoints so what the adapter learnt from can be inspected."""
+STAGES = ("ebae-ebar", "contrastive")
+STAGE_ONE_ADAPTER = "ebae-ebar-adapter"
+"""Stage 1's finished adapter, inside the checkpoint folder: stage 2 starts from it, a rerun skips stage 1."""
 
 
 @dataclass
@@ -73,8 +87,39 @@ class AdaptationArguments(AdapterArguments):
         },
     )
     whitening_samples: int = field(default=512, metadata={"help": "windows the whitening is fitted on"})
+    stages: str = field(
+        default="ebae-ebar,contrastive",
+        metadata={"help": "the stages to run, in order: ebae-ebar, contrastive"},
+    )
+    pair_maker: str = field(
+        default="ict", metadata={"help": "contrastive pairs: ict (inverse cloze), crop, next or title"}
+    )
+    contrastive_max_steps: int = field(
+        default=-1, metadata={"help": "contrastive optimizer steps (default: --contrastive-epochs decides)"}
+    )
+    contrastive_epochs: float = field(default=1.0, metadata={"help": "contrastive passes over the pairs"})
+    contrastive_learning_rate: float = field(
+        default=2e-4, metadata={"help": "contrastive peak learning rate"}
+    )
+    contrastive_batch_size: int = field(
+        default=64, metadata={"help": "pairs a contrastive step (each query's negatives: the other passages)"}
+    )
+    temperature: float = field(default=0.05, metadata={"help": "contrastive InfoNCE temperature"})
+    chunk_tokens: int = field(
+        default=2400, metadata={"help": "tokens embedded with a graph at a time (bounds memory); 0: all"}
+    )
+    query_max_length: int = field(default=64, metadata={"help": "pseudo-query tokens kept"})
+    passage_max_length: int = field(
+        default=128, metadata={"help": "tokens of the passages pairs are cut from and trained on"}
+    )
 
     def __post_init__(self) -> None:
+        unknown = set(self.stage_list) - set(STAGES)
+        if unknown or not self.stage_list:
+            raise InvalidInputError(
+                f"--stages {self.stages!r}: choose one or both of {', '.join(STAGES)} (comma-separated)."
+            )
+        PairConfig(maker=self.pair_maker)  # type: ignore[arg-type] - validated here, before any model loads
         try:
             ObjectiveConfig.model_validate(self._objective_values())
         except ValidationError as error:
@@ -93,6 +138,60 @@ class AdaptationArguments(AdapterArguments):
     @property
     def objective(self) -> ObjectiveConfig:
         return ObjectiveConfig(**self._objective_values())
+
+    @property
+    def stage_list(self) -> tuple[str, ...]:
+        return tuple(stage.strip() for stage in self.stages.split(",") if stage.strip())
+
+    @property
+    def pairs(self) -> PairConfig:
+        return PairConfig(
+            maker=self.pair_maker,  # type: ignore[arg-type] - validated in __post_init__
+            passage_tokens=self.passage_max_length,
+            seed=self.seed,
+        )
+
+    def contrastive(self, start_adapter: Path | None) -> ContrastiveArguments:
+        """The contrastive stage's arguments: the shared settings, its own schedule, checkpoints in a subfolder."""
+        shared = {
+            name: getattr(self, name)
+            for name in (
+                "model",
+                "lora_r",
+                "lora_alpha",
+                "lora_dropout",
+                "lora_target_modules",
+                "train_special_tokens",
+                "special_tokens_lr_scale",
+                "collapse_threshold",
+                "collapse_patience",
+                "stop_on_collapse",
+                "logging_steps",
+                "save_steps",
+                "save_total_limit",
+                "seed",
+                "disable_tqdm",
+                "activation_checkpointing",
+                "bf16",
+                "deepspeed",
+                "report_to",
+                "temperature",
+                "chunk_tokens",
+                "query_max_length",
+                "passage_max_length",
+            )
+        }
+        return ContrastiveArguments(
+            **shared,
+            output_dir=str(Path(self.output_dir) / "contrastive"),
+            start_adapter=str(start_adapter) if start_adapter else None,
+            max_steps=self.contrastive_max_steps,
+            num_train_epochs=self.contrastive_epochs,
+            learning_rate=self.contrastive_learning_rate,
+            per_device_train_batch_size=self.contrastive_batch_size,
+            negatives=0,
+            miner="none",
+        )
 
 
 class AdaptationTrainer(AdapterTrainer):
@@ -163,15 +262,12 @@ def planned_steps(records: int, args: AdaptationArguments) -> int:
     return max(1, int(-(-records * args.num_train_epochs // per_step)))
 
 
-def adapt(
-    source: str | Path, adapter_dir: str | Path, args: AdaptationArguments, *, resume: bool = True
-) -> AdaptationResult:
-    """Adapts ``args.model`` to the documents in ``source`` and writes the adapter to ``adapter_dir``."""
-    check_source(source)
-    started, cpu_started = time.perf_counter(), time.process_time()
+def _stage_one(
+    source: str | Path, args: AdaptationArguments, *, resume: bool
+) -> tuple[AdaptationTrainer, CorpusSummary, list[str]]:
+    """Trains EBAE/EBAR on the windows of ``source``; returns the trainer, the reading and the windows."""
     backbone = load_backbone(args.model, device="cpu")
     records, corpus = build_records(source, backbone.tokenizer, args.window_tokens)
-    finish = whitening_step(args, [record.text for record in records], backbone.hidden_size)
     builder = ExampleBuilder(
         backbone.tokenizer,
         backbone.special_ids,
@@ -199,7 +295,7 @@ def adapt(
     if not checkpoint:
         seconds = _probe_seconds(trainer)
         logger.info(
-            "Training %d steps of %d records (%d records, %.2f epochs): about %.0f minutes at %.1f s a step",
+            "Stage ebae-ebar: %d steps of %d records (%d records, %.2f epochs): about %.0f minutes at %.1f s a step",
             steps,
             args.per_device_train_batch_size * args.gradient_accumulation_steps,
             len(examples),
@@ -209,17 +305,88 @@ def adapt(
         )
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.raise_if_collapsed("Try a lower --lr, a higher --lm-weight or a lower --bow-weight.")
-    training = {
+    return trainer, corpus, [record.text for record in records]
+
+
+def _stage_one_record(
+    trainer: AdaptationTrainer, args: AdaptationArguments, corpus: CorpusSummary
+) -> dict[str, Any]:
+    return {
         **trainer.summary(),
         "objective": args.objective.model_dump(),
         "window_tokens": args.window_tokens,
+        "corpus": corpus.as_dict(),
+    }
+
+
+def adapt(
+    source: str | Path, adapter_dir: str | Path, args: AdaptationArguments, *, resume: bool = True
+) -> AdaptationResult:
+    """Adapts ``args.model`` to the documents in ``source`` and writes the adapter to ``adapter_dir``."""
+    check_source(source)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    stages = args.stage_list
+    with_contrastive = "contrastive" in stages
+    backbone = load_backbone(args.model, device="cpu")
+    texts = [record.text for record in build_records(source, backbone.tokenizer, args.window_tokens)[0]]
+    finish = whitening_step(args, texts, backbone.hidden_size)
+    del backbone
+    records: dict[str, Any] = {}
+    stage_one = Path(args.output_dir) / STAGE_ONE_ADAPTER
+    start: Path | None = None
+    trainer: AdapterTrainer | None = None
+    corpus: CorpusSummary | None = None
+    if "ebae-ebar" in stages:
+        finished = finished_stage(stage_one) if with_contrastive else None
+        if finished is not None:
+            logger.info("Stage ebae-ebar already complete in %s; starting the contrastive stage", stage_one)
+            records["ebae-ebar"] = finished
+        else:
+            trainer, corpus, _ = _stage_one(source, args, resume=resume)
+            records["ebae-ebar"] = _stage_one_record(trainer, args, corpus)
+            if with_contrastive:
+                trainer.write_adapter(
+                    stage_one,
+                    stage="adaptation",
+                    training=records["ebae-ebar"],
+                    description=f"Stage 1 (EBAE + EBAR) of an adaptation to `{source}`.",
+                )
+        start = stage_one if with_contrastive else None
+    if with_contrastive:
+        cargs = args.contrastive(start)
+        backbone = load_backbone(args.model, device="cpu")
+        samples, pairs, corpus = make_pairs(source, backbone.tokenizer, args.pairs)
+        model = continued_lora_model(backbone, start, cargs) if start else lora_model(backbone, cargs)
+        logger.info(
+            "Stage contrastive: %d %s pairs, %d a step, in-batch negatives",
+            len(samples),
+            args.pair_maker,
+            cargs.per_device_train_batch_size,
+        )
+        trainer = train_contrastive(backbone, model, samples, cargs, resume=resume)
+        records["contrastive"] = {
+            **trainer.summary(),
+            "objective": objective_record(cargs),
+            "pairs": pairs.as_dict(),
+            "continued_from": start_record(str(start)) if start else None,
+        }
+    assert trainer is not None and corpus is not None
+    training = {
+        "stages": records,
         "corpus": {"source": str(source), **corpus.as_dict()},
         "seconds": round(time.perf_counter() - started, 1),
         "cpu_seconds": round(time.process_time() - cpu_started, 1),
     }
+    parts = []
+    if "ebae-ebar" in stages:
+        parts.append(f"LLaRA EBAE + EBAR on windows of {args.window_tokens} tokens")
+    if with_contrastive:
+        parts.append(
+            f"label-free contrastive training (InfoNCE, τ={args.temperature}, {args.pair_maker} pairs, "
+            "in-batch negatives)"
+        )
     description = (
-        f"Unsupervised LLaRA (EBAE + EBAR) adaptation on {corpus.records} windows of {args.window_tokens} tokens "
-        f"from {corpus.documents} documents of `{source}`."
+        f"Unsupervised adaptation to the {corpus.documents} documents of `{source}`: {', then '.join(parts)}."
     )
     adapter = trainer.write_adapter(
         adapter_dir,
@@ -229,3 +396,13 @@ def adapt(
         finish=finish,
     )
     return AdaptationResult(adapter=adapter, corpus=corpus, training=training)
+
+
+def finished_stage(directory: Path) -> dict[str, Any] | None:
+    """A finished stage adapter's training record, or None when the stage has not completed."""
+    from llara_rag.adapter import LLARA_CONFIG_FILE, read_adapter_info
+
+    if not (directory / LLARA_CONFIG_FILE).is_file():
+        return None
+    info = read_adapter_info(directory)
+    return info.training if info else None

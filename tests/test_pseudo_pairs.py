@@ -1,0 +1,130 @@
+"""Label-free pairs from documents, and the two-stage `adapt` that trains on them."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from llara_rag.adaptation import AdaptationArguments, adapt
+from llara_rag.adaptation.pseudo_pairs import PairConfig, crop_pair, ict_pair, make_pairs, title_pair
+from llara_rag.adapter import read_adapter_info
+from llara_rag.encoder import LLaRAEncoder
+from llara_rag.errors import InvalidInputError
+
+DOCUMENT = (
+    "Cats purr when happy. Dogs bark when a stock market fell on monday. "
+    "A dense embedding model can search an index of chunks."
+)
+
+
+def test_ict_takes_a_sentence_out_of_its_passage():
+    rng = random.Random(0)
+    pairs = [ict_pair(DOCUMENT, rng, keep_sentence=0.0) for _ in range(20)]
+    assert all(pair is not None for pair in pairs)
+    for query, positive in pairs:  # type: ignore[misc]
+        assert query in DOCUMENT and query not in positive and len(query.split()) >= 4
+    kept = ict_pair(DOCUMENT, random.Random(0), keep_sentence=1.0)
+    assert kept is not None and kept[0] in kept[1]
+    assert ict_pair("one sentence without an end", rng, 0.1) is None, "no two sentences: no inverse cloze"
+
+
+def test_crops_come_from_the_passage_and_short_texts_give_none():
+    words = DOCUMENT.split()
+    query, positive = crop_pair(DOCUMENT, random.Random(1), (4, 8))  # type: ignore[misc]
+    assert 4 <= len(query.split()) <= 8 and query in " ".join(words)
+    assert len(positive.split()) >= len(words) // 2 and positive in " ".join(words)
+    assert crop_pair("too short", random.Random(1), (4, 8)) is None
+
+
+def test_title_pairs_need_a_short_first_line_followed_by_text():
+    assert title_pair("# Deploys\nNever on a Friday.") == ("Deploys", "Never on a Friday.")
+    assert title_pair("no title here") is None
+    assert title_pair(" ".join(["word"] * 40) + "\nbody") is None
+
+
+def _corpus(tmp_path, rows):
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"text": text}) + "\n" for text in rows))
+    return path
+
+
+def test_duplicate_documents_share_a_key_and_unsplittable_text_falls_back_to_crops(
+    tiny_backbone_dir, tmp_path
+):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_backbone_dir)
+    rows = [DOCUMENT, DOCUMENT.upper(), "the index of dense vector search for a query and an answer"]
+    samples, report, summary = make_pairs(_corpus(tmp_path, rows), tokenizer, PairConfig(passage_tokens=64))
+    assert summary.duplicate_documents == 1 and report.documents == 2
+    assert report.fallbacks == 1, "the sentence-less document still gives a (crop) pair"
+    assert len({sample.keys for sample in samples}) == 2
+    nexts, _, _ = make_pairs(_corpus(tmp_path, rows), tokenizer, PairConfig(maker="next", passage_tokens=8))
+    assert nexts and all(sample.query != sample.passages[0] for sample in nexts)
+    with pytest.raises(InvalidInputError, match="--pair-maker crop"):
+        make_pairs(_corpus(tmp_path, ["no title"]), tokenizer, PairConfig(maker="title"))
+
+
+def _arguments(tmp_path, model, **overrides) -> AdaptationArguments:
+    fields = {
+        "output_dir": str(tmp_path / "checkpoints"),
+        "model": str(model),
+        "max_steps": 2,
+        "learning_rate": 5e-2,
+        "contrastive_max_steps": 2,
+        "contrastive_batch_size": 4,
+        "contrastive_learning_rate": 5e-2,
+        "chunk_tokens": 24,
+        "lora_r": 4,
+        "lora_alpha": 8,
+        "per_device_train_batch_size": 2,
+        "window_tokens": 8,
+        "passage_max_length": 16,
+        "remove_stopwords": False,
+        "whitening_dims": 0,
+        "logging_steps": 1,
+        "disable_tqdm": True,
+    }
+    return AdaptationArguments(**{**fields, **overrides})
+
+
+def test_two_stage_adapt_writes_one_adapter_recording_both_stages(tiny_backbone_dir, tmp_path):
+    sentences = DOCUMENT.split(". ")
+    docs = _corpus(
+        tmp_path,
+        [f"{a}. {b}. {c}" for a, b, c in zip(sentences, sentences[1:], sentences[2:])]
+        + [
+            "Rust is a systems programming language. Python is a language for search.",
+            "Wing lift comes from air pressure flow. Diabetes is treated with insulin.",
+            "The query is embedded. The document text is embedded as a passage.",
+        ],
+    )
+    result = adapt(docs, tmp_path / "adapter", _arguments(tmp_path, tiny_backbone_dir))
+    info = read_adapter_info(result.adapter)
+    assert info is not None
+    stages = info.training["stages"]
+    assert list(stages) == ["ebae-ebar", "contrastive"]
+    assert stages["ebae-ebar"]["steps"] == 2 and stages["contrastive"]["steps"] == 2
+    assert stages["contrastive"]["pairs"]["maker"] == "ict"
+    assert stages["contrastive"]["continued_from"]["stage"] == "adaptation"
+    assert stages["contrastive"]["hyperparameters"]["batch_size"] == 4
+
+    alone = adapt(
+        docs, tmp_path / "alone", _arguments(tmp_path / "b", tiny_backbone_dir, stages="contrastive")
+    )
+    alone_info = read_adapter_info(alone.adapter)
+    assert alone_info is not None and list(alone_info.training["stages"]) == ["contrastive"]
+    texts = ["cats purr", "wing lift"]
+    both = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(result.adapter)).encode_queries(texts)
+    one = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(alone.adapter)).encode_queries(texts)
+    assert np.abs(both - one).max() > 1e-3, "stage 1 changes where stage 2 starts"
+
+
+def test_unknown_stages_and_makers_are_refused_before_any_model_loads(tmp_path):
+    with pytest.raises(InvalidInputError, match="--stages"):
+        AdaptationArguments(output_dir=str(tmp_path), stages="contrastive,rerank")
+    with pytest.raises(ValueError):
+        AdaptationArguments(output_dir=str(tmp_path), pair_maker="questions")
