@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -223,6 +224,17 @@ def training_epochs(training: dict) -> str:
     return " + ".join(f"{stage['epochs']:.2f} epoch" for stage in stages.values())
 
 
+def repo_relative(value: object) -> object:
+    """The record with every absolute path of this checkout (or of ../shared) made relative to the repository."""
+    if isinstance(value, dict):
+        return {key: repo_relative(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [repo_relative(item) for item in value]
+    if isinstance(value, str) and value.startswith("/") and Path(value).is_relative_to(ROOT.parent):
+        return os.path.relpath(value, ROOT)
+    return value
+
+
 def load_runs(path: Path) -> list[dict]:
     """The recorded runs; those from before these fields were recorded ran at 1 LM + 1 BoW with uniform
     targets, fused by RRF."""
@@ -235,9 +247,6 @@ def load_runs(path: Path) -> list[dict]:
             "targets": "uniform",
             **run["recipe"],
         }
-        adapter = Path(run["training"]["adapter"])
-        if adapter.is_absolute():
-            run["training"]["adapter"] = str(Path("runs") / adapter.name)
         run.setdefault("fusion", "rrf")
     return runs
 
@@ -301,6 +310,7 @@ def main() -> None:
             }
         )
         args.results.mkdir(parents=True, exist_ok=True)
+        runs = [repo_relative(run) for run in runs]
         path.write_text(json.dumps({"runs": runs}, indent=2, default=str), encoding="utf-8")
         (args.results / "adaptation.md").write_text(markdown(runs, args.model), encoding="utf-8")
     print(markdown(runs, args.model))

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llara_rag.backbone import DEFAULT_MODEL
+from llara_rag.fusion import DEFAULT_ALPHA, DEFAULT_MODE, MEASURED_WITH_DEFAULT_ENCODER, MODES
 
 if TYPE_CHECKING:
     from llara_rag.embedding import LLaRAEmbedding
     from llara_rag.encoder import EncoderConfig
+    from llara_rag.retrieval import RetrievalConfig
     from llara_rag.store import StoreConfig
 
 
@@ -177,7 +179,7 @@ def _run_index(args: argparse.Namespace) -> int:
     from llara_rag.ingest import IngestConfig, index_folder
 
     config = IngestConfig(
-        chunk_tokens=args.chunk_tokens,
+        chunk_size=args.chunk_size,
         chunk_overlap=args.chunk_overlap,
         max_file_bytes=int(args.max_file_mb * 1e6),
         delete_missing=args.delete_missing,
@@ -199,23 +201,60 @@ def _add_query(sub: argparse._SubParsersAction) -> None:
         help="metadata filter, e.g. file_name=a.md",
     )
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+    _add_retrieval_arguments(parser)
     _add_store_arguments(parser)
     _add_model_arguments(parser)
     parser.set_defaults(run=_run_query)
 
 
-def _run_query(args: argparse.Namespace) -> int:
-    from llara_rag.store import open_index, parse_where, search
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
+    return number
 
-    hits = search(
-        open_index(_store_config(args), _embedding(args)), args.question, args.k, parse_where(args.where)
+
+def _add_retrieval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default=DEFAULT_MODE,
+        help="where chunks come from: lexical (BM25 over the collection's lexical index, as `eval` scores "
+        "BM25), dense (LLaRA vectors in Chroma) or hybrid (both, z-normalised scores summed as in `eval`'s "
+        f"hybrid). Default: {DEFAULT_MODE}, the best measured, {MEASURED_WITH_DEFAULT_ENCODER}",
     )
+    parser.add_argument(
+        "--alpha",
+        type=_fraction,
+        default=DEFAULT_ALPHA,
+        help="the dense side's weight in the hybrid, 0 to 1; BM25 gets the rest "
+        f"(default {DEFAULT_ALPHA}: equal weights, as `eval` measures the hybrid)",
+    )
+
+
+def _retrieval_config(
+    args: argparse.Namespace, where: dict[str, str | int | float] | None = None
+) -> RetrievalConfig:
+    from llara_rag.retrieval import RetrievalConfig
+
+    return RetrievalConfig(mode=args.mode, alpha=args.alpha, top_k=args.k, where=where or {})
+
+
+def _run_query(args: argparse.Namespace) -> int:
+    from llara_rag.retrieval import open_retriever, search
+    from llara_rag.store import parse_where
+
+    retrieval = _retrieval_config(args, parse_where(args.where))
+    hits = search(open_retriever(_store_config(args), _embedding(args), retrieval), args.question)
+    if not hits and args.mode == "lexical":
+        print("No chunk shares a word with the question; try --mode hybrid or dense.", file=sys.stderr)
     for rank, hit in enumerate(hits, 1):
         if args.json:
             print(hit.model_dump_json())
         else:
             print(
-                f"{rank}. {hit.score:.4f}  {hit.file_name}  [{hit.node_id}]\n   {' '.join(hit.text.split())[:300]}"
+                f"{rank}. {hit.score:.4f}  {hit.file_name}  [{hit.node_id}]  found by {hit.describe_sides()}\n"
+                f"   {' '.join(hit.text.split())[:300]}"
             )
     return 0
 
@@ -483,6 +522,7 @@ def _add_chat(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--temperature", type=float, default=0.0, help="0 decodes greedily (default: 0)")
     parser.add_argument("-k", type=int, default=3, help="chunks retrieved per question (default: 3)")
+    _add_retrieval_arguments(parser)
     parser.set_defaults(run=_run_chat)
 
 
@@ -502,7 +542,7 @@ def _run_chat(args: argparse.Namespace) -> int:
         device=args.device,
     )
     session = open_chat_session(
-        _store_config(args), _embedding(args), generator, ChatConfig(similarity_top_k=args.k)
+        _store_config(args), _embedding(args), generator, ChatConfig(retrieval=_retrieval_config(args))
     )
     return session.run()
 

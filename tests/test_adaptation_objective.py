@@ -138,3 +138,13 @@ def test_bag_of_words_loss_weighs_targets():
     assert weighted.item() == pytest.approx(-(3 * log_probs[1] + log_probs[3]).item() / 4)
     uniform = bag_of_words_loss(logits, targets)
     assert uniform.item() == pytest.approx(-(log_probs[1] + log_probs[3]).item() / 2)
+
+
+def test_a_batch_without_next_windows_weighs_ebae_alone(backbone):
+    builder = ExampleBuilder(backbone.tokenizer, backbone.special_ids, max_text_tokens=16)
+    batch = collate_examples([builder(RECORDS[1])], pad_id=0)
+    config = ObjectiveConfig(lm_weight=1.0, bow_weight=2.0)
+    with torch.no_grad():
+        output = compute_objective(backbone.model, batch, config)
+    assert output.ebar.item() == 0.0
+    assert output.loss.item() == pytest.approx(output.lm.item() + 2.0 * output.ebae.item(), rel=1e-6)

@@ -44,6 +44,7 @@ def _args(tiny_backbone_dir: Path, checkpoints: Path, **overrides: object) -> Ad
         "save_steps": 2,
         "disable_tqdm": True,
         "remove_stopwords": False,
+        "stages": "ebae-ebar",
     }
     return AdaptationArguments(**{**fields, **overrides})
 
@@ -70,8 +71,9 @@ def test_adapter_loads_and_changes_embeddings(tiny_backbone_dir, trained, unwhit
     _, result = trained
     info = read_adapter_info(result.adapter)
     assert info is not None and info.stage == "adaptation"
-    assert info.training["steps"] == 4 and info.training["corpus"]["documents"] == len(TEXTS)
-    assert COSINE_METRIC in info.training["last_log"]
+    stage = info.training["stages"]["ebae-ebar"]
+    assert stage["steps"] == 4 and info.training["corpus"]["documents"] == len(TEXTS)
+    assert COSINE_METRIC in stage["last_log"]
     assert (result.adapter / "README.md").read_text().count("llara-rag adapter") == 1
     base = LLaRAEncoder(model=str(tiny_backbone_dir))
     adapted = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(unwhitened))
@@ -117,7 +119,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_backbone_dir, docs, trai
         ]
         if "loss" in e
     ]
-    assert result.training["steps"] == 6
+    assert result.training["stages"]["ebae-ebar"]["steps"] == 6
     assert [e["step"] for e in history] == [1, 2, 3, 4, 5, 6]  # steps 1-4 come from the first run's state
 
 
@@ -197,8 +199,9 @@ def test_cli_adapt(tiny_backbone_dir, docs, tmp_path, capsys):
     output = tmp_path / "adapter"
     argv = ["adapt", str(docs), "--output", str(output), "--base", str(tiny_backbone_dir), "--max-steps", "1"]
     options = ["--batch-size", "2", "--window", "8", "--keep-stopwords", "--whitening-dims", "0"]
+    options += ["--stages", "ebae-ebar"]
     assert main([*argv, *options, "--special-tokens-lr-scale", "3", "--target-weighting", "idf"]) == 0
-    training = read_adapter_info(output).training
+    training = read_adapter_info(output).training["stages"]["ebae-ebar"]
     assert training["objective"]["target_weighting"] == "idf"
     hyperparameters = training["hyperparameters"]
     assert (hyperparameters["batch_size"], hyperparameters["special_tokens_lr_scale"]) == (2, 3.0)

@@ -128,3 +128,18 @@ def test_unknown_stages_and_makers_are_refused_before_any_model_loads(tmp_path):
         AdaptationArguments(output_dir=str(tmp_path), stages="contrastive,rerank")
     with pytest.raises(ValueError):
         AdaptationArguments(output_dir=str(tmp_path), pair_maker="questions")
+
+
+def test_a_corpus_smaller_than_a_batch_trains_on_what_there_is(tiny_backbone_dir, tmp_path, caplog):
+    docs = _corpus(tmp_path, [DOCUMENT, "Rust is a systems programming language. Python is a language too."])
+    args = _arguments(tmp_path, tiny_backbone_dir, stages="contrastive", contrastive_batch_size=64)
+    result = adapt(docs, tmp_path / "small", args)
+    assert "Only 3 training groups: training on batches of 3 instead of 64" in caplog.text
+    info = read_adapter_info(result.adapter)
+    assert info is not None and info.training["stages"]["contrastive"]["hyperparameters"]["batch_size"] == 3
+    with pytest.raises(InvalidInputError, match="from 1 distinct document"):
+        adapt(
+            _corpus(tmp_path, [DOCUMENT]),
+            tmp_path / "one",
+            _arguments(tmp_path / "c", tiny_backbone_dir, stages="contrastive"),
+        )

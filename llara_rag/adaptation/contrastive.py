@@ -201,9 +201,11 @@ def train_contrastive(
 ) -> ContrastiveTrainer:
     """Trains ``model`` with InfoNCE on ``samples``; a corpus smaller than a batch trains on smaller batches."""
     world = max(1, args.world_size)
-    if len(samples) < 2 * world:
+    sources = len({sample.keys[0] for sample in samples})
+    if len(samples) < 2 * world or sources < 2:
         raise InvalidInputError(
-            f"{len(samples)} training groups are too few for in-batch negatives; at least {2 * world} are needed."
+            f"{len(samples)} training groups from {sources} distinct document(s) are too few for in-batch "
+            f"negatives; at least {2 * world} groups from 2 documents are needed."
         )
     if len(samples) < args.per_device_train_batch_size * world:
         logger.warning(

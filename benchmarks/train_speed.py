@@ -1,0 +1,189 @@
+"""Training throughput of both adaptation stages, as a share of the machine's fp32 matmul rate.
+
+Each stage runs in a fresh subprocess (so its peak RSS is its own) on Cranfield text with the defaults of
+`llara-rag adapt`: EBAE/EBAR on 8 windows of 128 tokens a step; the contrastive stage on 64 inverse-cloze
+pairs a step through the gradient cache. A step is the loss, its backward and an optimizer step; the first
+is a warm-up and is not timed. Tokens are the real (unpadded) tokens of the step's sequences, prompts
+included; useful FLOPs are 4 x non-embedding parameters a token (forward 2, backward to the inputs 2: the
+frozen weights get no gradient), so the contrastive stage's extra no-graph forward pass counts as cost.
+
+    python benchmarks/train_speed.py [--steps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import platform
+import resource
+import time
+from pathlib import Path
+
+import torch
+from encode_speed import matmul_gflops, non_embedding_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+CORPUS = ROOT.parent / "shared" / "data" / "cranfield"
+
+
+def _arguments(stage: str):
+    from llara_rag.adaptation import AdaptationArguments
+
+    return AdaptationArguments(output_dir="/tmp/llara-train-speed", stages=stage, disable_tqdm=True)
+
+
+def _stage_one_steps(steps: int) -> dict:
+    from functools import partial
+
+    from llara_rag.adaptation.corpus import build_records
+    from llara_rag.adaptation.objective import ExampleBuilder, collate_examples, compute_objective
+    from llara_rag.adaptation.trainer import lora_model
+    from llara_rag.backbone import load_backbone
+
+    args = _arguments("ebae-ebar")
+    backbone = load_backbone(args.model, device="cpu")
+    records, _ = build_records(CORPUS, backbone.tokenizer, args.window_tokens)
+    builder = ExampleBuilder(backbone.tokenizer, backbone.special_ids, max_text_tokens=args.window_tokens)
+    model = lora_model(backbone, args)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate)
+    size = args.per_device_train_batch_size
+    collate = partial(collate_examples, pad_id=backbone.tokenizer.eos_token_id)
+    batches = [collate([builder(r) for r in records[i * size : (i + 1) * size]]) for i in range(steps + 1)]
+
+    def step(batch: dict) -> None:
+        compute_objective(model, batch, args.objective).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step(batches[0])
+    start = time.perf_counter()
+    for batch in batches[1:]:
+        step(batch)
+    seconds = time.perf_counter() - start
+    tokens = sum(
+        len(e.input_ids)
+        for b in range(1, steps + 1)
+        for e in map(builder, records[b * size : (b + 1) * size])
+    )
+    return {
+        "seconds": seconds,
+        "tokens": tokens,
+        "rows_per_step": size,
+        "params": non_embedding_parameters(model.get_base_model()),
+    }
+
+
+def _contrastive_steps(steps: int) -> dict:
+    from llara_rag.adaptation.contrastive import GroupCollator
+    from llara_rag.adaptation.info_nce import CachedInfoNCE
+    from llara_rag.adaptation.pseudo_pairs import make_pairs
+    from llara_rag.adaptation.trainer import lora_model
+    from llara_rag.backbone import load_backbone
+    from llara_rag.encoder import PromptInputs
+
+    args = _arguments("contrastive")
+    cargs = args.contrastive(None)
+    backbone = load_backbone(args.model, device="cpu")
+    samples, _, _ = make_pairs(CORPUS, backbone.tokenizer, args.pairs)
+    model = lora_model(backbone, cargs)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cargs.learning_rate)
+    loss = CachedInfoNCE(cargs.loss, group_size=1)
+    size = cargs.per_device_train_batch_size
+    collator = GroupCollator(
+        PromptInputs(backbone.tokenizer, backbone.special_ids),
+        cargs.query_max_length,
+        cargs.passage_max_length,
+    )
+    batches = [collator(samples[i * size : (i + 1) * size]) for i in range(steps + 1)]
+
+    def step(batch: dict) -> None:
+        loss(model, batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step(batches[0])
+    start = time.perf_counter()
+    for batch in batches[1:]:
+        step(batch)
+    seconds = time.perf_counter() - start
+    tokens = sum(
+        int(b["query_attention_mask"].sum() + b["passage_attention_mask"].sum()) for b in batches[1:]
+    )
+    return {
+        "seconds": seconds,
+        "tokens": tokens,
+        "rows_per_step": size,
+        "chunk_tokens": cargs.chunk_tokens,
+        "params": non_embedding_parameters(model.get_base_model()),
+    }
+
+
+STAGES = {"ebae-ebar": _stage_one_steps, "contrastive": _contrastive_steps}
+
+
+def _child(stage: str, steps: int, queue: multiprocessing.Queue) -> None:
+    torch.manual_seed(0)
+    result = STAGES[stage](steps)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put(result)
+
+
+def in_subprocess(stage: str, steps: int) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(stage, steps, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=3, help="timed steps a stage (after one warm-up)")
+    args = parser.parse_args()
+    rate_before = matmul_gflops()
+    stages = {stage: in_subprocess(stage, args.steps) for stage in STAGES}
+    rate_after = matmul_gflops()
+    matmul = (rate_before + rate_after) / 2
+    for result in stages.values():
+        result["tokens_per_s"] = result["tokens"] / result["seconds"]
+        result["seconds_per_step"] = result["seconds"] / args.steps
+        result["achieved_gflops"] = 4 * result["params"] * result["tokens_per_s"] / 1e9
+        result["fraction_of_matmul"] = result["achieved_gflops"] / matmul
+    summary = {
+        "steps": args.steps,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "matmul_gflops": matmul,
+        "matmul_gflops_before_after": [rate_before, rate_after],
+        "stages": stages,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "train_speed.json").write_text(json.dumps(summary, indent=2) + "\n")
+    lines = [
+        f"# Training speed: SmolLM2-135M + LoRA r16, fp32, {summary['threads']} threads, Cranfield text",
+        "",
+        "| stage | rows a step | s a step | tokens/s | GFLOP/s (4 x params) | share of matmul | peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, result in stages.items():
+        lines.append(
+            f"| {name} | {result['rows_per_step']} | {result['seconds_per_step']:.1f} | {result['tokens_per_s']:.0f} | "
+            f"{result['achieved_gflops']:.1f} | {100 * result['fraction_of_matmul']:.0f} % | {result['peak_rss_mb']:.0f} |"
+        )
+    lines += [
+        "",
+        f"fp32 2048² matmul: {matmul:.1f} GFLOP/s (mean of before/after). `python benchmarks/train_speed.py`.",
+        "",
+    ]
+    (RESULTS / "train_speed.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
