@@ -1,7 +1,9 @@
 """Chatting with an index: the condense-plus-context engine, its citations, and the terminal session.
 
 Each turn rewrites a follow-up into a standalone question from the conversation, retrieves chunks for
-that question, and answers from them with the conversation as memory. Every answer is followed by the
+that question (through any LlamaIndex retriever; :func:`open_chat_session` uses the collection's
+:class:`~llara_rag.retrieval.LLaRAHybridRetriever`, as ``llara-rag query`` does), and answers from them
+with the conversation as memory. Every answer is followed by the
 chunks it was written from: a small local generator can be wrong, and the sources let the reader check.
 """
 
@@ -17,8 +19,10 @@ from typing import TYPE_CHECKING, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llara_rag.retrieval import RetrievalConfig
+
 if TYPE_CHECKING:
-    from llama_index.core import VectorStoreIndex
+    from llama_index.core.base.base_retriever import BaseRetriever
     from llama_index.core.chat_engine import CondensePlusContextChatEngine
     from llama_index.core.chat_engine.types import BaseChatEngine
     from llama_index.core.llms import LLM
@@ -46,11 +50,13 @@ HELP = (
 
 
 class ChatConfig(BaseModel):
-    """How many chunks back each answer, and how much conversation is remembered."""
+    """How the chunks behind each answer are retrieved, and how much conversation is remembered."""
 
     model_config = ConfigDict(frozen=True)
 
-    similarity_top_k: int = Field(default=3, gt=0, description="Chunks retrieved for each question.")
+    retrieval: RetrievalConfig = Field(
+        default_factory=lambda: RetrievalConfig(top_k=3), description="Mode, weight and chunks per question."
+    )
     memory_token_limit: int = Field(
         default=1024, gt=0, description="Tokens of conversation kept as memory; older turns fall out."
     )
@@ -58,15 +64,18 @@ class ChatConfig(BaseModel):
 
 
 def build_chat_engine(
-    index: VectorStoreIndex, llm: LLM, config: ChatConfig | None = None
+    retriever: BaseRetriever, llm: LLM, config: ChatConfig | None = None
 ) -> CondensePlusContextChatEngine:
-    """A condense-plus-context chat engine over ``index``, answering with ``llm`` (any LlamaIndex LLM)."""
+    """A condense-plus-context chat engine over ``retriever``, answering with ``llm`` (any LlamaIndex LLM).
+
+    ``config.retrieval`` is for :func:`open_chat_session`, which builds the retriever from it.
+    """
     from llama_index.core.chat_engine import CondensePlusContextChatEngine
     from llama_index.core.memory import Memory
 
     config = config or ChatConfig()
     return CondensePlusContextChatEngine.from_defaults(
-        retriever=index.as_retriever(similarity_top_k=config.similarity_top_k),
+        retriever=retriever,
         llm=llm,
         memory=Memory.from_defaults(token_limit=config.memory_token_limit),
         system_prompt=config.system_prompt,
@@ -78,8 +87,8 @@ def build_chat_engine(
 class Citation:
     """One retrieved chunk, named so a reader can find it: the file and the chunk's place in it.
 
-    ``score`` is the retriever's own, whose scale depends on the vector store (Chroma reports
-    ``exp(-distance)``, the in-memory store the cosine): it ranks, it does not compare across stores.
+    ``score`` is the retriever's own, whose scale depends on the mode (cosine, BM25 or the hybrid's sum
+    of z-scores) or, for other retrievers, on the store: it ranks, it does not compare across them.
     """
 
     number: int
@@ -240,12 +249,13 @@ def open_chat_session(
 ) -> ChatSession:
     """A terminal chat over an indexed collection, answered by a local generator.
 
-    The collection is opened first, so one indexed with another encoder is refused before the
-    generator spends seconds loading.
+    The collection (and, for a mode that needs it, its lexical index) is opened first, so one indexed
+    with another encoder, or without a lexical index, is refused before the generator spends seconds loading.
     """
     from llara_rag.generator import LocalGenerator
-    from llara_rag.store import open_index
+    from llara_rag.retrieval import open_retriever
 
-    index = open_index(store, embed_model)
+    config = config or ChatConfig()
+    retriever = open_retriever(store, embed_model, config.retrieval)
     llm = LocalGenerator(generator)
-    return ChatSession(build_chat_engine(index, llm, config), cancel=llm.cancel)
+    return ChatSession(build_chat_engine(retriever, llm, config), cancel=llm.cancel)

@@ -45,3 +45,7 @@ class GeneratorError(LLaRAError):
 
 class EmbeddingCollapseError(LLaRAError):
     """Training drove all embeddings to the same direction; the run stopped without writing an adapter."""
+
+
+class LexicalIndexError(LLaRAError):
+    """A collection searched in a mode that needs BM25 whose lexical index is missing or out of step."""

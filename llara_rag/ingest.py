@@ -7,11 +7,18 @@ the docstore *upsert* strategy -> ``PinnedChromaVectorStore``, one batch of docu
 The docstore remembers each document's hash, so a re-run embeds only new and changed files; it holds
 hashes only (no text), and is rewritten atomically after every batch.
 
+The collection's lexical (BM25) index follows it: the first write of a run stamps the collection with a
+new revision, and the run ends by rebuilding the index from the chunk texts Chroma then holds, saved
+under that revision (see :mod:`llara_rag.lexical`). A run that wrote nothing rebuilds only an index
+that is missing or out of step, so the next ``index`` run builds one for a collection that predates it.
+
 Crash safety follows from the order of writes. The pipeline writes a batch's vectors before the
 docstore records its documents, so a run killed midway leaves, at worst, vectors of documents the
 docstore does not know (or still knows by their old hash). The next run treats those documents as
 new (or changed): it deletes every chunk carrying their id before writing them again. Nothing is
 duplicated and nothing is lost; chunk ids are ``<document id>#<position>``, so they are stable too.
+A kill before the lexical index is saved leaves the new revision unmatched: queries that need BM25
+refuse the old index, and the next run, which rebuilds it, puts things right.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 from llara_rag.errors import InvalidInputError
+from llara_rag.lexical import LexicalIndex, is_current, lexical_folder, rebuild, start_revision
 from llara_rag.store import PinnedChromaVectorStore, StoreConfig, open_store
 
 if TYPE_CHECKING:
@@ -218,14 +226,29 @@ def source_file(document_id: str) -> str:
     return PART_SUFFIX.sub("", document_id)
 
 
+class Revision:
+    """Stamps the collection with a new revision before the first write of a run, and only then."""
+
+    def __init__(self, store: PinnedChromaVectorStore) -> None:
+        self.store = store
+        self.started = False
+
+    def before_write(self) -> None:
+        if not self.started:
+            start_revision(self.store.collection)
+            self.started = True
+
+
 def ingest_folder(
     folder: str | Path,
     store: PinnedChromaVectorStore,
     embed_model: LLaRAEmbedding,
     record: Path,
+    lexical: Path,
     config: IngestConfig | None = None,
 ) -> IngestSummary:
-    """Brings ``store`` up to date with ``folder``; ``record`` is the docstore file of this collection."""
+    """Brings ``store`` up to date with ``folder``; ``record`` is the docstore file of this collection,
+    ``lexical`` the folder of its lexical index."""
     from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
     from tqdm.auto import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -242,6 +265,7 @@ def ingest_folder(
         disable_cache=True,
     )
     summary = IngestSummary()
+    revision = Revision(store)
     seen: set[str] = set()
     extractors: dict[str, BaseReader] = {}
     with logging_redirect_tqdm(), tqdm(total=len(files), desc=f"Indexing {root.name}", unit="file") as bar:
@@ -255,8 +279,11 @@ def ingest_folder(
                     logger.info("Skipped %s: %s", path, read)
                 else:
                     documents.extend(read)
+            updated_before = len(summary.updated)
             new = _classify(documents, docstore, summary)
             seen.update(document.id_ for document in documents)
+            if new or len(summary.updated) > updated_before:
+                revision.before_write()
             if new:
                 store.collection.delete(where={"document_id": {"$in": new}})
             nodes = pipeline.run(documents=documents, store_doc_text=False)
@@ -270,7 +297,19 @@ def ingest_folder(
                 skipped=len(summary.skipped),
                 chunks=summary.chunks_written,
             )
-    _prune(root, seen, {skip.path for skip in summary.skipped}, store, docstore, record, config, summary)
+    _prune(
+        root,
+        seen,
+        {skip.path for skip in summary.skipped},
+        store,
+        docstore,
+        record,
+        config,
+        summary,
+        revision,
+    )
+    if revision.started or not is_current(LexicalIndex.read_stamp(lexical), store.collection):
+        rebuild(store, lexical)
     return summary
 
 
@@ -300,6 +339,7 @@ def _prune(
     record: Path,
     config: IngestConfig,
     summary: IngestSummary,
+    revision: Revision,
 ) -> None:
     """Documents recorded under ``root`` but not read this time: files deleted, or parts a file no longer has.
 
@@ -316,6 +356,8 @@ def _prune(
     if not config.delete_missing:
         summary.missing = gone
         return
+    if gone:
+        revision.before_write()
     for document_id in gone:
         store.delete(document_id)
         docstore.delete_document(document_id, raise_error=False)
@@ -332,4 +374,11 @@ def index_folder(
 ) -> IngestSummary:
     """Opens (creating if needed) the collection of ``store_config`` and brings it up to date with ``folder``."""
     store = open_store(store_config, embed_model)
-    return ingest_folder(folder, store, embed_model, docstore_path(store_config, store), config)
+    return ingest_folder(
+        folder,
+        store,
+        embed_model,
+        docstore_path(store_config, store),
+        lexical_folder(store_config, store.collection),
+        config,
+    )

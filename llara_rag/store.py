@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -239,6 +238,11 @@ def open_store(
     return PinnedChromaVectorStore(collection, identity, client.get_max_batch_size())
 
 
+def update_metadata(collection: Collection, values: Mapping[str, str | int]) -> None:
+    """Sets ``values`` in the collection's metadata, keeping the rest (Chroma replaces it as a whole)."""
+    collection.modify(metadata={**(collection.metadata or {}), **values})
+
+
 def _check_pin(collection: Collection, identity: ModelIdentity, config: StoreConfig) -> None:
     """Refuses a collection written by another encoder; pins one that predates pinning if it fits."""
     recorded = ModelIdentity.from_metadata(collection.metadata)
@@ -257,7 +261,7 @@ def _check_pin(collection: Collection, identity: ModelIdentity, config: StoreCon
                 collection.count(),
                 identity.describe(),
             )
-        collection.modify(metadata={**(collection.metadata or {}), **identity.to_metadata()})
+        update_metadata(collection, identity.to_metadata())
         return
     if recorded.fingerprint != identity.fingerprint:
         raise ModelMismatchError(
@@ -276,16 +280,6 @@ def open_index(config: StoreConfig, embed_model: LLaRAEmbedding) -> VectorStoreI
     return VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
 
 
-class Hit(BaseModel):
-    """One retrieved chunk."""
-
-    score: float = Field(description="Cosine similarity of query and chunk.")
-    text: str
-    file_name: str | None
-    metadata: dict[str, Any]
-    node_id: str
-
-
 def parse_where(items: Iterable[str]) -> dict[str, str | int | float]:
     """``["file_name=a.txt", "year=2020"]`` to a filter dict; numbers become numbers to match numeric fields."""
     where: dict[str, str | int | float] = {}
@@ -299,26 +293,3 @@ def parse_where(items: Iterable[str]) -> dict[str, str | int | float]:
             value = text
         where[key] = value if isinstance(value, (int, float)) and not isinstance(value, bool) else text
     return where
-
-
-def search(
-    index: VectorStoreIndex, question: str, k: int = 5, where: Mapping[str, str | int | float] | None = None
-) -> list[Hit]:
-    """Top-``k`` chunks for ``question``, restricted to chunks whose metadata equals every ``where`` item."""
-    from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters
-
-    filters = MetadataFilters(
-        filters=[MetadataFilter(key=key, value=value) for key, value in (where or {}).items()]
-    )
-    retriever = index.as_retriever(similarity_top_k=k, filters=filters if where else None)
-    return [
-        Hit(
-            # ChromaVectorStore reports exp(-distance); in cosine space the distance is 1 - cosine.
-            score=1.0 + math.log(hit.get_score()),
-            text=hit.node.get_content(),
-            file_name=hit.node.metadata.get("file_name"),
-            metadata=hit.node.metadata,
-            node_id=hit.node.node_id,
-        )
-        for hit in retriever.retrieve(question)
-    ]

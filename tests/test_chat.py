@@ -121,7 +121,7 @@ def test_session_streams_an_answer_cites_its_sources_and_resets(
 ) -> None:
     from llara_rag.chat import ChatSession, build_chat_engine
 
-    engine = build_chat_engine(_index(tiny_chat_model_dir), tiny_generator)
+    engine = build_chat_engine(_index(tiny_chat_model_dir).as_retriever(similarity_top_k=3), tiny_generator)
     script = _lines("how fast is a page acknowledged?", "/sources", "/nonsense", "/reset")
     history_before_reset = []
 
@@ -151,10 +151,10 @@ def test_session_streams_an_answer_cites_its_sources_and_resets(
 
 
 def test_ctrl_c_during_an_answer_stops_it_and_keeps_the_session(tiny_chat_model_dir: Path) -> None:
-    from llara_rag.chat import ChatConfig, ChatSession, build_chat_engine
+    from llara_rag.chat import ChatSession, build_chat_engine
 
     generator = LocalGenerator(GeneratorConfig(model=str(tiny_chat_model_dir), max_new_tokens=300))
-    engine = build_chat_engine(_index(tiny_chat_model_dir), generator, ChatConfig(similarity_top_k=1))
+    engine = build_chat_engine(_index(tiny_chat_model_dir).as_retriever(similarity_top_k=1), generator)
     script = _lines("what is a chunk?")
 
     class CtrlCOnFirstPiece(Recorder):

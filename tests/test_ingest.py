@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from llara_rag.errors import LexicalIndexError
 from llara_rag.ingest import IngestConfig, docstore_path, index_folder
+from llara_rag.lexical import lexical_folder, open_lexical_index
 from llara_rag.store import StoreConfig, open_store
-from llara_rag.testing import write_corpus
+from llara_rag.testing import WORDS, write_corpus
 
 SMALL = IngestConfig(chunk_size=64, chunk_overlap=8, documents_per_batch=2)
 
@@ -33,6 +35,13 @@ def stored(config: StoreConfig, embed_model) -> dict[str, tuple[str, str]]:
         chunk: (metadata["document_id"], text)
         for chunk, metadata, text in zip(records["ids"], records["metadatas"], records["documents"])
     }
+
+
+def lexical(config: StoreConfig, embed_model) -> dict[str, dict[str, dict[str, float]]]:
+    """What the collection's lexical index answers: word -> chunk id -> BM25 score, over the test vocabulary."""
+    index = open_lexical_index(config, open_store(config, embed_model, create=False).collection)
+    assert sorted(index.ids) == sorted(stored(config, embed_model))  # the same chunks as Chroma
+    return {word: index.search(word, 1000) for word in WORDS}
 
 
 def test_rerun_upserts_changed_skips_unchanged_and_removes_deleted_on_request(
@@ -129,9 +138,47 @@ def test_a_crash_between_writing_vectors_and_recording_them_is_finished_by_a_rer
     partial = stored(crashed, embed_model)
     assert 0 < len(partial) < len(stored(reference, embed_model))
 
+    with pytest.raises(LexicalIndexError, match="no lexical"):
+        lexical(crashed, embed_model)
+
     finished = index_folder(docs, crashed, embed_model, SMALL)
     assert len(finished.unchanged) == 2 and len(finished.added) == 5
     assert stored(crashed, embed_model) == stored(reference, embed_model)
+    assert lexical(crashed, embed_model) == lexical(reference, embed_model)
+
+
+def test_a_crash_while_saving_the_lexical_index_is_finished_by_a_rerun(
+    tmp_path: Path, embed_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llara_rag import lexical as lexical_module
+
+    docs = write_corpus(tmp_path / "docs", n_files=4)
+    config = StoreConfig(path=tmp_path / "db", collection="lexical-crash")
+    index_folder(docs, config, embed_model, SMALL)
+    before = lexical(config, embed_model)
+    (docs / "doc1.txt").write_text("zebras graze quietly.")
+    real_replace = os.replace
+
+    def die_before_switching(source, target) -> None:
+        if Path(target).name == lexical_module.STAMP_FILE:
+            raise KeyboardInterrupt  # the new build is on disk, the stamp still names the old one
+        real_replace(source, target)
+
+    monkeypatch.setattr(lexical_module.os, "replace", die_before_switching)
+    with pytest.raises(KeyboardInterrupt):
+        index_folder(docs, config, embed_model, SMALL)
+    monkeypatch.setattr(lexical_module.os, "replace", real_replace)
+    with pytest.raises(LexicalIndexError, match="does not match"):
+        lexical(config, embed_model)
+
+    assert index_folder(docs, config, embed_model, SMALL).chunks_written == 0
+    assert lexical(config, embed_model) != before
+    store = open_store(config, embed_model, create=False)
+    folder = lexical_folder(config, store.collection)
+    assert len([entry for entry in folder.iterdir() if entry.is_dir()]) == 1  # the unfinished build is gone
+    assert list(open_lexical_index(config, store.collection).search("zebra", 10)) == [
+        f"{(docs / 'doc1.txt').resolve()}#0"
+    ]
 
 
 def test_a_killed_index_command_is_finished_by_a_rerun(tmp_path: Path, embed_model) -> None:
@@ -166,6 +213,9 @@ def test_a_killed_index_command_is_finished_by_a_rerun(tmp_path: Path, embed_mod
 
     store = open_store(killed, embed_model, create=False)
     assert store.collection.count() < open_store(reference, embed_model, create=False).collection.count()
+    with pytest.raises(LexicalIndexError):  # never a partial lexical index answering as if whole
+        lexical(killed, embed_model)
     finished = index_folder(docs, killed, embed_model, SMALL)
     assert finished.added and docstore_path(killed, store).exists()
     assert stored(killed, embed_model) == stored(reference, embed_model)
+    assert lexical(killed, embed_model) == lexical(reference, embed_model)

@@ -13,7 +13,8 @@ import pytest
 
 from llara_rag.errors import CollectionNotFoundError, ModelMismatchError, StoreConnectionError
 from llara_rag.ingest import IngestConfig, index_folder
-from llara_rag.store import ModelIdentity, StoreConfig, open_index, open_store, parse_where, search
+from llara_rag.retrieval import RetrievalConfig, open_retriever, search
+from llara_rag.store import ModelIdentity, StoreConfig, open_index, open_store, parse_where
 from llara_rag.testing import write_corpus
 
 
@@ -49,10 +50,10 @@ def other_identity(dimension: int = 32) -> ModelIdentity:
 
 
 def test_reopened_in_a_new_process_the_index_answers_the_same(embedded: StoreConfig, embed_model) -> None:
-    hits = search(open_index(embedded, embed_model), "cats and dogs", k=4)
+    hits = search(open_retriever(embedded, embed_model, RetrievalConfig(top_k=4)), "cats and dogs")
     assert len(hits) == 4
     assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
-    assert all(-1.0 <= hit.score <= 1.0 and hit.file_name and hit.text for hit in hits)
+    assert all(hit.file_name and hit.text and hit.found_by for hit in hits)
     command = [
         sys.executable, "-m", "llara_rag.cli", "query", "cats and dogs", "-k", "4", "--json",
         "--db", str(embedded.path), "--collection", embedded.collection, "--model", embed_model.model_name,
@@ -64,19 +65,23 @@ def test_reopened_in_a_new_process_the_index_answers_the_same(embedded: StoreCon
     assert [hit["score"] for hit in reopened] == pytest.approx([hit.score for hit in hits], abs=1e-5)
 
 
-def test_scores_are_cosine_similarities(embedded: StoreConfig, embed_model) -> None:
+def test_dense_scores_are_cosine_similarities(embedded: StoreConfig, embed_model) -> None:
     store = open_store(embedded, embed_model, create=False)
-    hit = search(open_index(embedded, embed_model), "how does the engine index a chunk", k=1)[0]
+    dense = open_retriever(embedded, embed_model, RetrievalConfig(mode="dense", top_k=1))
+    hit = search(dense, "how does the engine index a chunk")[0]
     stored = store.collection.get(ids=[hit.node_id], include=["embeddings"])["embeddings"][0]
     query = embed_model.get_query_embedding("how does the engine index a chunk")
     assert hit.score == pytest.approx(float(sum(a * b for a, b in zip(stored, query))), abs=1e-5)
 
 
-def test_metadata_filters_restrict_results(embedded: StoreConfig, embed_model) -> None:
-    index = open_index(embedded, embed_model)
-    hits = search(index, "cats", k=50, where=parse_where(["file_name=doc3.txt"]))
+@pytest.mark.parametrize("mode", ["lexical", "dense", "hybrid"])
+def test_metadata_filters_restrict_results(embedded: StoreConfig, embed_model, mode: str) -> None:
+    def retriever(k: int, where: dict[str, str | int | float]):
+        return open_retriever(embedded, embed_model, RetrievalConfig(mode=mode, top_k=k, where=where))
+
+    hits = search(retriever(50, parse_where(["file_name=doc3.txt"])), "cats")
     assert hits and {hit.file_name for hit in hits} == {"doc3.txt"}
-    assert search(index, "cats", k=5, where={"file_name": "absent.txt"}) == []
+    assert search(retriever(5, {"file_name": "absent.txt"}), "cats") == []
 
 
 def test_where_items_parse_numbers_as_numbers() -> None:
@@ -133,8 +138,10 @@ def test_a_real_chroma_server_indexes_and_answers(
     assert len(first.added) == 4 and len(again.unchanged) == 4 and again.chunks_written == 0
     store = open_store(config, embed_model, create=False)
     assert store.collection.count() == first.chunks_written
-    hits = search(open_index(config, embed_model), "python programming", k=3, where={"file_name": "doc2.txt"})
+    hybrid = RetrievalConfig(mode="hybrid", top_k=3, where={"file_name": "doc2.txt"})
+    hits = search(open_retriever(config, embed_model, hybrid), "python programming")
     assert hits and {hit.file_name for hit in hits} == {"doc2.txt"}
+    assert {side for hit in hits for side in hit.found_by} == {"lexical", "dense"}
     with pytest.raises(ModelMismatchError):
         open_store(config, other_identity())
 

@@ -32,6 +32,7 @@ from llara_rag.evaluation.cache import VectorCache
 from llara_rag.evaluation.datasets import Collection, SkippedInputs, load_collection
 from llara_rag.evaluation.metrics import mean_scores
 from llara_rag.evaluation.retrieval import DenseSystem, RetrievalSystem
+from llara_rag.fusion import DEFAULT_ALPHA
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,10 @@ class EvaluationConfig(BaseModel):
     systems: tuple[SystemName, ...] = ("bm25", "minilm", "raw-llm", "llara", "hybrid")
     split: str = Field(default="test", description="Reads qrels/<split>.tsv.")
     bm25_weight: float = Field(
-        default=0.5, ge=0, le=1, description="BM25's share of the 'hybrid' scores; 'llara' gets the rest."
+        default=1 - DEFAULT_ALPHA,
+        ge=0,
+        le=1,
+        description="BM25's share of the 'hybrid' scores; 'llara' gets the rest (retrievers' 1 - alpha).",
     )
     cache_dir: Path | None = Field(default=None, description="Corpus vector cache; default: <cache>/vectors.")
     output_dir: Path | None = Field(

@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from llara_rag.evaluation.datasets import Qrels
-
-Run = dict[str, dict[str, float]]
-"""query id -> document id -> score (higher is better), as pytrec_eval reads it."""
+from llara_rag.fusion import Run, top  # noqa: F401 - Run is re-exported, the type the metrics score
 
 METRICS: dict[str, str] = {
     "nDCG@10": "ndcg_cut_10",
@@ -23,14 +21,6 @@ METRICS: dict[str, str] = {
 """Reported name -> pytrec_eval measure. MRR@10 is trec_eval's reciprocal rank on the top 10."""
 
 MRR_DEPTH = 10
-
-
-def top(run: Mapping[str, Mapping[str, float]], depth: int) -> Run:
-    """The ``depth`` best-scored documents of each query (ties broken by id, as trec_eval breaks them)."""
-    return {
-        query_id: dict(sorted(scores.items(), key=lambda item: (item[1], item[0]), reverse=True)[:depth])
-        for query_id, scores in run.items()
-    }
 
 
 def per_query_scores(qrels: Qrels, run: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:

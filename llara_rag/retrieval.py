@@ -1,0 +1,220 @@
+"""Retrieval over an indexed collection: lexical (BM25), dense (LLaRA vectors in Chroma) or their hybrid.
+
+:class:`LLaRAHybridRetriever` is a LlamaIndex retriever, so any query or chat engine takes it; ``llara-rag
+query``, ``llara-rag chat``, the examples and ``benchmarks/retrieval_paths.py`` all retrieve through it.
+Each side ranks as ``eval`` ranks: BM25 with :func:`llara_rag.lexical.bm25_top` (a chunk sharing no term
+with the question is not retrieved), LLaRA by cosine similarity. The hybrid is
+:func:`llara_rag.fusion.convex_fusion`, the function ``eval``'s hybrid is scored with, over each side's
+best ``min(candidates, collection size)`` chunks (1,000 by default, as ``eval``): a chunk one side did
+not return gets that side's lowest z-score.
+
+    retriever = open_retriever(StoreConfig(path="db"), LLaRAEmbedding(), RetrievalConfig(mode="hybrid"))
+    engine = RetrieverQueryEngine.from_args(retriever, llm=llm)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.callbacks import CallbackManager
+from llama_index.core.retrievers import BaseRetriever
+from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
+from llama_index.core.vector_stores.utils import metadata_dict_to_node
+from pydantic import BaseModel, ConfigDict, Field
+
+from llara_rag.fusion import CANDIDATES, DEFAULT_ALPHA, DEFAULT_MODE, RetrievalMode, convex_fusion, top
+
+if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
+
+    from llara_rag.embedding import LLaRAEmbedding
+    from llara_rag.lexical import LexicalIndex
+    from llara_rag.store import StoreConfig
+
+logger = logging.getLogger(__name__)
+
+SIDES = ("lexical", "dense")
+"""The two rankings, in the order ``eval``'s hybrid fuses them (BM25 first)."""
+FOUND_BY_KEY = "found_by"
+"""Node metadata: the sides that returned the chunk and its rank in each, e.g. ``{"dense": 3}``."""
+
+
+class RetrievalConfig(BaseModel):
+    """How chunks are retrieved: the mode, the hybrid's weight and depth, how many, and which."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: RetrievalMode = Field(default=DEFAULT_MODE, description="lexical, dense or hybrid.")
+    top_k: int = Field(default=5, gt=0, description="Chunks returned.")
+    alpha: float = Field(
+        default=DEFAULT_ALPHA,
+        ge=0,
+        le=1,
+        description="The dense side's weight in the hybrid; the lexical side gets 1 - alpha.",
+    )
+    candidates: int = Field(
+        default=CANDIDATES,
+        gt=0,
+        description="Chunks each side scores for the hybrid (at most the collection's): deep enough that "
+        "the z-scores see each side's score distribution, not only its head.",
+    )
+    where: dict[str, str | int | float] = Field(
+        default_factory=dict, description="Only chunks whose metadata equals every item (e.g. file_name)."
+    )
+
+
+class Hit(BaseModel):
+    """One retrieved chunk, and which side found it."""
+
+    score: float = Field(
+        description="The mode's score: cosine similarity (dense), BM25 (lexical), the weighted sum of "
+        "z-scores (hybrid)."
+    )
+    text: str
+    file_name: str | None
+    metadata: dict[str, Any]
+    node_id: str
+    found_by: dict[str, int] = Field(
+        description="Each side that returned the chunk -> its rank there (1 = best)."
+    )
+
+    @classmethod
+    def of(cls, hit: NodeWithScore) -> Hit:
+        metadata = {key: value for key, value in hit.node.metadata.items() if key != FOUND_BY_KEY}
+        return cls(
+            score=hit.get_score(),
+            text=hit.node.get_content(),
+            file_name=metadata.get("file_name"),
+            metadata=metadata,
+            node_id=hit.node.node_id,
+            found_by=hit.node.metadata.get(FOUND_BY_KEY, {}),
+        )
+
+    def describe_sides(self) -> str:
+        """``dense #3, lexical #1``: where each side ranked this chunk."""
+        return ", ".join(f"{side} #{rank}" for side, rank in self.found_by.items())
+
+
+def chroma_where(where: dict[str, str | int | float]) -> dict[str, Any] | None:
+    """Equality on every item, in Chroma's filter language."""
+    clauses = [{key: value} for key, value in where.items()]
+    if len(clauses) > 1:
+        return {"$and": clauses}
+    return clauses[0] if clauses else None
+
+
+class LLaRAHybridRetriever(BaseRetriever):
+    """A collection searched lexically, densely or both, fused exactly as ``eval``'s hybrid.
+
+    Each returned node's metadata says which side(s) returned it and at what rank (:data:`FOUND_BY_KEY`;
+    hidden from the LLM and the embedder).
+    """
+
+    def __init__(
+        self,
+        collection: Collection,
+        embed_model: LLaRAEmbedding,
+        lexical: LexicalIndex | None,
+        config: RetrievalConfig | None = None,
+        callback_manager: CallbackManager | None = None,
+    ) -> None:
+        self.config = config or RetrievalConfig()
+        if self.config.mode != "dense" and lexical is None:
+            raise ValueError(f"--mode {self.config.mode} needs the collection's lexical index")
+        self.collection = collection
+        self.embed_model = embed_model
+        self.lexical = lexical
+        self._where = chroma_where(self.config.where)
+        super().__init__(callback_manager=callback_manager)
+
+    def _depth(self) -> int:
+        """Chunks each side returns: the top k alone, or the hybrid's candidates."""
+        if self.config.mode != "hybrid":
+            return self.config.top_k
+        return min(self.config.candidates, self.collection.count())
+
+    def _dense(self, query_bundle: QueryBundle, depth: int) -> dict[str, float]:
+        if query_bundle.embedding is None:
+            query_bundle.embedding = self.embed_model.get_agg_embedding_from_queries(
+                query_bundle.embedding_strs
+            )
+        found = self.collection.query(
+            query_embeddings=[query_bundle.embedding],
+            n_results=depth,
+            where=self._where,
+            include=["distances"],
+        )
+        # In cosine space Chroma's distance is 1 - cosine: the same scores as ``eval``'s dot products.
+        return {chunk: 1.0 - distance for chunk, distance in zip(found["ids"][0], found["distances"][0])}
+
+    def _lexical(self, question: str, depth: int) -> dict[str, float]:
+        assert self.lexical is not None
+        allowed = (
+            None if self._where is None else set(self.collection.get(where=self._where, include=[])["ids"])
+        )
+        return self.lexical.search(question, depth, allowed)
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        depth = self._depth()
+        if depth == 0:
+            return []
+        mode = self.config.mode
+        rankings = {
+            "lexical": self._lexical(query_bundle.query_str, depth) if mode != "dense" else {},
+            "dense": self._dense(query_bundle, depth) if mode != "lexical" else {},
+        }
+        if mode == "hybrid":
+            weights = {"lexical": 1 - self.config.alpha, "dense": self.config.alpha}
+            runs = [{"q": rankings[side]} for side in SIDES]
+            scores = convex_fusion(runs, [weights[side] for side in SIDES], self.config.top_k).get("q", {})
+        else:
+            scores = top({"q": rankings[mode]}, self.config.top_k)["q"]
+        if not scores:
+            return []
+        ranks = {
+            side: {chunk: rank for rank, chunk in enumerate(top({"q": rankings[side]}, depth)["q"], 1)}
+            for side in SIDES
+        }
+        records = self.collection.get(ids=list(scores), include=["documents", "metadatas"])
+        stored = dict(zip(records["ids"], zip(records["documents"], records["metadatas"])))
+        return [
+            NodeWithScore(
+                node=self._node(
+                    *stored[chunk], {side: ranks[side][chunk] for side in SIDES if chunk in ranks[side]}
+                ),
+                score=score,
+            )
+            for chunk, score in scores.items()
+        ]
+
+    @staticmethod
+    def _node(text: str, metadata: dict[str, Any], found_by: dict[str, int]) -> BaseNode:
+        """The chunk as LlamaIndex wrote it, with :data:`FOUND_BY_KEY` added and hidden from the models."""
+        node = metadata_dict_to_node(dict(metadata), text=text)
+        node.metadata[FOUND_BY_KEY] = found_by
+        node.excluded_llm_metadata_keys = [*node.excluded_llm_metadata_keys, FOUND_BY_KEY]
+        node.excluded_embed_metadata_keys = [*node.excluded_embed_metadata_keys, FOUND_BY_KEY]
+        return node
+
+
+def open_retriever(
+    config: StoreConfig, embed_model: LLaRAEmbedding, retrieval: RetrievalConfig | None = None
+) -> LLaRAHybridRetriever:
+    """The collection of ``config``, checked against ``embed_model``, as a retriever in ``retrieval``'s mode.
+
+    A mode that needs BM25 loads the collection's lexical index, and refuses one that is missing or out of
+    step (``LexicalIndexError``, naming the fix) rather than answering from the dense side alone.
+    """
+    from llara_rag.lexical import open_lexical_index
+    from llara_rag.store import open_store
+
+    retrieval = retrieval or RetrievalConfig()
+    collection = open_store(config, embed_model, create=False).collection
+    lexical = None if retrieval.mode == "dense" else open_lexical_index(config, collection)
+    return LLaRAHybridRetriever(collection, embed_model, lexical, retrieval)
+
+
+def search(retriever: BaseRetriever, question: str) -> list[Hit]:
+    """The chunks ``retriever`` returns for ``question``, best first."""
+    return [Hit.of(hit) for hit in retriever.retrieve(question)]
