@@ -78,7 +78,8 @@ def scifact_phase(live: bool, documents: int | None, workdir: str) -> dict:
 
     from llara_rag.embedding import LLaRAEmbedding
     from llara_rag.ingest import index_folder
-    from llara_rag.store import StoreConfig, open_index, open_store, search
+    from llara_rag.retrieval import RetrievalConfig, open_retriever, search
+    from llara_rag.store import StoreConfig, open_store
 
     class PrecomputedEmbedding(LLaRAEmbedding):
         """SmolLM2's identity and tokenizer, vectors looked up instead of computed (here: seeded by text)."""
@@ -114,13 +115,11 @@ def scifact_phase(live: bool, documents: int | None, workdir: str) -> dict:
         "query_store_only": store_latency,
     }
     if live:
-        index = open_index(config, embed_model)
+        dense = open_retriever(config, embed_model, RetrievalConfig(mode="dense", top_k=10))
         titles = [
             path.read_text(encoding="utf-8").split("\n", 1)[0] for path in sorted((root / "docs").iterdir())
         ]
-        result["query_with_encoding"] = timed_queries(
-            lambda i: search(index, titles[i % len(titles)], k=10), 50
-        )
+        result["query_with_encoding"] = timed_queries(lambda i: search(dense, titles[i % len(titles)]), 50)
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 

@@ -21,7 +21,8 @@ from llara_rag.chat import ChatConfig, open_chat_session
 from llara_rag.embedding import LLaRAEmbedding
 from llara_rag.generator import GeneratorConfig
 from llara_rag.ingest import index_folder
-from llara_rag.store import StoreConfig, open_index, search
+from llara_rag.retrieval import RetrievalConfig, open_retriever, search
+from llara_rag.store import StoreConfig
 
 SAMPLE_DOCS = Path(__file__).resolve().parent / "sample_docs"
 QUESTIONS = {
@@ -51,8 +52,9 @@ def compare(before: dict[str, list[str]], after: dict[str, list[str]]) -> None:
 
 
 def rankings(store: StoreConfig, embed_model: LLaRAEmbedding, k: int) -> dict[str, list[str]]:
-    index = open_index(store, embed_model)
-    return {question: [hit.file_name or "?" for hit in search(index, question, k)] for question in QUESTIONS}
+    """Each question's top files by the embedder alone (dense mode): what adaptation changes."""
+    dense = open_retriever(store, embed_model, RetrievalConfig(mode="dense", top_k=k))
+    return {question: [hit.file_name or "?" for hit in search(dense, question)] for question in QUESTIONS}
 
 
 def main() -> None:
@@ -86,7 +88,8 @@ def main() -> None:
         logging_steps=max(1, args.max_steps // 4),
     )
     result = adapt(args.docs, adapter_dir, training, resume=False)
-    print(f"Adapter written to {result.adapter} after {result.training['steps']} steps")
+    steps = ", ".join(f"{name} {stage['steps']}" for name, stage in result.training["stages"].items())
+    print(f"Adapter written to {result.adapter} after {steps} steps")
 
     adapted = LLaRAEmbedding(args.model, adapter=str(result.adapter))
     # One collection per adapter: its vectors differ from any other adapter's, and the store would refuse a mix.
@@ -101,7 +104,7 @@ def main() -> None:
         adapted_store,
         adapted,
         GeneratorConfig(model=args.generator, max_new_tokens=args.max_new_tokens),
-        ChatConfig(),
+        ChatConfig(retrieval=RetrievalConfig(mode="hybrid", top_k=3)),  # BM25 with the adapted vectors
     )
     question = next(iter(QUESTIONS))
     print(f"\nyou> {question}\nassistant> ", end="", flush=True)

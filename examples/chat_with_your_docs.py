@@ -6,6 +6,7 @@
 
 Re-running is incremental: only new or changed files are embedded again. Each folder gets its own
 database unless --db says otherwise, so chatting with your notes never cites the sample handbook.
+Chunks are retrieved as `llara-rag chat` retrieves them (``--mode lexical``, ``dense`` or ``hybrid``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pathlib import Path
 
 from llara_rag.chat import ChatConfig, open_chat_session
 from llara_rag.embedding import LLaRAEmbedding
+from llara_rag.fusion import DEFAULT_MODE, MODES
 from llara_rag.generator import GeneratorConfig
 from llara_rag.ingest import index_folder
+from llara_rag.retrieval import RetrievalConfig
 from llara_rag.store import StoreConfig
 
 SAMPLE_DOCS = Path(__file__).resolve().parent / "sample_docs"
@@ -48,6 +51,7 @@ def main() -> None:
     parser.add_argument("--generator", default="smollm2", help="the chat model that writes answers")
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--interactive", action="store_true", help="chat in the terminal after the script")
+    parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE, help="how chunks are retrieved")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -59,7 +63,7 @@ def main() -> None:
         store,
         embed_model,
         GeneratorConfig(model=args.generator, max_new_tokens=args.max_new_tokens),
-        ChatConfig(),
+        ChatConfig(retrieval=RetrievalConfig(mode=args.mode, top_k=3)),
     )
     for question in CONVERSATION:
         print(f"\nyou> {question}\nassistant> ", end="", flush=True)

@@ -22,13 +22,16 @@ __all__ = [
     "LLaRAEmbedding",
     "LLaRAEncoder",
     "LLaRAError",
+    "LLaRAHybridRetriever",
     "LLaRAPrompts",
     "ModelMismatchError",
     "ModelNotFoundError",
+    "RetrievalConfig",
     "StoreConfig",
     "get_encoder",
     "index_folder",
     "open_index",
+    "open_retriever",
     "open_store",
 ]
 
@@ -40,6 +43,9 @@ _LAZY = {
     "open_index": "llara_rag.store",
     "IngestConfig": "llara_rag.ingest",
     "index_folder": "llara_rag.ingest",
+    "LLaRAHybridRetriever": "llara_rag.retrieval",
+    "RetrievalConfig": "llara_rag.retrieval",
+    "open_retriever": "llara_rag.retrieval",
 }
 
 
