@@ -1,0 +1,225 @@
+"""Does what users retrieve score what ``eval`` measures? Each mode, from ``llara-rag index`` to ``query``.
+
+For each BEIR collection (cranfield and scifact by default):
+
+1. every document is written to a file of its own (the text ``eval`` reads: title and text) and the
+   folder goes through ``llara-rag index`` itself (``cli.main``; ``--chunk-size 512``, the encoder's
+   passage limit, so most documents are one chunk);
+2. each judged test query goes through what ``llara-rag query`` runs (``open_retriever`` + ``search``)
+   in each mode; a document scores as its best chunk, and the 100 best documents are kept;
+3. those runs are scored by the harness's metrics, beside ``eval``'s BM25, LLaRA and hybrid on the same
+   collection and encoder (their corpus vectors come from the evaluation cache when present);
+4. query latency p50 / p95 per mode at k=10, as ``llara-rag query -k 10`` retrieves (query encoding
+   included; the collection and the lexical index are opened once).
+
+The goal (issue #18) is each mode within ±0.005 nDCG@10 of ``eval``'s system. Known differences that
+remain: ingestion embeds a chunk with its ``file_name`` metadata line, which ``eval`` does not; Chroma's
+HNSW search is approximate where ``eval`` computes exact dot products; a document longer than a chunk
+is split instead of truncated.
+
+    python benchmarks/retrieval_paths.py [cranfield scifact] [--model smollm2] [--adapter DIR] [--workdir DIR]
+
+Writes benchmarks/results/retrieval_paths.{md,json}; the work folder keeps each collection's database, so
+a rerun only indexes what is not indexed yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import numpy as np
+
+from llara_rag.cli import main as cli
+from llara_rag.embedding import LLaRAEmbedding
+from llara_rag.encoder import EncoderConfig
+from llara_rag.evaluation import (
+    DEPTH,
+    Collection,
+    EvaluationConfig,
+    VectorCache,
+    build_systems,
+    evaluate_systems,
+    load_collection,
+    mean_scores,
+)
+from llara_rag.fusion import MODES, Run
+from llara_rag.retrieval import RetrievalConfig, open_retriever, search
+from llara_rag.store import StoreConfig
+
+logger = logging.getLogger("retrieval_paths")
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "benchmarks" / "results"
+COLLECTIONS = ("cranfield", "scifact")
+SYSTEM_OF_MODE = {"lexical": "bm25", "dense": "llara", "hybrid": "hybrid"}
+CHUNK_TOKENS = 512
+CHUNKS_PER_QUERY = 2 * DEPTH
+"""Chunks retrieved per query: enough for DEPTH documents when a few documents have two chunks."""
+LATENCY_K = 10
+GOAL = 0.005
+SHOWN = ("nDCG@10", "Recall@100")
+FILE_PREFIX = "doc-"
+
+
+def write_documents(collection: Collection, folder: Path) -> None:
+    """One file per document, named after its (quoted) id, holding the text ``eval`` reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for doc_id, text in zip(collection.doc_ids, collection.doc_texts):
+        path = folder / f"{FILE_PREFIX}{quote(doc_id, safe='')}.txt"
+        if not path.exists():
+            path.write_text(text, encoding="utf-8")
+
+
+def document_of(file_name: str | None) -> str:
+    return unquote(Path(file_name or "").stem.removeprefix(FILE_PREFIX))
+
+
+def index_with_cli(docs: Path, store: StoreConfig, model: str, adapter: str | None) -> None:
+    command = [
+        "index",
+        str(docs),
+        "--db",
+        str(store.path),
+        "--collection",
+        store.collection,
+        "--model",
+        model,
+    ]
+    command += ["--chunk-size", str(CHUNK_TOKENS)] + (["--adapter", adapter] if adapter else [])
+    started = time.perf_counter()
+    if cli(command) != 0:
+        raise SystemExit(f"`llara-rag {' '.join(command)}` failed")
+    logger.info("%s indexed in %.0f s", docs.parent.name, time.perf_counter() - started)
+
+
+def query_path_run(store: StoreConfig, embed_model: LLaRAEmbedding, collection: Collection, mode: str) -> Run:
+    """Each query as ``llara-rag query --mode MODE`` retrieves it, chunks folded into their documents."""
+    retriever = open_retriever(store, embed_model, RetrievalConfig(mode=mode, top_k=CHUNKS_PER_QUERY))
+    run: Run = {}
+    for query_id, question in collection.queries.items():
+        ranking: dict[str, float] = {}
+        for hit in search(retriever, question):
+            ranking.setdefault(document_of(hit.file_name), hit.score)
+        run[query_id] = dict(list(ranking.items())[:DEPTH])
+    return run
+
+
+def latency(
+    store: StoreConfig, embed_model: LLaRAEmbedding, questions: list[str], mode: str
+) -> dict[str, float]:
+    retriever = open_retriever(store, embed_model, RetrievalConfig(mode=mode, top_k=LATENCY_K))
+    search(retriever, questions[0])  # warm-up: first-call allocations are not a query's cost
+    seconds = []
+    for question in questions:
+        started = time.perf_counter()
+        search(retriever, question)
+        seconds.append(time.perf_counter() - started)
+    return {
+        "p50_ms": float(np.percentile(seconds, 50) * 1e3),
+        "p95_ms": float(np.percentile(seconds, 95) * 1e3),
+    }
+
+
+def measure(name: str, args: argparse.Namespace, embed_model: LLaRAEmbedding) -> dict:
+    collection = load_collection(DATA / name)
+    work = args.workdir / name
+    write_documents(collection, work / "docs")
+    store = StoreConfig(path=work / "db", collection=name)
+    index_with_cli(work / "docs", store, args.model, args.adapter)
+
+    evaluation = EvaluationConfig(
+        encoder=EncoderConfig(model=args.model, adapter=args.adapter), systems=("bm25", "llara", "hybrid")
+    )
+    measured = evaluate_systems(collection, build_systems(evaluation, VectorCache()))
+    eval_metrics = {system.name: system.metrics for system in measured.systems}
+    modes = {}
+    for mode in MODES:
+        started = time.perf_counter()
+        metrics = mean_scores(collection.qrels, query_path_run(store, embed_model, collection, mode))
+        expected = eval_metrics[SYSTEM_OF_MODE[mode]]
+        modes[mode] = {
+            "query_path": metrics,
+            "eval": expected,
+            "eval_system": SYSTEM_OF_MODE[mode],
+            "seconds": round(time.perf_counter() - started, 1),
+            "within_goal": abs(metrics["nDCG@10"] - expected["nDCG@10"]) <= GOAL,
+            "latency_k10": latency(store, embed_model, list(collection.queries.values()), mode),
+        }
+        logger.info("%s %s: %s", name, mode, modes[mode])
+    return {
+        "collection": name,
+        "documents": len(collection.doc_ids),
+        "queries": len(collection.queries),
+        "modes": modes,
+    }
+
+
+def markdown(results: list[dict], args: argparse.Namespace, minutes: float) -> str:
+    adapter = f" + adapter `{args.adapter}`" if args.adapter else ""
+    lines = [
+        "# Retrieval paths: `llara-rag index` + `query` against `eval`",
+        "",
+        (
+            f"`python benchmarks/retrieval_paths.py` on {platform.machine()}, model `{args.model}`{adapter}; "
+            f"chunks of {CHUNK_TOKENS} tokens, a document scored as its best chunk; {minutes:.0f} min. Goal: "
+            f"each mode within ±{GOAL} nDCG@10 of `eval`'s system. Latency: one query as `llara-rag query -k "
+            f"{LATENCY_K}` retrieves it, query encoding included."
+        ),
+        "",
+    ]
+    for result in results:
+        lines += [
+            f"### {result['collection']} ({result['documents']} documents, {result['queries']} judged queries)",
+            "",
+            "| mode | eval system | "
+            + " | ".join(f"{metric} query / eval" for metric in SHOWN)
+            + " | Δ nDCG@10 | within goal | p50 / p95 ms |",
+            "|---|---|" + "---:|" * len(SHOWN) + "---:|---|---:|",
+        ]
+        for mode, row in result["modes"].items():
+            cells = [f"{row['query_path'][metric]:.3f} / {row['eval'][metric]:.3f}" for metric in SHOWN]
+            delta = row["query_path"]["nDCG@10"] - row["eval"]["nDCG@10"]
+            speed = f"{row['latency_k10']['p50_ms']:.0f} / {row['latency_k10']['p95_ms']:.0f}"
+            goal = "yes" if row["within_goal"] else "no"
+            lines.append(
+                f"| {mode} | {row['eval_system']} | {' | '.join(cells)} | {delta:+.4f} | {goal} | {speed} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "collections", nargs="*", default=list(COLLECTIONS), help="folders under ../shared/data"
+    )
+    parser.add_argument("--model", default=EncoderConfig().model)
+    parser.add_argument("--adapter", default=None)
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "llara-rag-retrieval-paths"
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    started = time.time()
+    embed_model = LLaRAEmbedding(model_name=args.model, adapter=args.adapter)
+    results = [measure(name, args, embed_model) for name in args.collections]
+    minutes = (time.time() - started) / 60
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "retrieval_paths.md").write_text(markdown(results, args, minutes), encoding="utf-8")
+    payload = {"model": args.model, "adapter": args.adapter, "chunk_tokens": CHUNK_TOKENS, "results": results}
+    (RESULTS / "retrieval_paths.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    print(markdown(results, args, minutes))
+
+
+if __name__ == "__main__":
+    main()
