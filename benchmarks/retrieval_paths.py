@@ -177,7 +177,7 @@ def markdown(results: list[dict], args: argparse.Namespace, minutes: float) -> s
     ]
     for result in results:
         lines += [
-            f"### {result['collection']} ({result['documents']} documents, {result['queries']} judged queries)",
+            f"### {result['collection']} ({result['documents']} documents, {result['queries']} queries)",
             "",
             "| mode | eval system | "
             + " | ".join(f"{metric} query / eval" for metric in SHOWN)

@@ -10,7 +10,7 @@ texts by construction. Before an ``index`` run first writes to a collection it s
 with a new *revision*; after its last write it rebuilds the index and saves it with that revision and
 the chunk count. A run killed anywhere leaves either a stale stamp (the next run rebuilds, a query
 refuses the index and names the fix) or a complete index; never a mix. Rebuilding reads every chunk
-text back from Chroma and takes well under a second for thousands of chunks.
+text back from Chroma; BM25 over 5,000 chunks of 180 words builds in about a second (2 busy CPU cores).
 """
 
 from __future__ import annotations
@@ -209,22 +209,29 @@ def open_lexical_index(config: StoreConfig, collection: Collection) -> LexicalIn
         f"`llara-rag index` on its documents folder (same {'--server' if config.is_server else '--db'} and "
         "--collection; unchanged files are not embedded again)"
     )
+    name, where = config.collection, config.location
     if stamp is None and config.is_server:
         raise LexicalIndexError(
-            f"Collection {config.collection!r} in {config.location} has no lexical (BM25) index on this machine "
-            f"({folder}), which --mode hybrid and --mode lexical need; a server's lexical index is kept by the "
-            f"machine that indexes, so run {rerun} there and copy the folder it writes to {folder}, or query "
-            "with --mode dense."
+            f"Collection {name!r} in {where} has no lexical (BM25) index on this machine ({folder}), which "
+            "--mode hybrid and --mode lexical need; a server's lexical index is kept by the machine that "
+            f"indexes, so run {rerun} there and copy the folder it writes to {folder}, or query with "
+            "--mode dense."
         )
     if stamp is None:
         raise LexicalIndexError(
-            f"Collection {config.collection!r} in {config.location} has no lexical (BM25) index, which --mode "
-            f"hybrid and --mode lexical need; run {rerun} to build it in {folder}, or query with --mode dense."
+            f"Collection {name!r} in {where} has no lexical (BM25) index, which --mode hybrid and --mode "
+            f"lexical need; run {rerun} to build it in {folder}, or query with --mode dense."
         )
     if not is_current(stamp, collection):
         raise LexicalIndexError(
-            f"The lexical index of collection {config.collection!r} in {config.location} does not match the "
-            "collection (an `llara-rag index` run was interrupted or is under way, or another program wrote "
-            f"to it); run {rerun} again to rebuild it."
+            f"The lexical index of collection {name!r} in {where} does not match the collection (an "
+            "`llara-rag index` run was interrupted or is under way, or another program wrote to it); "
+            f"run {rerun} again to rebuild it."
         )
-    return LexicalIndex.load(folder, stamp)
+    try:
+        return LexicalIndex.load(folder, stamp)
+    except FileNotFoundError as error:  # an `index` run replaced this build between the stamp and its files
+        raise LexicalIndexError(
+            f"The lexical index in {folder} was replaced while it was read ({error.filename}); "
+            "run the query again."
+        ) from error

@@ -108,7 +108,8 @@ class LLaRAHybridRetriever(BaseRetriever):
     """A collection searched lexically, densely or both, fused exactly as ``eval``'s hybrid.
 
     Each returned node's metadata says which side(s) returned it and at what rank (:data:`FOUND_BY_KEY`;
-    hidden from the LLM and the embedder).
+    hidden from the LLM and the embedder). The lexical index is the one loaded when the retriever was
+    made: a retriever kept open across an ``index`` run should be opened again.
     """
 
     def __init__(
@@ -121,7 +122,9 @@ class LLaRAHybridRetriever(BaseRetriever):
     ) -> None:
         self.config = config or RetrievalConfig()
         if self.config.mode != "dense" and lexical is None:
-            raise ValueError(f"--mode {self.config.mode} needs the collection's lexical index")
+            raise ValueError(
+                f"mode {self.config.mode!r} needs the collection's lexical index (see open_retriever)"
+            )
         self.collection = collection
         self.embed_model = embed_model
         self.lexical = lexical

@@ -38,7 +38,7 @@ def stored(config: StoreConfig, embed_model) -> dict[str, tuple[str, str]]:
 
 
 def lexical(config: StoreConfig, embed_model) -> dict[str, dict[str, dict[str, float]]]:
-    """What the collection's lexical index answers: word -> chunk id -> BM25 score, over the test vocabulary."""
+    """What the collection's lexical index answers: word -> chunk id -> BM25, over the test vocabulary."""
     index = open_lexical_index(config, open_store(config, embed_model, create=False).collection)
     assert sorted(index.ids) == sorted(stored(config, embed_model))  # the same chunks as Chroma
     return {word: index.search(word, 1000) for word in WORDS}

@@ -52,7 +52,7 @@ def chunks(config: StoreConfig, embed_model) -> dict[str, tuple[str, list[float]
 
 
 class StoredVectors:
-    """The collection's own passage vectors and the embedding's query vectors, as eval's dense system reads them."""
+    """The collection's own passage vectors and the embedding's query vectors, for eval's dense system."""
 
     fingerprint = "stored"
 
