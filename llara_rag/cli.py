@@ -300,6 +300,11 @@ def _add_training_arguments(
     group.add_argument(
         "--restart", action="store_true", help="ignore existing checkpoints instead of resuming"
     )
+    group.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an adapter already at --output that was trained with other settings",
+    )
     group.add_argument("--deepspeed", default=None, help="a DeepSpeed config JSON (multi-GPU runs)")
     group.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs)")
     group.add_argument(
@@ -434,7 +439,7 @@ def _run_adapt(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         chunk_tokens=args.chunk_tokens,
     )
-    result = adapt(args.docs, args.output, training, resume=not args.restart)
+    result = adapt(args.docs, args.output, training, resume=not args.restart, overwrite=args.overwrite)
     _print_adapter(result.adapter, result.training, args.model)
     return 0
 
@@ -500,8 +505,9 @@ def _run_finetune(args: argparse.Namespace) -> int:
         cross_device_negatives=not args.no_cross_device,
         chunk_tokens=args.chunk_tokens,
     )
-    result = finetune(args.pairs, args.output, training, resume=not args.restart)
-    print(result.data.describe())
+    result = finetune(args.pairs, args.output, training, resume=not args.restart, overwrite=args.overwrite)
+    if result.data:
+        print(result.data.describe())
     _print_adapter(result.adapter, result.training, args.model)
     return 0
 

@@ -143,3 +143,38 @@ def test_a_corpus_smaller_than_a_batch_trains_on_what_there_is(tiny_backbone_dir
             tmp_path / "one",
             _arguments(tmp_path / "c", tiny_backbone_dir, stages="contrastive"),
         )
+
+
+def test_a_finished_run_rerun_changes_nothing_and_other_settings_need_overwrite(tiny_backbone_dir, tmp_path):
+    from llara_rag.adapter import adapter_digest
+    from llara_rag.cli import main
+
+    docs = _corpus(tmp_path, [DOCUMENT, "Rust is a systems programming language. Python is a language too."])
+    output = tmp_path / "adapter"
+    argv = [
+        "adapt",
+        str(docs),
+        "--output",
+        str(output),
+        "--base",
+        str(tiny_backbone_dir),
+        "--stages",
+        "contrastive",
+    ]
+    argv += ["--contrastive-steps", "1", "--window", "8", "--whitening-dims", "0"]
+    assert main(argv) == 0
+    digest, checkpoints = (
+        adapter_digest(output),
+        sorted((tmp_path / "adapter.checkpoints").rglob("checkpoint-*")),
+    )
+    assert main(argv) == 0
+    assert adapter_digest(output) == digest, "the same command again keeps the adapter"
+    assert sorted((tmp_path / "adapter.checkpoints").rglob("checkpoint-*")) == checkpoints, (
+        "and trains nothing"
+    )
+    assert main([*argv, "--temperature", "0.1"]) == 2, "other settings never replace an adapter silently"
+    assert adapter_digest(output) == digest
+    assert (
+        main([*argv, "--contrastive-steps", "2", "--contrastive-lr", "0.05", "--overwrite", "--restart"]) == 0
+    )
+    assert adapter_digest(output) != digest

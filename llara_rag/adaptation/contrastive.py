@@ -30,6 +30,7 @@ from llara_rag.adaptation.trainer import (
     AdapterTrainer,
     StageLoss,
     continued_lora_model,
+    finished_adapter,
     last_checkpoint,
     lora_model,
 )
@@ -176,7 +177,8 @@ class ContrastiveTrainer(AdapterTrainer):
 @dataclass
 class FinetuneResult:
     adapter: Path
-    data: PairsSummary
+    data: PairsSummary | None
+    """What the groups were made of; None when the adapter was already complete."""
     training: dict[str, Any]
 
 
@@ -246,9 +248,21 @@ def objective_record(args: ContrastiveArguments) -> dict[str, Any]:
 
 
 def finetune(
-    source: str | Path, adapter_dir: str | Path, args: ContrastiveArguments, *, resume: bool = True
+    source: str | Path,
+    adapter_dir: str | Path,
+    args: ContrastiveArguments,
+    *,
+    resume: bool = True,
+    overwrite: bool = False,
 ) -> FinetuneResult:
-    """Fine-tunes ``args.model`` (+ ``args.start_adapter``) on the groups of ``source``; writes ``adapter_dir``."""
+    """Fine-tunes ``args.model`` (+ ``args.start_adapter``) on the groups of ``source``; writes ``adapter_dir``.
+
+    A finished run re-run returns the adapter it wrote; an adapter of other settings is replaced only
+    with ``overwrite``.
+    """
+    recipe = {"source": str(Path(source).expanduser().resolve()), **args.recipe()}
+    if done := finished_adapter(adapter_dir, recipe, overwrite=overwrite):
+        return FinetuneResult(adapter=Path(adapter_dir), data=None, training=done.training)
     started = time.perf_counter()
     # Before the backbone loads: a dense miner loads (and frees) its own model. Rank 0 first, so the other
     # ranks of a distributed run read its cached corpus vectors instead of encoding the corpus again.
@@ -268,6 +282,7 @@ def finetune(
     )
     trainer = train_contrastive(backbone, model, samples, args, resume=resume)
     training = {
+        "recipe": recipe,
         **trainer.summary(),
         "objective": objective_record(args),
         "mining": {"miner": args.miner, "skip_top": args.skip_top, "depth": args.mine_depth},

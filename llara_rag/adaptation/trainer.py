@@ -44,6 +44,20 @@ TOKEN_ROWS = "trainable_tokens_delta"
 SPECIAL_TOKENS_GROUP = "special_tokens"
 
 
+SCHEDULE_FIELDS = (
+    "learning_rate",
+    "max_steps",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "seed",
+    "warmup_steps",
+    "weight_decay",
+    "lr_scheduler_type",
+)
+"""The TrainingArguments fields that change what is learnt (and so belong to a run's recipe)."""
+
+
 class StageLoss(NamedTuple):
     """One batch's loss, the metrics logged beside it and the in-batch passage embeddings."""
 
@@ -96,6 +110,18 @@ class AdapterArguments(TrainingArguments):
     activation_checkpointing_kwargs: dict[str, Any] | str | None = field(
         default_factory=lambda: {"use_reentrant": False}
     )
+
+    def recipe(self) -> dict[str, Any]:
+        """What decides the trained weights: the stage's own settings and the Trainer's schedule, not its logging.
+
+        Recorded with the adapter, so re-running a finished command is recognised and changes nothing.
+        """
+        import json
+        from dataclasses import fields
+
+        own = {f.name for f in fields(self)} - {f.name for f in fields(TrainingArguments)}
+        values = {name: getattr(self, name) for name in sorted(own | set(SCHEDULE_FIELDS))}
+        return json.loads(json.dumps(values, default=str))
 
     def __post_init__(self) -> None:
         if self.special_tokens_lr_scale < 0:
@@ -173,6 +199,33 @@ def continued_lora_model(backbone: Backbone, directory: str | Path, args: Adapte
         100 * trainable / total,
     )
     return model
+
+
+def finished_adapter(directory: str | Path, recipe: dict[str, Any], *, overwrite: bool) -> AdapterInfo | None:
+    """The adapter already in ``directory`` when it was trained with ``recipe``: re-running changes nothing.
+
+    An adapter trained otherwise is never replaced silently (collections indexed with it would stop
+    opening): without ``overwrite`` the run is refused, naming the settings that differ.
+    """
+    from llara_rag.adapter import LLARA_CONFIG_FILE, read_adapter_info
+
+    if not Path(directory, LLARA_CONFIG_FILE).is_file():
+        return None
+    info = read_adapter_info(directory)
+    recorded = info.training.get("recipe") if info else None
+    if recorded == recipe:
+        logger.info(
+            "%s is already complete with these settings; nothing to do (--overwrite retrains)", directory
+        )
+        return info
+    if overwrite:
+        return None
+    differing = sorted(k for k in {*recipe, *(recorded or {})} if (recorded or {}).get(k) != recipe.get(k))
+    raise InvalidInputError(
+        f"{directory} already holds an adapter trained with other settings ({', '.join(differing[:6]) or 'unrecorded'} "
+        "differ); pass --overwrite to replace it (collections indexed with it will need re-indexing), or choose "
+        "another --output."
+    )
 
 
 def last_checkpoint(args: AdapterArguments, resume: bool) -> str | None:

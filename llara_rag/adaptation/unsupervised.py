@@ -42,6 +42,7 @@ from llara_rag.adaptation.trainer import (
     AdapterTrainer,
     StageLoss,
     continued_lora_model,
+    finished_adapter,
     last_checkpoint,
     lora_model,
 )
@@ -208,7 +209,6 @@ class AdaptationTrainer(AdapterTrainer):
 @dataclass
 class AdaptationResult:
     adapter: Path
-    corpus: CorpusSummary
     training: dict[str, Any]
 
 
@@ -264,8 +264,8 @@ def planned_steps(records: int, args: AdaptationArguments) -> int:
 
 def _stage_one(
     source: str | Path, args: AdaptationArguments, *, resume: bool
-) -> tuple[AdaptationTrainer, CorpusSummary, list[str]]:
-    """Trains EBAE/EBAR on the windows of ``source``; returns the trainer, the reading and the windows."""
+) -> tuple[AdaptationTrainer, CorpusSummary]:
+    """Trains EBAE/EBAR on the windows of ``source``; returns the trainer and what was read."""
     backbone = load_backbone(args.model, device="cpu")
     records, corpus = build_records(source, backbone.tokenizer, args.window_tokens)
     builder = ExampleBuilder(
@@ -305,7 +305,7 @@ def _stage_one(
         )
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.raise_if_collapsed("Try a lower --lr, a higher --lm-weight or a lower --bow-weight.")
-    return trainer, corpus, [record.text for record in records]
+    return trainer, corpus
 
 
 def _stage_one_record(
@@ -320,10 +320,21 @@ def _stage_one_record(
 
 
 def adapt(
-    source: str | Path, adapter_dir: str | Path, args: AdaptationArguments, *, resume: bool = True
+    source: str | Path,
+    adapter_dir: str | Path,
+    args: AdaptationArguments,
+    *,
+    resume: bool = True,
+    overwrite: bool = False,
 ) -> AdaptationResult:
-    """Adapts ``args.model`` to the documents in ``source`` and writes the adapter to ``adapter_dir``."""
-    check_source(source)
+    """Adapts ``args.model`` to the documents in ``source`` and writes the adapter to ``adapter_dir``.
+
+    A finished run re-run returns the adapter it wrote; an adapter of other settings is replaced only
+    with ``overwrite``.
+    """
+    recipe = {"source": str(check_source(source).resolve()), **args.recipe()}
+    if done := finished_adapter(adapter_dir, recipe, overwrite=overwrite):
+        return AdaptationResult(adapter=Path(adapter_dir), training=done.training)
     started, cpu_started = time.perf_counter(), time.process_time()
     stages = args.stage_list
     with_contrastive = "contrastive" in stages
@@ -342,8 +353,10 @@ def adapt(
             logger.info("Stage ebae-ebar already complete in %s; starting the contrastive stage", stage_one)
             records["ebae-ebar"] = finished
         else:
-            trainer, corpus, _ = _stage_one(source, args, resume=resume)
+            cpu = time.process_time()
+            trainer, corpus = _stage_one(source, args, resume=resume)
             records["ebae-ebar"] = _stage_one_record(trainer, args, corpus)
+            records["ebae-ebar"]["cpu_seconds"] = round(time.process_time() - cpu, 1)
             if with_contrastive:
                 trainer.write_adapter(
                     stage_one,
@@ -353,6 +366,7 @@ def adapt(
                 )
         start = stage_one if with_contrastive else None
     if with_contrastive:
+        cpu = time.process_time()
         cargs = args.contrastive(start)
         backbone = load_backbone(args.model, device="cpu")
         samples, pairs, corpus = make_pairs(source, backbone.tokenizer, args.pairs)
@@ -369,9 +383,11 @@ def adapt(
             "objective": objective_record(cargs),
             "pairs": pairs.as_dict(),
             "continued_from": start_record(str(start)) if start else None,
+            "cpu_seconds": round(time.process_time() - cpu, 1),
         }
     assert trainer is not None and corpus is not None
     training = {
+        "recipe": recipe,
         "stages": records,
         "corpus": {"source": str(source), **corpus.as_dict()},
         "seconds": round(time.perf_counter() - started, 1),
@@ -395,7 +411,7 @@ def adapt(
         description=description,
         finish=finish,
     )
-    return AdaptationResult(adapter=adapter, corpus=corpus, training=training)
+    return AdaptationResult(adapter=adapter, training=training)
 
 
 def finished_stage(directory: Path) -> dict[str, Any] | None:
