@@ -19,6 +19,8 @@ from llara_rag.errors import AdapterError
 from llara_rag.prompts import DEFAULT_PROMPTS, LLaRAPrompts
 
 if TYPE_CHECKING:
+    from peft import PeftModel
+
     from llara_rag.backbone import Backbone
 
 logger = logging.getLogger(__name__)
@@ -52,11 +54,54 @@ def require_adapter_files(directory: str | Path) -> Path:
     return path
 
 
+def _unreadable(path: Path, error: Exception) -> AdapterError:
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        reason = f"{'.'.join(map(str, first['loc'])) or 'content'}: {first['msg']}"
+    else:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return AdapterError(
+        f"{path} is unreadable ({reason[:200]}); restore it, or re-run the `llara-rag adapt`/`finetune` "
+        "command that wrote the adapter."
+    )
+
+
+def check_adapter_files(directory: str | Path) -> Path:
+    """Fails with the file's name when the PEFT config is not JSON or the weights are not whole safetensors.
+
+    Checked before PEFT reads them: its own errors for a damaged file read like a backbone mismatch.
+    """
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    path = require_adapter_files(directory)
+    config = path / PEFT_FILES[0]
+    try:
+        parsed = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise _unreadable(config, error) from None
+    if not isinstance(parsed, dict):
+        raise _unreadable(config, TypeError("not a JSON object"))
+    weights = path / PEFT_FILES[1]
+    try:  # opening checks the header and that the file holds every byte it declares
+        with safe_open(str(weights), framework="pt"):
+            pass
+    except (OSError, SafetensorError, ValueError) as error:
+        raise _unreadable(weights, error) from None
+    return path
+
+
 def read_adapter_info(directory: str | Path) -> AdapterInfo | None:
     config = require_adapter_files(directory) / LLARA_CONFIG_FILE
     if not config.is_file():
         return None
-    return AdapterInfo.model_validate_json(config.read_text(encoding="utf-8"))
+    try:
+        return AdapterInfo.model_validate_json(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:  # pydantic's ValidationError is a ValueError
+        raise _unreadable(config, error) from None
 
 
 def write_adapter_info(directory: str | Path, info: AdapterInfo) -> None:
@@ -78,6 +123,7 @@ def adapter_digest(directory: str | Path) -> str:
 
 def check_adapter(backbone: Backbone, directory: str | Path) -> AdapterInfo | None:
     """Reads the adapter's ``llara_config.json`` and refuses it when it was trained on another backbone."""
+    check_adapter_files(directory)
     info = read_adapter_info(directory)
     if info is None:
         logger.warning(
@@ -97,20 +143,35 @@ def check_adapter(backbone: Backbone, directory: str | Path) -> AdapterInfo | No
     return info
 
 
+def load_peft(backbone: Backbone, directory: str | Path, *, trainable: bool = False) -> PeftModel:
+    """The adapter's LoRA on the backbone, after its files and its recorded backbone are checked.
+
+    A shape mismatch is reported in one line (PEFT lists every tensor), and names the missing
+    ``llara_config.json`` when that is why the mismatch was not caught before loading.
+    """
+    from peft import PeftModel
+
+    info = check_adapter(backbone, directory)
+    try:
+        return PeftModel.from_pretrained(backbone.model, str(directory), is_trainable=trainable)
+    except (RuntimeError, ValueError, KeyError) as error:
+        first = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), None)
+        detail = first or (str(error).strip().splitlines() or [type(error).__name__])[0]
+        unknown = (
+            f" It has no {LLARA_CONFIG_FILE}, so the backbone it was trained on is unknown: pass that one as model."
+            if info is None
+            else ""
+        )
+        raise AdapterError(
+            f"Adapter {directory} does not fit backbone {backbone.source.identity} ({detail[:200]}).{unknown}"
+        ) from None
+
+
 def apply_adapter(backbone: Backbone, directory: str | Path) -> None:
     """Loads a LoRA adapter onto the backbone and merges it, so inference costs what the base costs.
 
     Both training stages write one LoRA relative to the base backbone (the contrastive stage keeps
     training the adaptation LoRA rather than stacking a second one), so one load serves either stage.
     """
-    from peft import PeftModel
-
-    check_adapter(backbone, directory)
-    try:
-        peft_model = PeftModel.from_pretrained(backbone.model, str(directory))
-    except (RuntimeError, ValueError, KeyError) as error:
-        raise AdapterError(
-            f"Adapter {directory} does not fit backbone {backbone.source.identity}: {error}"
-        ) from error
-    backbone.model = peft_model.merge_and_unload()
+    backbone.model = load_peft(backbone, directory).merge_and_unload()
     backbone.model.eval()

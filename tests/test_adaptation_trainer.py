@@ -210,7 +210,8 @@ def test_cli_adapt(tiny_backbone_dir, docs, tmp_path, capsys):
     assert "Adapter written to" in capsys.readouterr().out
     assert main(["adapt", str(tmp_path / "missing"), "--output", str(tmp_path / "x")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main([*argv[:-2], "--max-steps", "1", "--whitening-dims", "999"]) == 2
+    elsewhere = ["--output", str(tmp_path / "other")]
+    assert main([*argv[:-2], "--max-steps", "1", "--whitening-dims", "999", *elsewhere]) == 2
     assert "--whitening-dims 999 exceeds the 32 dimensions" in capsys.readouterr().err
     assert main([*argv, "--special-tokens-lr-scale", "-1"]) == 2
     assert "--special-tokens-lr-scale -1.0 is negative" in capsys.readouterr().err

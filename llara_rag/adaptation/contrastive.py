@@ -29,6 +29,7 @@ from llara_rag.adaptation.trainer import (
     AdapterArguments,
     AdapterTrainer,
     StageLoss,
+    clear_checkpoints,
     continued_lora_model,
     finished_adapter,
     last_checkpoint,
@@ -85,6 +86,10 @@ class ContrastiveArguments(AdapterArguments):
     per_device_train_batch_size: int = 64
     dataloader_drop_last: bool = True  # cross-device gathering needs equal batches on every rank
 
+    def __post_init__(self) -> None:
+        check_contrastive_settings(self.temperature, self.chunk_tokens, self.per_device_train_batch_size)
+        super().__post_init__()
+
     @property
     def loss(self) -> InfoNCEConfig:
         return InfoNCEConfig(
@@ -102,6 +107,22 @@ class ContrastiveArguments(AdapterArguments):
             depth=self.mine_depth,
             seed=self.seed,
             encoder=EncoderConfig(model=self.model, adapter=self.start_adapter),
+        )
+
+
+def check_contrastive_settings(temperature: float, chunk_tokens: int, batch_size: int) -> None:
+    """Refuses impossible loss settings before anything loads, with the flag to change."""
+    from pydantic import ValidationError
+
+    try:
+        InfoNCEConfig(temperature=temperature, chunk_tokens=chunk_tokens)
+    except ValidationError as error:
+        first = error.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-")
+        raise InvalidInputError(f"{flag} {first['input']}: {first['msg']}.") from None
+    if batch_size < 2:
+        raise InvalidInputError(
+            f"A contrastive batch of {batch_size} has no in-batch negative; pass a batch size of 2 or more."
         )
 
 
@@ -193,6 +214,16 @@ def start_record(directory: str) -> dict[str, Any]:
     }
 
 
+def check_groups(samples: Sequence[GroupSample], world: int = 1) -> None:
+    """In-batch negatives need at least two groups per device, from two different documents."""
+    sources = len({sample.keys[0] for sample in samples})
+    if len(samples) < 2 * world or sources < 2:
+        raise InvalidInputError(
+            f"{len(samples)} training groups from {sources} distinct document(s) are too few for in-batch "
+            f"negatives; at least {2 * world} groups from 2 documents are needed."
+        )
+
+
 def train_contrastive(
     backbone: Backbone,
     model: PeftModel,
@@ -203,12 +234,7 @@ def train_contrastive(
 ) -> ContrastiveTrainer:
     """Trains ``model`` with InfoNCE on ``samples``; a corpus smaller than a batch trains on smaller batches."""
     world = max(1, args.world_size)
-    sources = len({sample.keys[0] for sample in samples})
-    if len(samples) < 2 * world or sources < 2:
-        raise InvalidInputError(
-            f"{len(samples)} training groups from {sources} distinct document(s) are too few for in-batch "
-            f"negatives; at least {2 * world} groups from 2 documents are needed."
-        )
+    check_groups(samples, world)
     if len(samples) < args.per_device_train_batch_size * world:
         logger.warning(
             "Only %d training groups: training on batches of %d instead of %d (fewer in-batch negatives).",
@@ -247,6 +273,25 @@ def objective_record(args: ContrastiveArguments) -> dict[str, Any]:
     }
 
 
+def source_digest(source: str | Path) -> str:
+    """What the training data was: a hash of the file, or of a BEIR folder's corpus, queries and qrels."""
+    import hashlib
+
+    path = Path(source).expanduser()
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(p for p in path.rglob("*") if p.is_file())
+        if path.is_dir()
+        else []
+    )
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.relative_to(path) if file != path else file.name).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def finetune(
     source: str | Path,
     adapter_dir: str | Path,
@@ -258,11 +303,20 @@ def finetune(
     """Fine-tunes ``args.model`` (+ ``args.start_adapter``) on the groups of ``source``; writes ``adapter_dir``.
 
     A finished run re-run returns the adapter it wrote; an adapter of other settings is replaced only
-    with ``overwrite``.
+    with ``overwrite``, which trains from scratch.
     """
-    recipe = {"source": str(Path(source).expanduser().resolve()), **args.recipe()}
-    if done := finished_adapter(adapter_dir, recipe, overwrite=overwrite):
+    from llara_rag.adapter import adapter_digest
+
+    recipe = {
+        "source": source_digest(source),
+        "start_adapter_digest": adapter_digest(args.start_adapter) if args.start_adapter else None,
+        **args.recipe(),
+    }
+    if not overwrite and (done := finished_adapter(adapter_dir, recipe)):
         return FinetuneResult(adapter=Path(adapter_dir), data=None, training=done.training)
+    if overwrite or not resume:
+        clear_checkpoints(args.output_dir)
+        resume = False
     started = time.perf_counter()
     # Before the backbone loads: a dense miner loads (and frees) its own model. Rank 0 first, so the other
     # ranks of a distributed run read its cached corpus vectors instead of encoding the corpus again.

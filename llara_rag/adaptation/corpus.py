@@ -210,6 +210,14 @@ def document_key(text: str) -> str:
     return hashlib.sha1(" ".join(text.lower().split()).encode()).hexdigest()
 
 
+def corpus_digest(source: str | Path) -> str:
+    """A hash of the distinct documents of ``source`` in reading order: equal digests, equal training text."""
+    digest = hashlib.sha256()
+    for _, text in iter_documents(source, CorpusSummary()):
+        digest.update(document_key(text).encode())
+    return digest.hexdigest()[:16]
+
+
 def build_records(
     source: str | Path, tokenizer: PreTrainedTokenizerBase, window_tokens: int = 128
 ) -> tuple[list[Record], CorpusSummary]:

@@ -157,8 +157,8 @@ class CachedInfoNCE:
     """InfoNCE of queries against groups of passages, embedded chunk by chunk through a gradient cache.
 
     ``batch`` holds ``query_*`` and ``passage_*`` inputs (each padded to its own length) and the rows'
-    ``query_keys``/``passage_keys``. Called in training mode, the returned loss carries a backward hook
-    that re-embeds each chunk with a graph; outside training (or ``chunk_tokens`` 0) it is a plain loss.
+    ``query_keys``/``passage_keys``. With gradients enabled, the returned loss carries a backward hook that
+    re-embeds each chunk with a graph; under ``torch.no_grad`` (or ``chunk_tokens`` 0) it is a plain loss.
     """
 
     def __init__(self, config: InfoNCEConfig, group_size: int) -> None:
@@ -219,12 +219,13 @@ class CachedInfoNCE:
         import torch
 
         work = [(side, part, state) for side in plan for part, state in zip(plan[side], states[side])]
-        # Under DDP, gradients are reduced once, on the last backward of the step.
-        no_sync = getattr(model, "no_sync", None)
+        # Under DDP, gradients are reduced once, on the last backward of the step (other engines, such as
+        # DeepSpeed, reduce as they go).
+        ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
         with torch.enable_grad():
             for index, (side, (rows, inputs), state) in enumerate(work):
                 last = index == len(work) - 1
-                with state.replay(), no_sync() if no_sync and not last else nullcontext():
+                with state.replay(), model.no_sync() if ddp and not last else nullcontext():
                     vectors = embed(model, inputs)
                     (vectors * cache[side][rows] * grad_output).sum().backward()
 

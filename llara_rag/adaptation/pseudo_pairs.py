@@ -7,8 +7,9 @@ several) into one (pseudo-query, positive passage) pair:
   a passage without two sentences falls back to crops;
 - ``crop``, independent random crops (Contriever, Izacard et al. 2021): a short span as the query, an
   independent longer span of the same passage as the positive;
-- ``next``, contrastive EBAR: a window through the query prompt against the window that follows it, what
-  LLaRA's "predict the following passage" prompt asks for (windows without a successor are skipped);
+- ``next``, contrastive EBAR: the end of a window (``query_tokens``) through the query prompt against the
+  window that follows it, what LLaRA's "predict the following passage" prompt asks for (windows without a
+  successor are skipped);
 - ``title``: a document's first line, when it is short and followed by text, against that text.
 
 Every pair carries its document's key, so two pairs of one document (or of duplicate documents) never serve
@@ -48,6 +49,9 @@ class PairConfig(BaseModel):
 
     maker: PairMaker = Field(default="ict", description="ict, crop, next or title.")
     passage_tokens: int = Field(default=128, gt=0, description="Tokens of a passage pairs are made from.")
+    query_tokens: int = Field(
+        default=64, gt=0, description="next: the query is the end of its window, this many tokens."
+    )
     keep_sentence: float = Field(
         default=0.1, ge=0, le=1, description="ict: how often the query sentence stays in its positive."
     )
@@ -112,6 +116,12 @@ def title_pair(document: str) -> tuple[str, str] | None:
     return first, rest.strip()
 
 
+def tail(text: str, tokenizer: PreTrainedTokenizerBase, tokens: int) -> str:
+    """The last ``tokens`` tokens of ``text``, as a slice of it (the query side keeps only its first ones)."""
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return text if len(offsets) <= tokens else text[offsets[-tokens][0] :].strip()
+
+
 def make_pairs(
     source: str | Path, tokenizer: PreTrainedTokenizerBase, config: PairConfig
 ) -> tuple[list[GroupSample], PairsReport, CorpusSummary]:
@@ -120,6 +130,7 @@ def make_pairs(
     rng = random.Random(config.seed)
     samples: list[GroupSample] = []
     keys: dict[str, int] = {}
+    seen_passages: set[str] = set()
     passages = fallbacks = 0
     for doc_id, text in iter_documents(source, summary):
         if not text.strip():
@@ -140,8 +151,15 @@ def make_pairs(
         windows = window_texts(text, tokenizer, config.passage_tokens)
         passages += len(windows)
         for index, window in enumerate(windows):
+            if (
+                document_key(window) in seen_passages
+            ):  # boilerplate shared by documents: one pair, not a negative
+                summary.duplicate_windows += 1
+                continue
+            seen_passages.add(document_key(window))
             if config.maker == "next":
-                pair = (window, windows[index + 1]) if index + 1 < len(windows) else None
+                following = windows[index + 1] if index + 1 < len(windows) else None
+                pair = (tail(window, tokenizer, config.query_tokens), following) if following else None
             elif config.maker == "ict":
                 pair = ict_pair(window, rng, config.keep_sentence)
                 if pair is None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from llara_rag.adapter import AdapterInfo, check_adapter, write_adapter_info
+from llara_rag.adapter import AdapterInfo, load_peft, write_adapter_info
 from llara_rag.backbone import DEFAULT_MODEL, Backbone
 from llara_rag.errors import AdapterError, EmbeddingCollapseError, InvalidInputError
 
@@ -56,6 +56,10 @@ SCHEDULE_FIELDS = (
     "lr_scheduler_type",
 )
 """The TrainingArguments fields that change what is learnt (and so belong to a run's recipe)."""
+MEMORY_FIELDS = ("chunk_tokens",)
+CHECKPOINT_SUBFOLDERS = ("contrastive", "ebae-ebar-adapter")
+"""What a multi-stage run keeps beside its checkpoints: the later stage's, and the earlier stage's adapter."""
+"""Settings that only bound memory: changing them does not make a finished run a different one."""
 
 
 class StageLoss(NamedTuple):
@@ -119,7 +123,9 @@ class AdapterArguments(TrainingArguments):
         import json
         from dataclasses import fields
 
-        own = {f.name for f in fields(self)} - {f.name for f in fields(TrainingArguments)}
+        own = (
+            {f.name for f in fields(self)} - {f.name for f in fields(TrainingArguments)} - set(MEMORY_FIELDS)
+        )
         values = {name: getattr(self, name) for name in sorted(own | set(SCHEDULE_FIELDS))}
         return json.loads(json.dumps(values, default=str))
 
@@ -175,16 +181,8 @@ def continued_lora_model(backbone: Backbone, directory: str | Path, args: Adapte
     adapter relative to the base backbone, which every loader already handles; ``args``' LoRA shape is
     then ignored in favour of the adapter's own.
     """
-    from peft import PeftModel
-
-    check_adapter(backbone, directory)
     backbone.model.train()
-    try:
-        model = PeftModel.from_pretrained(backbone.model, str(directory), is_trainable=True)
-    except (RuntimeError, ValueError, KeyError) as error:
-        raise AdapterError(
-            f"Adapter {directory} does not fit backbone {backbone.source.identity}: {error}"
-        ) from error
+    model = load_peft(backbone, directory, trainable=True)
     if args.activation_checkpointing:
         model.enable_input_require_grads()
     lora = model.peft_config["default"]
@@ -201,31 +199,43 @@ def continued_lora_model(backbone: Backbone, directory: str | Path, args: Adapte
     return model
 
 
-def finished_adapter(directory: str | Path, recipe: dict[str, Any], *, overwrite: bool) -> AdapterInfo | None:
+def finished_adapter(directory: str | Path, recipe: dict[str, Any]) -> AdapterInfo | None:
     """The adapter already in ``directory`` when it was trained with ``recipe``: re-running changes nothing.
 
-    An adapter trained otherwise is never replaced silently (collections indexed with it would stop
-    opening): without ``overwrite`` the run is refused, naming the settings that differ.
+    An adapter trained otherwise (or unreadable) is never replaced silently, since collections indexed
+    with it would stop opening: the run is refused, naming the settings that differ (``--overwrite``).
     """
     from llara_rag.adapter import LLARA_CONFIG_FILE, read_adapter_info
 
-    if not Path(directory, LLARA_CONFIG_FILE).is_file():
+    path = Path(directory)
+    if not path.exists():
         return None
-    info = read_adapter_info(directory)
+    try:
+        info = read_adapter_info(path) if (path / LLARA_CONFIG_FILE).is_file() else None
+    except AdapterError as error:
+        raise InvalidInputError(f"{error} Or pass --overwrite to train a new adapter in its place.") from None
     recorded = info.training.get("recipe") if info else None
     if recorded == recipe:
-        logger.info(
-            "%s is already complete with these settings; nothing to do (--overwrite retrains)", directory
-        )
+        logger.info("%s is already complete with these settings; nothing to do", directory)
         return info
-    if overwrite:
-        return None
     differing = sorted(k for k in {*recipe, *(recorded or {})} if (recorded or {}).get(k) != recipe.get(k))
-    raise InvalidInputError(
-        f"{directory} already holds an adapter trained with other settings ({', '.join(differing[:6]) or 'unrecorded'} "
-        "differ); pass --overwrite to replace it (collections indexed with it will need re-indexing), or choose "
-        "another --output."
+    what = (
+        f"trained with other settings ({', '.join(differing[:6])} differ)" if recorded else "not of this run"
     )
+    raise InvalidInputError(
+        f"{directory} already exists, {what}; pass --overwrite to replace it (collections indexed with an "
+        "adapter there will need re-indexing), or choose another --output."
+    )
+
+
+def clear_checkpoints(output_dir: str | Path) -> None:
+    """Removes a previous run's checkpoints (a fresh start must not resume them, nor have them rotate its own)."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return
+    for item in folder.iterdir():
+        if item.is_dir() and (item.name.startswith("checkpoint-") or item.name in CHECKPOINT_SUBFOLDERS):
+            shutil.rmtree(item)
 
 
 def last_checkpoint(args: AdapterArguments, resume: bool) -> str | None:

@@ -25,11 +25,19 @@ from pydantic import ValidationError
 
 from llara_rag.adaptation.contrastive import (
     ContrastiveArguments,
+    check_contrastive_settings,
+    check_groups,
     objective_record,
     start_record,
     train_contrastive,
 )
-from llara_rag.adaptation.corpus import CorpusSummary, build_records, check_source, write_records
+from llara_rag.adaptation.corpus import (
+    CorpusSummary,
+    build_records,
+    check_source,
+    corpus_digest,
+    write_records,
+)
 from llara_rag.adaptation.objective import (
     ExampleBuilder,
     ObjectiveConfig,
@@ -41,6 +49,7 @@ from llara_rag.adaptation.trainer import (
     AdapterArguments,
     AdapterTrainer,
     StageLoss,
+    clear_checkpoints,
     continued_lora_model,
     finished_adapter,
     last_checkpoint,
@@ -61,6 +70,23 @@ RECORDS_FILE = "records.jsonl"
 """The training windows, saved beside the checkpoints so what the adapter learnt from can be inspected."""
 STAGES = ("ebae-ebar", "contrastive")
 STAGE_ONE_ADAPTER = "ebae-ebar-adapter"
+CONTRASTIVE_FIELDS = frozenset(
+    {
+        "stages",
+        "pair_maker",
+        "contrastive_max_steps",
+        "contrastive_epochs",
+        "contrastive_learning_rate",
+        "contrastive_batch_size",
+        "temperature",
+        "query_max_length",
+        "passage_max_length",
+    }
+)
+"""Settings of the contrastive stage alone: changing them does not retrain a finished stage 1."""
+WHITENING_FIELDS = frozenset({"whitening_dims", "whitening_samples"})
+CONTRASTIVE_DEFAULTS = frozenset({"output_dir", "logging_dir", "dataloader_drop_last", "run_name"})
+"""Fields the contrastive stage keeps its own value of rather than taking stage 1's."""
 """Stage 1's finished adapter, inside the checkpoint folder: stage 2 starts from it, a rerun skips stage 1."""
 
 
@@ -90,7 +116,7 @@ class AdaptationArguments(AdapterArguments):
     whitening_samples: int = field(default=512, metadata={"help": "windows the whitening is fitted on"})
     stages: str = field(
         default="ebae-ebar,contrastive",
-        metadata={"help": "the stages to run, in order: ebae-ebar, contrastive"},
+        metadata={"help": "the stages to run: ebae-ebar, contrastive or both (ebae-ebar always runs first)"},
     )
     pair_maker: str = field(
         default="ict", metadata={"help": "contrastive pairs: ict (inverse cloze), crop, next or title"}
@@ -120,7 +146,13 @@ class AdaptationArguments(AdapterArguments):
             raise InvalidInputError(
                 f"--stages {self.stages!r}: choose one or both of {', '.join(STAGES)} (comma-separated)."
             )
-        PairConfig(maker=self.pair_maker)  # type: ignore[arg-type] - validated here, before any model loads
+        try:
+            self.pairs  # noqa: B018 - builds (and so validates) the pair maker's settings before any model loads
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise InvalidInputError(f"--pair-maker {self.pair_maker!r}: {first['msg']}.") from None
+        if "contrastive" in self.stage_list:
+            check_contrastive_settings(self.temperature, self.chunk_tokens, self.contrastive_batch_size)
         try:
             ObjectiveConfig.model_validate(self._objective_values())
         except ValidationError as error:
@@ -149,50 +181,28 @@ class AdaptationArguments(AdapterArguments):
         return PairConfig(
             maker=self.pair_maker,  # type: ignore[arg-type] - validated in __post_init__
             passage_tokens=self.passage_max_length,
+            query_tokens=self.query_max_length,
             seed=self.seed,
         )
 
     def contrastive(self, start_adapter: Path | None) -> ContrastiveArguments:
-        """The contrastive stage's arguments: the shared settings, its own schedule, checkpoints in a subfolder."""
-        shared = {
-            name: getattr(self, name)
-            for name in (
-                "model",
-                "lora_r",
-                "lora_alpha",
-                "lora_dropout",
-                "lora_target_modules",
-                "train_special_tokens",
-                "special_tokens_lr_scale",
-                "collapse_threshold",
-                "collapse_patience",
-                "stop_on_collapse",
-                "logging_steps",
-                "save_steps",
-                "save_total_limit",
-                "seed",
-                "disable_tqdm",
-                "activation_checkpointing",
-                "bf16",
-                "deepspeed",
-                "report_to",
-                "temperature",
-                "chunk_tokens",
-                "query_max_length",
-                "passage_max_length",
-            )
+        """The contrastive stage's arguments: every shared setting, its own schedule, checkpoints in a subfolder."""
+        from dataclasses import fields
+
+        own = {f.name for f in fields(ContrastiveArguments) if f.init}
+        shared = {name: getattr(self, name) for name in own & {f.name for f in fields(self) if f.init}}
+        stage = {
+            "output_dir": str(Path(self.output_dir) / "contrastive"),
+            "start_adapter": str(start_adapter) if start_adapter else None,
+            "max_steps": self.contrastive_max_steps,
+            "num_train_epochs": self.contrastive_epochs,
+            "learning_rate": self.contrastive_learning_rate,
+            "per_device_train_batch_size": self.contrastive_batch_size,
+            "negatives": 0,
+            "miner": "none",
         }
-        return ContrastiveArguments(
-            **shared,
-            output_dir=str(Path(self.output_dir) / "contrastive"),
-            start_adapter=str(start_adapter) if start_adapter else None,
-            max_steps=self.contrastive_max_steps,
-            num_train_epochs=self.contrastive_epochs,
-            learning_rate=self.contrastive_learning_rate,
-            per_device_train_batch_size=self.contrastive_batch_size,
-            negatives=0,
-            miner="none",
-        )
+        kept = {name: value for name, value in shared.items() if name not in CONTRASTIVE_DEFAULTS}
+        return ContrastiveArguments(**(kept | stage))
 
 
 class AdaptationTrainer(AdapterTrainer):
@@ -330,33 +340,42 @@ def adapt(
     """Adapts ``args.model`` to the documents in ``source`` and writes the adapter to ``adapter_dir``.
 
     A finished run re-run returns the adapter it wrote; an adapter of other settings is replaced only
-    with ``overwrite``.
+    with ``overwrite``, which trains from scratch (as ``resume=False`` does).
     """
-    recipe = {"source": str(check_source(source).resolve()), **args.recipe()}
-    if done := finished_adapter(adapter_dir, recipe, overwrite=overwrite):
+    recipe = {"corpus_digest": corpus_digest(check_source(source)), **args.recipe()}
+    if not overwrite and (done := finished_adapter(adapter_dir, recipe)):
         return AdaptationResult(adapter=Path(adapter_dir), training=done.training)
+    if overwrite or not resume:
+        clear_checkpoints(args.output_dir)
+        resume = False
     started, cpu_started = time.perf_counter(), time.process_time()
     stages = args.stage_list
     with_contrastive = "contrastive" in stages
+    # Everything that can be refused is checked before the first stage trains.
     backbone = load_backbone(args.model, device="cpu")
     texts = [record.text for record in build_records(source, backbone.tokenizer, args.window_tokens)[0]]
     finish = whitening_step(args, texts, backbone.hidden_size)
+    if with_contrastive:
+        samples, pairs, corpus = make_pairs(source, backbone.tokenizer, args.pairs)
+        check_groups(samples, max(1, args.world_size))
     del backbone
     records: dict[str, Any] = {}
     stage_one = Path(args.output_dir) / STAGE_ONE_ADAPTER
-    start: Path | None = None
+    stage_one_recipe = {k: v for k, v in recipe.items() if k not in CONTRASTIVE_FIELDS | WHITENING_FIELDS}
     trainer: AdapterTrainer | None = None
-    corpus: CorpusSummary | None = None
     if "ebae-ebar" in stages:
-        finished = finished_stage(stage_one) if with_contrastive else None
+        finished = finished_stage(stage_one, stage_one_recipe) if with_contrastive else None
         if finished is not None:
             logger.info("Stage ebae-ebar already complete in %s; starting the contrastive stage", stage_one)
             records["ebae-ebar"] = finished
         else:
             cpu = time.process_time()
             trainer, corpus = _stage_one(source, args, resume=resume)
-            records["ebae-ebar"] = _stage_one_record(trainer, args, corpus)
-            records["ebae-ebar"]["cpu_seconds"] = round(time.process_time() - cpu, 1)
+            records["ebae-ebar"] = {
+                "recipe": stage_one_recipe,
+                **_stage_one_record(trainer, args, corpus),
+                "cpu_seconds": round(time.process_time() - cpu, 1),
+            }
             if with_contrastive:
                 trainer.write_adapter(
                     stage_one,
@@ -364,12 +383,13 @@ def adapt(
                     training=records["ebae-ebar"],
                     description=f"Stage 1 (EBAE + EBAR) of an adaptation to `{source}`.",
                 )
-        start = stage_one if with_contrastive else None
+                del trainer  # its model and optimizer state are not needed by stage 2
+                trainer = None
     if with_contrastive:
+        start = stage_one if "ebae-ebar" in stages else None
         cpu = time.process_time()
         cargs = args.contrastive(start)
         backbone = load_backbone(args.model, device="cpu")
-        samples, pairs, corpus = make_pairs(source, backbone.tokenizer, args.pairs)
         model = continued_lora_model(backbone, start, cargs) if start else lora_model(backbone, cargs)
         logger.info(
             "Stage contrastive: %d %s pairs, %d a step, in-batch negatives",
@@ -385,7 +405,7 @@ def adapt(
             "continued_from": start_record(str(start)) if start else None,
             "cpu_seconds": round(time.process_time() - cpu, 1),
         }
-    assert trainer is not None and corpus is not None
+    assert trainer is not None
     training = {
         "recipe": recipe,
         "stages": records,
@@ -414,11 +434,19 @@ def adapt(
     return AdaptationResult(adapter=adapter, training=training)
 
 
-def finished_stage(directory: Path) -> dict[str, Any] | None:
-    """A finished stage adapter's training record, or None when the stage has not completed."""
+def finished_stage(directory: Path, recipe: dict[str, Any]) -> dict[str, Any] | None:
+    """A finished stage adapter's training record when it was trained with ``recipe``, else None (retrain)."""
     from llara_rag.adapter import LLARA_CONFIG_FILE, read_adapter_info
+    from llara_rag.errors import AdapterError
 
     if not (directory / LLARA_CONFIG_FILE).is_file():
         return None
-    info = read_adapter_info(directory)
-    return info.training if info else None
+    try:
+        info = read_adapter_info(directory)
+    except AdapterError as error:
+        logger.warning("Retraining stage ebae-ebar: %s", error)
+        return None
+    if info is None or info.training.get("recipe") != recipe:
+        logger.info("Stage ebae-ebar in %s was trained with other settings; training it again", directory)
+        return None
+    return info.training

@@ -1,0 +1,73 @@
+"""The adapter directory: damaged files are named in one line, never a traceback from PEFT or pydantic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from llara_rag.adapter import LLARA_CONFIG_FILE, PEFT_FILES, read_adapter_info
+from llara_rag.cli import main
+from llara_rag.encoder import LLaRAEncoder
+from llara_rag.errors import AdapterError
+from llara_rag.testing import build_tiny_backbone
+
+
+@pytest.fixture(scope="module")
+def adapter(tiny_backbone_dir, tmp_path_factory) -> Path:
+    """A real adapter written by `llara-rag adapt` (one contrastive step) on a few documents."""
+    docs = tmp_path_factory.mktemp("docs")
+    for index, text in enumerate(
+        ["cats purr when happy. dogs bark when happy.", "rust is a language. python is."]
+    ):
+        (docs / f"{index}.txt").write_text(text)
+    output = tmp_path_factory.mktemp("adapter") / "adapter"
+    argv = ["adapt", str(docs), "--output", str(output), "--base", str(tiny_backbone_dir)]
+    assert main([*argv, "--stages", "contrastive", "--contrastive-steps", "1", "--whitening-dims", "0"]) == 0
+    return output
+
+
+def _damaged(adapter: Path, tmp_path: Path, name: str, content: bytes | None) -> Path:
+    import shutil
+
+    copy = tmp_path / "damaged"
+    shutil.copytree(adapter, copy)
+    if content is None:
+        (copy / name).unlink()
+    else:
+        (copy / name).write_bytes(content)
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (LLARA_CONFIG_FILE, b"{not json", "llara_config.json is unreadable"),
+        (LLARA_CONFIG_FILE, b'{"backbone": 3}', "llara_config.json is unreadable"),
+        (PEFT_FILES[0], b"[1, 2", "adapter_config.json is unreadable"),
+        (PEFT_FILES[1], b"\x00\x01 random bytes", "adapter_model.safetensors is unreadable"),
+    ],
+)
+def test_a_damaged_file_is_named(tiny_backbone_dir, adapter, tmp_path, name, content, message):
+    damaged = _damaged(adapter, tmp_path, name, content)
+    with pytest.raises(AdapterError, match=message) as caught:
+        LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(damaged))
+    assert "\n" not in str(caught.value)
+
+
+def test_a_truncated_weights_file_is_named(tiny_backbone_dir, adapter, tmp_path):
+    weights = (adapter / PEFT_FILES[1]).read_bytes()
+    damaged = _damaged(adapter, tmp_path, PEFT_FILES[1], weights[: len(weights) // 2])
+    with pytest.raises(AdapterError, match="adapter_model.safetensors is unreadable"):
+        LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(damaged))
+
+
+def test_without_llara_config_a_mismatch_says_why_it_was_not_caught(adapter, tmp_path):
+    damaged = _damaged(adapter, tmp_path, LLARA_CONFIG_FILE, None)
+    assert read_adapter_info(damaged) is None
+    other = build_tiny_backbone(tmp_path / "other", hidden_size=48)
+    with pytest.raises(AdapterError, match="has no llara_config.json") as caught:
+        LLaRAEncoder(model=str(other), adapter=str(damaged))
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 600
