@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llara_rag.adaptation.corpus import document_key
-from llara_rag.adaptation.info_nce import CachedInfoNCE, InfoNCEConfig
+from llara_rag.adaptation.info_nce import DEFAULT_CHUNK_TOKENS, CachedInfoNCE, InfoNCEConfig
 from llara_rag.adaptation.pairs import MiningConfig, PairsSummary, TrainingGroup, load_groups
 from llara_rag.adaptation.trainer import (
     AdapterArguments,
@@ -75,7 +75,7 @@ class ContrastiveArguments(AdapterArguments):
         default=True, metadata={"help": "score each query against the passages of every device"}
     )
     chunk_tokens: int = field(
-        default=2400,
+        default=DEFAULT_CHUNK_TOKENS,
         metadata={
             "help": "tokens embedded with a graph at a time (gradient cache: memory no longer grows with "
             "the batch); 0: the whole batch at once"

@@ -38,6 +38,7 @@ from llara_rag.adaptation.corpus import (
     corpus_digest,
     write_records,
 )
+from llara_rag.adaptation.info_nce import DEFAULT_CHUNK_TOKENS
 from llara_rag.adaptation.objective import (
     ExampleBuilder,
     ObjectiveConfig,
@@ -109,8 +110,9 @@ class AdaptationArguments(AdapterArguments):
     whitening_dims: int = field(
         default=-1,
         metadata={
-            "help": "directions kept by the domain whitening fitted after training on the windows "
-            "(-1: a quarter of the hidden size, 0: no whitening)"
+            "help": "directions kept by the domain whitening fitted after training on the windows (-1: a "
+            "quarter of the hidden size after EBAE/EBAR alone, none after the contrastive stage, where it "
+            "measured worse; 0: none)"
         },
     )
     whitening_samples: int = field(default=512, metadata={"help": "windows the whitening is fitted on"})
@@ -133,7 +135,8 @@ class AdaptationArguments(AdapterArguments):
     )
     temperature: float = field(default=0.05, metadata={"help": "contrastive InfoNCE temperature"})
     chunk_tokens: int = field(
-        default=2400, metadata={"help": "tokens embedded with a graph at a time (bounds memory); 0: all"}
+        default=DEFAULT_CHUNK_TOKENS,
+        metadata={"help": "tokens embedded with a graph at a time (bounds memory); 0: all"},
     )
     query_max_length: int = field(default=64, metadata={"help": "pseudo-query tokens kept"})
     passage_max_length: int = field(
@@ -245,7 +248,9 @@ def whitening_step(
 
     Built before training, so an impossible ``whitening_dims`` is refused before the hours of training.
     """
-    if args.whitening_dims == 0:
+    if args.whitening_dims == 0 or (args.whitening_dims < 0 and "contrastive" in args.stage_list):
+        # After the contrastive stage whitening cost Cranfield 0.113 Recall@100 (0.557 vs 0.670) and the
+        # hybrid 0.024 nDCG@10 (benchmarks/results/adaptation.md): ranking is learnt, not corrected after.
         return None
     dimensions = args.whitening_dims if args.whitening_dims > 0 else default_dimensions(hidden_size)
     if dimensions > hidden_size:
