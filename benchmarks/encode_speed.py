@@ -16,6 +16,7 @@ import multiprocessing
 import platform
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -94,17 +95,22 @@ def run_reference(passages: list[str], batch_size: int) -> dict:
     return {"seconds": time.perf_counter() - start, "vectors": np.concatenate(outputs)}
 
 
-def _child(name: str, passages: list[str], batch_size: int, queue: multiprocessing.Queue) -> None:
+def _child(name: str, passages: list[str], batch_size: int) -> dict:
     torch.manual_seed(0)
-    result = (run_llara if name == "llara" else run_reference)(passages, batch_size)
+    return (run_llara if name == "llara" else run_reference)(passages, batch_size)
+
+
+def _measured(function: Callable[..., dict], queue: multiprocessing.Queue, *args: object) -> None:
+    result = function(*args)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put(result)
 
 
-def in_subprocess(name: str, passages: list[str], batch_size: int) -> dict:
+def in_subprocess(function: Callable[..., dict], *args: object) -> dict:
+    """``function(*args)`` in a fresh spawned process, with that process's peak RSS added to its result."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_child, args=(name, passages, batch_size, queue))
+    process = context.Process(target=_measured, args=(function, queue, *args))
     process.start()
     result = queue.get()
     process.join()
@@ -120,8 +126,8 @@ def main() -> None:
     args = parser.parse_args()
     passages = load_passages(args.passages)
     rate_before = matmul_gflops()
-    llara = in_subprocess("llara", passages, args.batch_size)
-    reference = in_subprocess("reference", passages, args.batch_size)
+    llara = in_subprocess(_child, "llara", passages, args.batch_size)
+    reference = in_subprocess(_child, "reference", passages, args.batch_size)
     rate_after = matmul_gflops()
     matmul = (rate_before + rate_after) / 2
     cosine = np.sum(llara["vectors"] * reference["vectors"], axis=1)

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import platform
-import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from encode_speed import matmul_gflops, non_embedding_parameters
+from encode_speed import in_subprocess, matmul_gflops, non_embedding_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -32,6 +31,23 @@ def _arguments(stage: str):
     from llara_rag.adaptation import AdaptationArguments
 
     return AdaptationArguments(output_dir="/tmp/llara-train-speed", stages=stage, disable_tqdm=True)
+
+
+def timed_steps(
+    loss_of: Callable[[dict], torch.Tensor], optimizer: torch.optim.Optimizer, batches: list
+) -> float:
+    """Seconds for optimizer steps on ``batches[1:]``; ``batches[0]`` is an untimed warm-up."""
+
+    def step(batch: dict) -> None:
+        loss_of(batch).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step(batches[0])
+    start = time.perf_counter()
+    for batch in batches[1:]:
+        step(batch)
+    return time.perf_counter() - start
 
 
 def _stage_one_steps(steps: int) -> dict:
@@ -52,16 +68,9 @@ def _stage_one_steps(steps: int) -> dict:
     collate = partial(collate_examples, pad_id=backbone.tokenizer.eos_token_id)
     batches = [collate([builder(r) for r in records[i * size : (i + 1) * size]]) for i in range(steps + 1)]
 
-    def step(batch: dict) -> None:
-        compute_objective(model, batch, args.objective).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    step(batches[0])
-    start = time.perf_counter()
-    for batch in batches[1:]:
-        step(batch)
-    seconds = time.perf_counter() - start
+    seconds = timed_steps(
+        lambda batch: compute_objective(model, batch, args.objective).loss, optimizer, batches
+    )
     tokens = sum(
         len(e.input_ids)
         for b in range(1, steps + 1)
@@ -98,16 +107,7 @@ def _contrastive_steps(steps: int) -> dict:
     )
     batches = [collator(samples[i * size : (i + 1) * size]) for i in range(steps + 1)]
 
-    def step(batch: dict) -> None:
-        loss(model, batch).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    step(batches[0])
-    start = time.perf_counter()
-    for batch in batches[1:]:
-        step(batch)
-    seconds = time.perf_counter() - start
+    seconds = timed_steps(lambda batch: loss(model, batch).loss, optimizer, batches)
     tokens = sum(
         int(b["query_attention_mask"].sum() + b["passage_attention_mask"].sum()) for b in batches[1:]
     )
@@ -123,21 +123,9 @@ def _contrastive_steps(steps: int) -> dict:
 STAGES = {"ebae-ebar": _stage_one_steps, "contrastive": _contrastive_steps}
 
 
-def _child(stage: str, steps: int, queue: multiprocessing.Queue) -> None:
+def _child(stage: str, steps: int) -> dict:
     torch.manual_seed(0)
-    result = STAGES[stage](steps)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put(result)
-
-
-def in_subprocess(stage: str, steps: int) -> dict:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_child, args=(stage, steps, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
+    return STAGES[stage](steps)
 
 
 def main() -> None:
@@ -147,7 +135,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps a stage (after one warm-up)")
     args = parser.parse_args()
     rate_before = matmul_gflops()
-    stages = {stage: in_subprocess(stage, args.steps) for stage in STAGES}
+    stages = {stage: in_subprocess(_child, stage, args.steps) for stage in STAGES}
     rate_after = matmul_gflops()
     matmul = (rate_before + rate_after) / 2
     for result in stages.values():

@@ -210,6 +210,22 @@ def document_key(text: str) -> str:
     return hashlib.sha1(" ".join(text.lower().split()).encode()).hexdigest()
 
 
+def distinct_documents(source: str | Path, summary: CorpusSummary) -> Iterator[tuple[str, str]]:
+    """The non-empty documents of ``source``, each text once (case and whitespace aside), counted in ``summary``."""
+    seen: set[str] = set()
+    for doc_id, text in iter_documents(source, summary):
+        if not text.strip():
+            summary.skip(doc_id, "empty")
+            continue
+        key = document_key(text)
+        if key in seen:
+            summary.duplicate_documents += 1
+            continue
+        seen.add(key)
+        summary.documents += 1
+        yield doc_id, text
+
+
 def corpus_digest(source: str | Path) -> str:
     """A hash of the distinct documents of ``source`` in reading order: equal digests, equal training text."""
     digest = hashlib.sha256()
@@ -226,18 +242,8 @@ def build_records(
         raise InvalidInputError(f"window_tokens must be positive, got {window_tokens}.")
     summary = CorpusSummary()
     records: list[Record] = []
-    seen_documents: set[str] = set()
     seen_windows: set[str] = set()
-    for doc_id, text in iter_documents(source, summary):
-        if not text.strip():
-            summary.skip(doc_id, "empty")
-            continue
-        key = document_key(text)
-        if key in seen_documents:
-            summary.duplicate_documents += 1
-            continue
-        seen_documents.add(key)
-        summary.documents += 1
+    for doc_id, text in distinct_documents(source, summary):
         windows = window_texts(text, tokenizer, window_tokens)
         for index, window in enumerate(windows):
             window_key = document_key(window)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llara_rag.adaptation.contrastive import GroupSample
-from llara_rag.adaptation.corpus import CorpusSummary, document_key, iter_documents, window_texts
+from llara_rag.adaptation.corpus import CorpusSummary, distinct_documents, document_key, window_texts
 from llara_rag.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -129,24 +129,14 @@ def make_pairs(
     summary = CorpusSummary()
     rng = random.Random(config.seed)
     samples: list[GroupSample] = []
-    keys: dict[str, int] = {}
     seen_passages: set[str] = set()
     passages = fallbacks = 0
-    for doc_id, text in iter_documents(source, summary):
-        if not text.strip():
-            summary.skip(doc_id, "empty")
-            continue
-        key = document_key(text)
-        if key in keys:
-            summary.duplicate_documents += 1
-            continue
-        keys[key] = len(keys)
-        summary.documents += 1
+    for key, (_, text) in enumerate(distinct_documents(source, summary)):
         if config.maker == "title":
             pair = title_pair(text)
             passages += 1
             if pair:
-                samples.append(GroupSample(pair[0], (pair[1],), (keys[key],)))
+                samples.append(GroupSample(pair[0], (pair[1],), (key,)))
             continue
         windows = window_texts(text, tokenizer, config.passage_tokens)
         passages += len(windows)
@@ -168,7 +158,7 @@ def make_pairs(
             else:
                 pair = crop_pair(window, rng, config.query_words)
             if pair:
-                samples.append(GroupSample(pair[0], (pair[1],), (keys[key],)))
+                samples.append(GroupSample(pair[0], (pair[1],), (key,)))
     report = PairsReport(config.maker, summary.documents, passages, len(samples), fallbacks)
     if not samples:
         raise InvalidInputError(
