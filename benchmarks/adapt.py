@@ -175,13 +175,15 @@ def markdown(runs: list[dict], model: str) -> str:
     lines = [
         "# Unsupervised adaptation (corpus text only)",
         "",
-        f"`python benchmarks/adapt.py`: LLaRA EBAE/EBAR adaptation of `{model}` on each collection's",
-        "`corpus.jsonl` alone (no queries, no qrels), then the evaluation harness on its test queries.",
-        "One row per recipe tried (steps x batch of windows, learning rate, window tokens, domain whitening);",
-        "CPU minutes count the training process's CPU time on this 2-core machine (fitting the whitening",
-        "adds about 3 minutes: 512 windows encoded twice). The hybrid sums BM25's and the adapted encoder's",
+        f"`python benchmarks/adapt.py`: `llara-rag adapt` of `{model}` on each collection's `corpus.jsonl` alone",
+        "(no queries, no qrels), then the evaluation harness on its test queries. One row per recipe tried:",
+        "EBAE/EBAR alone (steps x batch of windows, learning rate, window tokens, domain whitening), or EBAE/EBAR",
+        "then the label-free contrastive stage (steps x pairs, pair maker, learning rate, temperature). CPU",
+        "minutes count the training process's CPU time on this 2-core machine, both stages and any whitening",
+        "fit (about 3 minutes: 512 windows encoded twice). The hybrid sums BM25's and the adapted encoder's",
         "z-normalised scores at equal weights; rows marked 'reciprocal ranks' were fused by RRF (k=60) before",
-        "the harness changed, and their adapters are gone.",
+        "the harness changed, and their adapters are gone. 'Whitening left out' rows score the same adapter",
+        "without its whitening file.",
     ]
     for name in dict.fromkeys(run["collection"] for run in runs):
         tried = [run for run in runs if run["collection"] == name]
