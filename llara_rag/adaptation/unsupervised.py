@@ -242,11 +242,13 @@ def _probe_seconds(trainer: AdaptationTrainer) -> float:
 
 
 def whitening_step(
-    args: AdaptationArguments, texts: list[str], hidden_size: int
+    args: AdaptationArguments, source: str | Path, hidden_size: int
 ) -> Callable[[Path], None] | None:
-    """Returns the step that whitens the staged adapter: loads it as users will, then fits on ``texts``.
+    """Returns the step that whitens the staged adapter: loads it as users will, then fits on the windows of
+    ``source``.
 
-    Built before training, so an impossible ``whitening_dims`` is refused before the hours of training.
+    Built before training, so an impossible ``whitening_dims`` is refused before the hours of training;
+    the windows are read only when a whitening is fitted.
     """
     if args.whitening_dims == 0 or (args.whitening_dims < 0 and "contrastive" in args.stage_list):
         # After the contrastive stage whitening cost Cranfield 0.113 Recall@100 (0.557 vs 0.670) and the
@@ -262,6 +264,8 @@ def whitening_step(
     def finish(staging: Path) -> None:
         backbone = load_backbone(args.model, device=args.device.type)
         apply_adapter(backbone, staging)
+        records, _ = build_records(source, backbone.tokenizer, args.window_tokens)
+        texts = [record.text for record in records]
         encoder = LLaRAEncoder(EncoderConfig(model=args.model, adapter=str(staging)), backbone=backbone)
         whitening = fit_whitening(encoder, texts, dimensions, samples=args.whitening_samples, seed=args.seed)
         if whitening:
@@ -358,8 +362,7 @@ def adapt(
     with_contrastive = "contrastive" in stages
     # Everything that can be refused is checked before the first stage trains.
     backbone = load_backbone(args.model, device="cpu")
-    texts = [record.text for record in build_records(source, backbone.tokenizer, args.window_tokens)[0]]
-    finish = whitening_step(args, texts, backbone.hidden_size)
+    finish = whitening_step(args, source, backbone.hidden_size)
     if with_contrastive:
         samples, pairs, corpus = make_pairs(source, backbone.tokenizer, args.pairs)
         check_groups(samples, max(1, args.world_size))
