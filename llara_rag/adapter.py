@@ -27,6 +27,21 @@ logger = logging.getLogger(__name__)
 
 LLARA_CONFIG_FILE = "llara_config.json"
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
+DEFAULT_ADAPTER = Path(__file__).parent / "default_adapter"
+"""The retrieval-trained adapter shipped for the default backbone (``benchmarks/train_default.py`` made it)."""
+DEFAULT = "default"
+"""``adapter="default"``: the shipped adapter on the default backbone, no adapter on any other model."""
+NONE = "none"
+"""``adapter="none"``: the bare backbone, its special-token rows untrained."""
+
+
+def resolve_adapter(adapter: str | None, *, default_backbone: bool) -> str | None:
+    """The adapter directory ``adapter`` names, or None for the bare backbone."""
+    if adapter is None or adapter.lower() == NONE:
+        return None
+    if adapter == DEFAULT:
+        return str(DEFAULT_ADAPTER) if default_backbone else None
+    return adapter
 
 
 class AdapterInfo(BaseModel):

@@ -16,6 +16,7 @@ from typing import Any
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
+from llara_rag.adapter import DEFAULT
 from llara_rag.backbone import DEFAULT_MODEL
 from llara_rag.encoder import EncoderConfig, LLaRAEncoder, get_encoder
 from llara_rag.errors import ModelMismatchError
@@ -32,7 +33,7 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
     def __init__(
         self,
         model_name: str = DEFAULT_MODEL,
-        adapter: str | None = None,
+        adapter: str | None = DEFAULT,
         query_max_length: int = 128,
         passage_max_length: int = 512,
         prompts: LLaRAPrompts | dict[str, str] = DEFAULT_PROMPTS,

@@ -26,7 +26,10 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", default=DEFAULT_MODEL, help=f"backbone (default: the embedded {DEFAULT_MODEL})"
     )
     parser.add_argument(
-        "--adapter", default=None, help="a LoRA adapter directory written by `llara-rag adapt`"
+        "--adapter",
+        default="default",
+        help="a LoRA adapter directory from `llara-rag adapt`/`finetune`; 'none': the bare backbone "
+        "(default: the adapter shipped for the default backbone)",
     )
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA when present)")
 
@@ -354,6 +357,12 @@ def _add_adapt(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--output", required=True, help="the adapter directory to write")
     parser.add_argument("--base", "--model", dest="model", default=DEFAULT_MODEL, help="backbone to adapt")
+    parser.add_argument(
+        "--adapter",
+        default=None,
+        help="an adapter to keep training: 'default' (the one shipped for the default backbone) or a "
+        "directory (default: a fresh LoRA on the bare backbone)",
+    )
     parser.add_argument("--window", type=int, default=128, help="tokens per window (default 128)")
     parser.add_argument("--lm-weight", type=float, default=1.0, help="weight of the LM loss (default 1)")
     parser.add_argument("--bow-weight", type=float, default=1.0, help="weight of (EBAE+EBAR)/2 (default 1)")
@@ -430,6 +439,7 @@ def _run_adapt(args: argparse.Namespace) -> int:
 
     training = AdaptationArguments(
         **_training_kwargs(args),
+        start_adapter=args.adapter,
         window_tokens=args.window,
         lm_weight=args.lm_weight,
         bow_weight=args.bow_weight,
@@ -465,7 +475,9 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--output", required=True, help="the adapter directory to write")
     parser.add_argument(
-        "--adapter", default=None, help="an adapter to continue from (e.g. `llara-rag adapt`'s)"
+        "--adapter",
+        default=None,
+        help="an adapter to continue from: 'default' (the shipped one) or a directory, e.g. `llara-rag adapt`'s",
     )
     parser.add_argument(
         "--base", "--model", dest="model", default=DEFAULT_MODEL, help="backbone to fine-tune"

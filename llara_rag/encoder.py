@@ -12,11 +12,12 @@ import json
 import logging
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llara_rag.adapter import DEFAULT, resolve_adapter
 from llara_rag.backbone import DEFAULT_MODEL, Backbone, load_backbone
 from llara_rag.errors import InvalidInputError
 from llara_rag.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts, Side
@@ -42,7 +43,11 @@ class EncoderConfig(BaseModel):
     model: str = Field(
         default=DEFAULT_MODEL, description="Embedded alias, .gguf file, local folder or Hub id."
     )
-    adapter: str | None = Field(default=None, description="A LoRA adapter directory written by a trainer.")
+    adapter: str | None = Field(
+        default=DEFAULT,
+        description="A LoRA adapter directory written by a trainer; 'default': the shipped adapter on the "
+        "default backbone (none on other models); 'none' or None: the bare backbone.",
+    )
     query_max_length: int = Field(
         default=128, gt=0, description="Query text tokens kept (prompt not counted)."
     )
@@ -56,6 +61,16 @@ class EncoderConfig(BaseModel):
         default=None, description="float32, bfloat16, ...; None: fp32 on CPU, bf16 on GPU."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_adapter(cls, values: Any) -> Any:
+        """Names become directories here, so fingerprints and pins see the adapter actually loaded."""
+        if isinstance(values, dict):
+            model = values.get("model", DEFAULT_MODEL)
+            adapter = resolve_adapter(values.get("adapter", DEFAULT), default_backbone=model == DEFAULT_MODEL)
+            values = {**values, "adapter": adapter}
+        return values
+
 
 class EncoderSettings(BaseModel):
     """The encoder settings as the LlamaIndex and LangChain embedding classes expose them.
@@ -67,7 +82,11 @@ class EncoderSettings(BaseModel):
     model_name: str = Field(
         default=DEFAULT_MODEL, description="Embedded alias, .gguf file, local folder or Hub id."
     )
-    adapter: str | None = Field(default=None, description="A LoRA adapter directory from `llara-rag adapt`.")
+    adapter: str | None = Field(
+        default=DEFAULT,
+        description="A LoRA adapter directory from `llara-rag adapt`/`finetune`; 'default': the shipped one "
+        "(default backbone only); 'none': the bare backbone.",
+    )
     query_max_length: int = Field(default=128, gt=0)
     passage_max_length: int = Field(default=512, gt=0)
     prompts: LLaRAPrompts = Field(default=DEFAULT_PROMPTS)

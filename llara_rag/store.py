@@ -24,6 +24,7 @@ from llama_index.core.schema import BaseNode
 from llama_index.vector_stores.chroma import ChromaVectorStore
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from llara_rag.adapter import DEFAULT_ADAPTER, NONE
 from llara_rag.errors import (
     CollectionNotFoundError,
     InvalidInputError,
@@ -143,10 +144,18 @@ class ModelIdentity(BaseModel):
     @property
     def options(self) -> str:
         """The command-line options that select this encoder."""
-        return f"--model {self.model}" + (f" --adapter {self.adapter}" if self.adapter else "")
+        if self.adapter is None:
+            return f"--model {self.model} --adapter {NONE}"
+        shipped = Path(self.adapter) == DEFAULT_ADAPTER
+        return f"--model {self.model}" + ("" if shipped else f" --adapter {self.adapter}")
 
     def describe(self) -> str:
-        adapter = f" + adapter {self.adapter}" if self.adapter else ""
+        if self.adapter is None:
+            adapter = " without adapter"
+        elif Path(self.adapter) == DEFAULT_ADAPTER:
+            adapter = " + the shipped default adapter"
+        else:
+            adapter = f" + adapter {self.adapter}"
         return f"{self.model}{adapter} ({self.dimension}-d, fingerprint {self.fingerprint})"
 
 
@@ -264,11 +273,21 @@ def _check_pin(collection: Collection, identity: ModelIdentity, config: StoreCon
         update_metadata(collection, identity.to_metadata())
         return
     if recorded.fingerprint != identity.fingerprint:
+        if (recorded.model, recorded.adapter) == (identity.model, identity.adapter):
+            advice = (
+                "The same model and adapter now make other vectors: the adapter's weights changed since (an "
+                "upgrade of llara-rag replaces the shipped default adapter). Re-index the documents into a new "
+                "collection (--collection NEW), or delete this one and index again."
+            )
+        else:
+            advice = (
+                f"Open it with the encoder that built it ({recorded.options}), or re-index into a new "
+                "collection (--collection NEW)."
+            )
         raise ModelMismatchError(
             f"Collection {config.collection!r} in {config.location} was indexed with {recorded.describe()}, "
-            f"but it was opened with {identity.describe()}; vectors of different encoders cannot be compared. "
-            f"Open it with the encoder that built it ({recorded.options}), or re-index into a new "
-            "collection (--collection NEW)."
+            f"but it was opened with {identity.describe()}; vectors of different encoders cannot be "
+            f"compared. {advice}"
         )
 
 

@@ -71,3 +71,29 @@ def test_without_llara_config_a_mismatch_says_why_it_was_not_caught(adapter, tmp
     with pytest.raises(AdapterError, match="has no llara_config.json") as caught:
         LLaRAEncoder(model=str(other), adapter=str(damaged))
     assert "\n" not in str(caught.value) and len(str(caught.value)) < 600
+
+
+def test_the_default_adapter_is_the_shipped_one_on_the_default_backbone_only(tiny_backbone_dir):
+    from llara_rag.adapter import DEFAULT_ADAPTER
+    from llara_rag.encoder import EncoderConfig
+
+    assert EncoderConfig().adapter == str(DEFAULT_ADAPTER)
+    assert EncoderConfig(adapter="none").adapter is None
+    assert EncoderConfig(adapter=None).adapter is None
+    assert EncoderConfig(model=str(tiny_backbone_dir)).adapter is None
+    assert EncoderConfig(adapter="runs/mine").adapter == "runs/mine"
+
+
+def test_the_shipped_adapter_is_compact_and_names_its_backbone_and_data():
+    from safetensors import safe_open
+
+    from llara_rag.adapter import DEFAULT_ADAPTER
+    from llara_rag.backbone import DEFAULT_MODEL
+
+    assert sum(path.stat().st_size for path in DEFAULT_ADAPTER.iterdir()) <= 20 * 2**20
+    with safe_open(str(DEFAULT_ADAPTER / PEFT_FILES[1]), framework="pt") as weights:
+        assert {str(weights.get_slice(name).get_dtype()) for name in weights.keys()}  # noqa: SIM118 - safe_open is not a dict == {"F16"}
+    info = read_adapter_info(DEFAULT_ADAPTER)
+    assert info is not None and info.backbone == DEFAULT_MODEL
+    assert set(info.training) >= {"command", "unsupervised", "supervised"}
+    assert "qrels/train.tsv" in (DEFAULT_ADAPTER / "README.md").read_text(encoding="utf-8")

@@ -10,7 +10,7 @@ import pytest
 
 from llara_rag.adaptation import AdaptationArguments, adapt
 from llara_rag.adaptation.pseudo_pairs import PairConfig, crop_pair, ict_pair, make_pairs, title_pair
-from llara_rag.adapter import read_adapter_info
+from llara_rag.adapter import adapter_digest, read_adapter_info
 from llara_rag.encoder import LLaRAEncoder
 from llara_rag.errors import InvalidInputError
 
@@ -121,6 +121,18 @@ def test_two_stage_adapt_writes_one_adapter_recording_both_stages(tiny_backbone_
     both = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(result.adapter)).encode_queries(texts)
     one = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(alone.adapter)).encode_queries(texts)
     assert np.abs(both - one).max() > 1e-3, "stage 1 changes where stage 2 starts"
+
+    continued = adapt(
+        docs,
+        tmp_path / "continued",
+        _arguments(tmp_path / "c", tiny_backbone_dir, stages="contrastive", start_adapter=str(alone.adapter)),
+    )
+    continued_info = read_adapter_info(continued.adapter)
+    assert continued_info is not None
+    assert continued_info.training["continued_from"]["path"] == str(alone.adapter)
+    assert continued_info.training["recipe"]["start_adapter_digest"] == adapter_digest(alone.adapter)
+    again = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(continued.adapter)).encode_queries(texts)
+    assert np.abs(again - one).max() > 1e-4, "the continued adapter kept training"
 
 
 def test_unknown_stages_and_makers_are_refused_before_any_model_loads(tmp_path):

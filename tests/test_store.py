@@ -96,6 +96,21 @@ def test_another_model_is_refused_naming_both_and_the_way_out(embedded: StoreCon
     assert f"--model {embed_model.model_name}" in message and "--collection NEW" in message
 
 
+def test_an_adapter_whose_weights_changed_asks_for_a_reindex(embedded: StoreConfig, embed_model) -> None:
+    pinned = ModelIdentity.of(embed_model)
+    with pytest.raises(ModelMismatchError) as error:
+        open_store(embedded, pinned.model_copy(update={"fingerprint": "0" * 16}))
+    message = str(error.value)
+    assert "weights changed" in message and "--collection NEW" in message
+    assert f"--model {embed_model.model_name}" not in message, "the same options would fail the same way"
+
+
+def test_a_collection_without_adapter_is_reopened_with_adapter_none() -> None:
+    identity = ModelIdentity(fingerprint="f" * 16, dimension=8, model="smollm2")
+    assert identity.options == "--model smollm2 --adapter none"
+    assert "without adapter" in identity.describe()
+
+
 def test_a_collection_from_plain_chroma_is_checked_by_dimension(tmp_path: Path, embed_model) -> None:
     from llara_rag.store import connect
 

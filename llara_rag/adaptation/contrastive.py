@@ -55,7 +55,10 @@ class ContrastiveArguments(AdapterArguments):
 
     start_adapter: str | None = field(
         default=None,
-        metadata={"help": "an adapter (e.g. from `llara-rag adapt`) to keep training; default: fresh LoRA"},
+        metadata={
+            "help": "an adapter to keep training ('default': the shipped one, or e.g. `llara-rag adapt`'s); "
+            "default: a fresh LoRA"
+        },
     )
     split: str = field(default="train", metadata={"help": "qrels/<split>.tsv of a BEIR folder to train on"})
     temperature: float = field(default=0.01, metadata={"help": "InfoNCE temperature τ over q·p"})
@@ -208,7 +211,7 @@ def start_record(directory: str) -> dict[str, Any]:
 
     info = read_adapter_info(directory)
     return {
-        "path": str(Path(directory).resolve()),
+        "path": str(directory),
         "digest": adapter_digest(directory),
         "stage": info.stage if info else None,
     }
@@ -305,11 +308,13 @@ def finetune(
     A finished run re-run returns the adapter it wrote; an adapter of other settings is replaced only
     with ``overwrite``, which trains from scratch.
     """
-    from llara_rag.adapter import adapter_digest
+    from llara_rag.adapter import adapter_digest, resolve_adapter
+    from llara_rag.backbone import DEFAULT_MODEL
 
+    start = resolve_adapter(args.start_adapter, default_backbone=args.model == DEFAULT_MODEL)
     recipe = {
         "source": source_digest(source),
-        "start_adapter_digest": adapter_digest(args.start_adapter) if args.start_adapter else None,
+        "start_adapter_digest": adapter_digest(start) if start else None,
         **args.recipe(),
     }
     if not overwrite and (done := finished_adapter(adapter_dir, recipe)):
@@ -323,10 +328,7 @@ def finetune(
     with args.main_process_first(desc="mining hard negatives"):
         groups, data = load_groups(source, args.split, args.mining)
     backbone = load_backbone(args.model, device="cpu")
-    if args.start_adapter:
-        model = continued_lora_model(backbone, args.start_adapter, args)
-    else:
-        model = lora_model(backbone, args)
+    model = continued_lora_model(backbone, start, args) if start else lora_model(backbone, args)
     samples = draw_samples(groups, args.negatives, args.seed)
     logger.info(
         "Fine-tuning on %d groups of 1 query + 1 positive + %d negatives, %d groups a step per device",
@@ -341,13 +343,13 @@ def finetune(
         "objective": objective_record(args),
         "mining": {"miner": args.miner, "skip_top": args.skip_top, "depth": args.mine_depth},
         "data": data.as_dict(),
-        "continued_from": start_record(args.start_adapter) if args.start_adapter else None,
+        "continued_from": start_record(start) if start else None,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    start = f" continuing adapter `{args.start_adapter}`" if args.start_adapter else ""
+    start_text = f" continuing adapter `{args.start_adapter}`" if start else ""
     split = f" ({data.split} split)" if data.split else ""
     description = (
-        f"Supervised contrastive (InfoNCE, τ={args.temperature}) fine-tuning{start} on {data.groups} labelled "
+        f"Supervised contrastive (InfoNCE, τ={args.temperature}) fine-tuning{start_text} on {data.groups} labelled "
         f"queries of `{source}`{split}, each with 1 positive and {args.negatives} hard negatives ({args.miner})."
     )
     adapter = trainer.write_adapter(

@@ -56,8 +56,8 @@ from llara_rag.adaptation.trainer import (
     last_checkpoint,
     lora_model,
 )
-from llara_rag.adapter import apply_adapter
-from llara_rag.backbone import load_backbone
+from llara_rag.adapter import adapter_digest, apply_adapter, resolve_adapter
+from llara_rag.backbone import DEFAULT_MODEL, load_backbone
 from llara_rag.encoder import EncoderConfig, LLaRAEncoder
 from llara_rag.errors import InvalidInputError
 from llara_rag.whitening import default_dimensions, fit_whitening
@@ -95,6 +95,13 @@ CONTRASTIVE_DEFAULTS = frozenset({"output_dir", "logging_dir", "dataloader_drop_
 class AdaptationArguments(AdapterArguments):
     """Training arguments of the unsupervised stage: windows and loss weights on top of the shared ones."""
 
+    start_adapter: str | None = field(
+        default=None,
+        metadata={
+            "help": "an adapter to keep training: 'default' (the one shipped for the default backbone) or a "
+            "directory; default: a fresh LoRA on the bare backbone"
+        },
+    )
     window_tokens: int = field(default=128, metadata={"help": "tokens per window (text and EBAR target)"})
     lm_weight: float = field(default=1.0, metadata={"help": "weight of the next-token LM loss"})
     bow_weight: float = field(default=1.0, metadata={"help": "weight of (EBAE + EBAR) / 2 (reference: 0.1)"})
@@ -282,9 +289,10 @@ def planned_steps(records: int, args: AdaptationArguments) -> int:
 
 
 def _stage_one(
-    source: str | Path, args: AdaptationArguments, *, resume: bool
+    source: str | Path, args: AdaptationArguments, start: str | None, *, resume: bool
 ) -> tuple[AdaptationTrainer, CorpusSummary]:
-    """Trains EBAE/EBAR on the windows of ``source``; returns the trainer and what was read."""
+    """Trains EBAE/EBAR (continuing ``start`` when given) on the windows of ``source``; returns the trainer
+    and what was read."""
     backbone = load_backbone(args.model, device="cpu")
     records, corpus = build_records(source, backbone.tokenizer, args.window_tokens)
     builder = ExampleBuilder(
@@ -303,7 +311,7 @@ def _stage_one(
     pad_id = pad_id if pad_id is not None else backbone.tokenizer.eos_token_id or 0
     trainer = AdaptationTrainer(
         backbone=backbone,
-        model=lora_model(backbone, args),
+        model=continued_lora_model(backbone, start, args) if start else lora_model(backbone, args),
         args=args,
         train_dataset=examples,
         data_collator=partial(collate_examples, pad_id=pad_id),
@@ -351,7 +359,12 @@ def adapt(
     A finished run re-run returns the adapter it wrote; an adapter of other settings is replaced only
     with ``overwrite``, which trains from scratch (as ``resume=False`` does).
     """
-    recipe = {"corpus_digest": corpus_digest(check_source(source)), **args.recipe()}
+    start = resolve_adapter(args.start_adapter, default_backbone=args.model == DEFAULT_MODEL)
+    recipe = {
+        "corpus_digest": corpus_digest(check_source(source)),
+        **args.recipe(),
+        "start_adapter_digest": adapter_digest(start) if start else None,
+    }
     if not overwrite and (done := finished_adapter(adapter_dir, recipe)):
         return AdaptationResult(adapter=Path(adapter_dir), training=done.training)
     if overwrite or not resume:
@@ -378,7 +391,7 @@ def adapt(
             records["ebae-ebar"] = finished
         else:
             cpu = time.process_time()
-            trainer, corpus = _stage_one(source, args, resume=resume)
+            trainer, corpus = _stage_one(source, args, start, resume=resume)
             records["ebae-ebar"] = {
                 "recipe": stage_one_recipe,
                 **_stage_one_record(trainer, args, corpus),
@@ -394,11 +407,11 @@ def adapt(
                 del trainer  # its model and optimizer state are not needed by stage 2
                 trainer = None
     if with_contrastive:
-        start = stage_one if "ebae-ebar" in stages else None
+        first = stage_one if "ebae-ebar" in stages else start
         cpu = time.process_time()
-        cargs = args.contrastive(start)
+        cargs = args.contrastive(first)
         backbone = load_backbone(args.model, device="cpu")
-        model = continued_lora_model(backbone, start, cargs) if start else lora_model(backbone, cargs)
+        model = continued_lora_model(backbone, first, cargs) if first else lora_model(backbone, cargs)
         logger.info(
             "Stage contrastive: %d %s pairs, %d a step, in-batch negatives",
             len(samples),
@@ -410,7 +423,7 @@ def adapt(
             **trainer.summary(),
             "objective": objective_record(cargs),
             "pairs": pairs.as_dict(),
-            "continued_from": start_record(str(start)) if start else None,
+            "continued_from": start_record(str(first)) if first else None,
             "cpu_seconds": round(time.process_time() - cpu, 1),
         }
     assert trainer is not None
@@ -418,6 +431,7 @@ def adapt(
         "recipe": recipe,
         "stages": records,
         "corpus": {"source": str(source), **corpus.as_dict()},
+        "continued_from": start_record(start) if start else None,
         "seconds": round(time.perf_counter() - started, 1),
         "cpu_seconds": round(time.process_time() - cpu_started, 1),
     }

@@ -26,6 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llara_rag.adapter import DEFAULT_ADAPTER
 from llara_rag.encoder import EncoderConfig
 from llara_rag.evaluation.baselines import BM25System, HybridSystem, minilm_system, raw_llm_system
 from llara_rag.evaluation.cache import VectorCache
@@ -100,7 +101,12 @@ class EvaluationResult(BaseModel):
 
 
 def llara_label(config: EncoderConfig) -> str:
-    adapter = f" + adapter {Path(config.adapter).name}" if config.adapter else " (unadapted)"
+    if config.adapter is None:
+        adapter = " (unadapted)"
+    elif Path(config.adapter) == DEFAULT_ADAPTER:
+        adapter = " (shipped default adapter)"
+    else:
+        adapter = f" + adapter {Path(config.adapter).name}"
     return f"LLaRA {Path(config.model).name}{adapter}"
 
 
