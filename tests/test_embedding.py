@@ -112,3 +112,80 @@ def test_vector_store_index_retrieves_and_answers(embedding: LLaRAEmbedding) -> 
     assert len(response.source_nodes) == 2
     async_nodes = asyncio.run(index.as_retriever(similarity_top_k=2).aretrieve("cats purr when happy"))
     assert [n.text for n in async_nodes] == [n.text for n in nodes]
+
+
+def _write_lora(backbone_dir: Path, target: Path, seed: int) -> None:
+    """A random LoRA adapter for the tiny backbone, as `llara-rag adapt` would leave it in ``target``."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from llara_rag.adapter import AdapterInfo, write_adapter_info
+    from llara_rag.backbone import load_backbone
+
+    backbone = load_backbone(str(backbone_dir))
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(backbone.model, config).save_pretrained(target)
+    info = AdapterInfo(
+        backbone=str(backbone_dir),
+        backbone_identity=backbone.source.identity,
+        special_token_ids=list(backbone.special_ids.all),
+    )
+    write_adapter_info(target, info)
+
+
+def test_the_ingestion_cache_sees_new_adapter_weights_in_the_same_folder(
+    tiny_backbone_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llama_index.core.ingestion import IngestionCache, IngestionPipeline
+    from llama_index.core.schema import TextNode
+
+    import llara_rag.encoder
+
+    adapter = tmp_path / "adapter"
+    settings = {"model_name": str(tiny_backbone_dir), "adapter": str(adapter)}
+    nodes = [TextNode(id_=str(i), text=text) for i, text in enumerate(DOCS)]
+    cache = IngestionCache()
+
+    def ingest() -> tuple[LLaRAEmbedding, list[list[float]]]:
+        embedding = LLaRAEmbedding(**settings)
+        pipeline = IngestionPipeline(transformations=[embedding], cache=cache)
+        return embedding, [node.embedding for node in pipeline.run(nodes=[n.model_copy() for n in nodes])]
+
+    _write_lora(tiny_backbone_dir, adapter, seed=1)
+    first, first_vectors = ingest()
+
+    _write_lora(tiny_backbone_dir, adapter, seed=2)  # `adapt` run again into the same folder
+    monkeypatch.setattr(llara_rag.encoder, "_SHARED", {})  # a new process
+    second, second_vectors = ingest()
+    assert second.fingerprint != first.fingerprint
+    np.testing.assert_allclose(second_vectors, second.encoder.encode_passages(DOCS), atol=1e-6)
+    assert not np.allclose(second_vectors, first_vectors, atol=1e-4)
+    assert second.to_dict()["fingerprint"] == second.fingerprint
+
+
+def test_the_embeddings_cache_keeps_queries_and_passages_apart(tiny_backbone_dir: Path) -> None:
+    from llama_index.core.storage.kvstore import SimpleKVStore
+
+    store = SimpleKVStore()
+    embedding = LLaRAEmbedding(model_name=str(tiny_backbone_dir), embeddings_cache=store)
+    encoder = embedding.encoder
+    text = DOCS[0]
+    query = embedding.get_query_embedding(text)
+    passage = embedding.get_text_embedding(text)
+    np.testing.assert_allclose(query, encoder.encode_queries([text])[0], atol=1e-6)
+    np.testing.assert_allclose(passage, encoder.encode_passages([text])[0], atol=1e-6)
+    np.testing.assert_allclose(embedding.get_text_embedding_batch([text])[0], passage, atol=1e-6)
+    np.testing.assert_allclose(asyncio.run(embedding.aget_query_embedding(text)), query, atol=1e-6)
+    assert sorted(store.to_dict()) == [
+        f"embeddings/llara-{embedding.fingerprint}-passage",
+        f"embeddings/llara-{embedding.fingerprint}-query",
+    ]
+    assert LLaRAEmbedding.from_dict(embedding.to_dict()).embeddings_cache.store is store
+
+
+def test_embed_batch_size_keeps_llama_index_limit(tiny_backbone_dir: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="less than or equal to 2048"):
+        LLaRAEmbedding(model_name=str(tiny_backbone_dir), embed_batch_size=5000)
