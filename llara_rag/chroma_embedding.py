@@ -2,8 +2,16 @@
 
 Chroma embeds ``add(documents=...)`` through ``__call__`` and ``query(query_texts=...)`` through
 ``embed_query``, so documents take the EBAE prompt and queries the EBAR prompt. The class is registered
-with Chroma under the name ``llara`` and its settings are persisted in the collection's configuration, so
-a collection reopened later (after ``import llara_rag.chroma_embedding``) embeds with the same encoder.
+with Chroma under the name ``llara`` and what identifies its vectors (settings and encoder fingerprint,
+not the device or dtype they were computed with) is persisted in the collection's configuration, so a
+collection reopened later, on any machine (after ``import llara_rag.chroma_embedding``), embeds with the
+same encoder, and refuses to embed if that encoder's weights changed since. A collection written by
+``llara-rag index`` records its encoder in its metadata instead; ``for_collection`` reads either:
+
+    function = LLaRAEmbeddingFunction.for_collection(client.get_collection("llara"))
+    collection = client.get_collection("llara", embedding_function=function)
+    collection.query(query_texts=["how do cats show they are happy?"])
+
 The weights are fetched from ``get_encoder`` on each call — a dictionary look-up after the first — so
 Chroma can rebuild the function from its configuration (it does on every ``get_collection``) without
 loading a model, and every adapter in the process shares one loaded model.
@@ -11,7 +19,7 @@ loading a model, and every adapter in the process shares one loaded model.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
@@ -22,8 +30,21 @@ from llara_rag.encoder import EncoderConfig, LLaRAEncoder, get_encoder
 from llara_rag.errors import ModelMismatchError
 from llara_rag.prompts import DEFAULT_PROMPTS, LLaRAPrompts
 
-VECTOR_SETTINGS = ("model_name", "adapter", "query_max_length", "passage_max_length", "prompts")
-"""The settings that change the vectors; a collection's embedding function may not change them."""
+if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
+
+VECTOR_SETTINGS = (
+    "model_name",
+    "adapter",
+    "query_max_length",
+    "passage_max_length",
+    "prompts",
+    "fingerprint",
+)
+"""What identifies the vectors; a collection's embedding function may not change it."""
+MACHINE_SETTINGS = ("device", "dtype", "batch_size")
+"""Where and how fast the vectors are computed: chosen by each machine, never persisted (older stored
+configurations hold them; they are ignored on reopening)."""
 
 
 @register_embedding_function
@@ -40,7 +61,11 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
         device: str | None = None,
         dtype: str | None = None,
         batch_size: int = 16,
+        fingerprint: str | None = None,
     ) -> None:
+        """``fingerprint``: the encoder a collection's vectors were made with (from its stored configuration
+        or pin); the function refuses to embed with an encoder that makes other vectors."""
+        self.pinned = fingerprint
         self.config = EncoderConfig.model_validate(
             {
                 "model": model_name,
@@ -54,9 +79,48 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
             }
         )
 
+    @classmethod
+    def for_collection(
+        cls,
+        collection: Collection,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        batch_size: int = 16,
+    ) -> LLaRAEmbeddingFunction:
+        """The function that embeds like ``collection``'s vectors, for plain-Chroma ``query_texts`` and ``add``.
+
+        Reads the encoder that ``llara-rag index`` pinned in the collection's metadata, or else the one this
+        class stored in its configuration; ``device``, ``dtype`` and ``batch_size`` are this machine's choice.
+        """
+        from llara_rag.store import ModelIdentity
+
+        identity = ModelIdentity.from_metadata(collection.metadata)
+        if identity is not None:
+            settings: dict[str, Any] = {
+                "model_name": identity.model,
+                "adapter": identity.adapter,
+                "fingerprint": identity.fingerprint,
+            }
+        else:
+            stored = collection.configuration.get("embedding_function")
+            if not isinstance(stored, LLaRAEmbeddingFunction):
+                raise ModelMismatchError(
+                    f"Collection {collection.name!r} records no LLaRA encoder; create it with `llara-rag index` "
+                    "or with embedding_function=LLaRAEmbeddingFunction(...)."
+                )
+            settings = stored.get_config()
+        return cls(**settings, device=device, dtype=dtype, batch_size=batch_size)
+
     @property
     def encoder(self) -> LLaRAEncoder:
-        return get_encoder(self.config)
+        encoder = get_encoder(self.config)
+        if self.pinned is not None and encoder.fingerprint != self.pinned:
+            raise ModelMismatchError(
+                f"The collection's vectors were made by encoder {self.pinned}, but {encoder.describe()} makes "
+                "other vectors (its adapter's weights changed since); re-index into a new collection."
+            )
+        return encoder
 
     @property
     def fingerprint(self) -> str:
@@ -84,14 +148,13 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
             "query_max_length": config.query_max_length,
             "passage_max_length": config.passage_max_length,
             "prompts": config.prompts.model_dump(),
-            "device": config.device,
-            "dtype": config.dtype,
-            "batch_size": config.batch_size,
+            "fingerprint": self.pinned or self.fingerprint,
         }
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> LLaRAEmbeddingFunction:
-        return LLaRAEmbeddingFunction(**config)
+        """Loads no model (Chroma calls this on every ``get_collection``); the fingerprint is checked on use."""
+        return LLaRAEmbeddingFunction(**{k: v for k, v in config.items() if k not in MACHINE_SETTINGS})
 
     def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
         """Vectors already in a collection must stay comparable with the ones added after the update."""

@@ -67,6 +67,28 @@ def build_tiny_backbone(
     return path
 
 
+def write_random_adapter(backbone_dir: Path, target: Path, seed: int = 1) -> Path:
+    """Saves a random LoRA adapter for the backbone at ``backbone_dir`` to ``target``, laid out as
+    `llara-rag adapt` leaves it; another ``seed`` into the same folder stands for a re-run of `adapt`."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from llara_rag.adapter import AdapterInfo, write_adapter_info
+    from llara_rag.backbone import load_backbone
+
+    backbone = load_backbone(str(backbone_dir))
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(backbone.model, config).save_pretrained(target)
+    info = AdapterInfo(
+        backbone=str(backbone_dir),
+        backbone_identity=backbone.source.identity,
+        special_token_ids=list(backbone.special_ids.all),
+    )
+    write_adapter_info(target, info)
+    return target
+
+
 def write_corpus(folder: Path, n_files: int = 6, seed: int = 0) -> Path:
     """``n_files`` text files of sentences in the tiny tokenizer's vocabulary, for ingestion tests."""
     import random

@@ -12,6 +12,7 @@ from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.llms import MockLLM
 
 from llara_rag import LLaRAEmbedding
+from llara_rag.testing import write_random_adapter
 
 DOCS = [
     "cats purr when happy",
@@ -114,26 +115,6 @@ def test_vector_store_index_retrieves_and_answers(embedding: LLaRAEmbedding) -> 
     assert [n.text for n in async_nodes] == [n.text for n in nodes]
 
 
-def _write_lora(backbone_dir: Path, target: Path, seed: int) -> None:
-    """A random LoRA adapter for the tiny backbone, as `llara-rag adapt` would leave it in ``target``."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from llara_rag.adapter import AdapterInfo, write_adapter_info
-    from llara_rag.backbone import load_backbone
-
-    backbone = load_backbone(str(backbone_dir))
-    torch.manual_seed(seed)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    get_peft_model(backbone.model, config).save_pretrained(target)
-    info = AdapterInfo(
-        backbone=str(backbone_dir),
-        backbone_identity=backbone.source.identity,
-        special_token_ids=list(backbone.special_ids.all),
-    )
-    write_adapter_info(target, info)
-
-
 def test_the_ingestion_cache_sees_new_adapter_weights_in_the_same_folder(
     tiny_backbone_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -152,10 +133,10 @@ def test_the_ingestion_cache_sees_new_adapter_weights_in_the_same_folder(
         pipeline = IngestionPipeline(transformations=[embedding], cache=cache)
         return embedding, [node.embedding for node in pipeline.run(nodes=[n.model_copy() for n in nodes])]
 
-    _write_lora(tiny_backbone_dir, adapter, seed=1)
+    write_random_adapter(tiny_backbone_dir, adapter, seed=1)
     first, first_vectors = ingest()
 
-    _write_lora(tiny_backbone_dir, adapter, seed=2)  # `adapt` run again into the same folder
+    write_random_adapter(tiny_backbone_dir, adapter, seed=2)  # `adapt` run again into the same folder
     monkeypatch.setattr(llara_rag.encoder, "_SHARED", {})  # a new process
     second, second_vectors = ingest()
     assert second.fingerprint != first.fingerprint
