@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from llara_rag.evaluation.datasets import Qrels
+from llara_rag.extras import require
 from llara_rag.fusion import Run, top  # noqa: F401 - Run is re-exported, the type the metrics score
 
 METRICS: dict[str, str] = {
@@ -25,8 +26,7 @@ MRR_DEPTH = 10
 
 def per_query_scores(qrels: Qrels, run: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
     """Each metric of :data:`METRICS` for every judged query; missing queries score 0."""
-    import pytrec_eval
-
+    pytrec_eval = require("pytrec_eval", "eval")
     run = {query_id: {doc: float(score) for doc, score in scores.items()} for query_id, scores in run.items()}
     main = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100", "map_cut.100"}).evaluate(run)
     mrr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top(run, MRR_DEPTH))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from llara_rag.evaluation.harness import EvaluationResult
 from llara_rag.evaluation.metrics import METRICS
+from llara_rag.extras import require
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +33,8 @@ def markdown_table(result: EvaluationResult) -> str:
 def plot(result: EvaluationResult, path: str | Path) -> Path:
     """Grouped bars: one group per metric, one bar per system, so the winner shows at a glance."""
     import numpy as np
-    from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(9, 4.8), layout="constrained")
+    figure = require("matplotlib.figure", "eval").Figure(figsize=(9, 4.8), layout="constrained")
     axes = figure.subplots()
     positions = np.arange(len(METRICS))
     width = 0.8 / len(result.systems)
