@@ -1,5 +1,7 @@
 """llara-rag: LLaRA dense retrieval for RAG, on an LLM adapted to your documents without labels."""
 
+import importlib.metadata
+
 from llara_rag.backbone import DEFAULT_MODEL
 from llara_rag.encoder import EncoderConfig, LLaRAEncoder, get_encoder
 from llara_rag.errors import (
@@ -11,6 +13,11 @@ from llara_rag.errors import (
     ModelNotFoundError,
 )
 from llara_rag.prompts import LLaRAPrompts
+
+try:
+    __version__ = importlib.metadata.version("llara-rag")
+except importlib.metadata.PackageNotFoundError:  # the source tree on sys.path without an install
+    __version__ = "unknown"
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llara_rag import __version__
 from llara_rag.backbone import DEFAULT_MODEL
 from llara_rag.fusion import DEFAULT_ALPHA, DEFAULT_MODE, MEASURED_WITH_DEFAULT_ENCODER, MODES
 
@@ -585,7 +586,14 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="llara-rag", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="llara-rag",
+        description="Search a folder of documents by meaning and by keywords, chat with it through a local "
+        "LLM, and adapt the embedding model to your documents without labels, all on your own machine.",
+        epilog='Start with `llara-rag index DOCS`, then `llara-rag query "a question"` or `llara-rag chat`; '
+        "`llara-rag COMMAND -h` tells more.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
