@@ -49,3 +49,7 @@ class EmbeddingCollapseError(LLaRAError):
 
 class LexicalIndexError(LLaRAError):
     """A collection searched in a mode that needs BM25 whose lexical index is missing or out of step."""
+
+
+class DamagedStoreError(LLaRAError):
+    """A file of the database folder (Chroma's database, an ingestion record) that cannot be read."""

@@ -1,28 +1,33 @@
 """Ingestion: a folder of documents into a pinned collection, incrementally and safe to re-run.
 
 files -> checks (skipped with a reason) -> LlamaIndex readers -> Documents whose id is their path ->
-``IngestionPipeline`` (sentence splitter counted in the encoder's tokens, then the embedding) with
-the docstore *upsert* strategy -> ``PinnedChromaVectorStore``, one batch of documents at a time.
+sentence splitter counted in the encoder's tokens -> the embedding -> ``PinnedChromaVectorStore``,
+documents read a batch at a time and their chunks embedded and written a batch at a time.
 
-The docstore remembers each document's hash, so a re-run embeds only new and changed files; it holds
-hashes only (no text), and is rewritten atomically after every batch.
+The docstore records each document's *version* (its hash and the chunk settings), so a re-run embeds
+only new and changed files; it holds versions only (no text), and is rewritten atomically after every
+batch of documents. The chunk settings are also recorded with the collection: a run with other
+settings is refused unless asked to re-chunk (``rechunk``), which re-splits every document.
 
 The collection's lexical (BM25) index follows it: the first write of a run stamps the collection with a
 new revision, and the run ends by rebuilding the index from the chunk texts Chroma then holds, saved
 under that revision (see :mod:`llara_rag.lexical`). A run that wrote nothing rebuilds only an index
 that is missing or out of step, so the next ``index`` run builds one for a collection that predates it.
 
-Crash safety follows from the order of writes. The pipeline writes a batch's vectors before the
-docstore records its documents, so a run killed midway leaves, at worst, vectors of documents the
-docstore does not know (or still knows by their old hash). The next run treats those documents as
-new (or changed): it deletes every chunk carrying their id before writing them again. Nothing is
-duplicated and nothing is lost; chunk ids are ``<document id>#<position>``, so they are stable too.
-A kill before the lexical index is saved leaves the new revision unmatched: queries that need BM25
-refuse the old index, and the next run, which rebuilds it, puts things right.
+Crash safety follows from the order of writes. Chunk ids are ``<document id>#<position>`` and each chunk
+carries its document's version (:data:`VERSION_KEY`): a document's new chunks are written over its old
+ones in place, batch by batch, then its chunks past the new end are deleted, then the docstore records
+the new version. So a document never goes without chunks (a reader sees the old ones, or new ones for
+the positions written so far), and a run killed midway leaves, at worst, a document whose record is
+older than its chunks. The next run keeps the chunks already written for the current version (a huge
+file resumes where it stopped), writes the rest and deletes the others: nothing is duplicated and
+nothing is lost. A kill before the lexical index is saved leaves the new revision unmatched: queries
+that need BM25 refuse the old index, and the next run, which rebuilds it, puts things right.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import mimetypes
 import os
@@ -31,47 +36,96 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llara_rag.errors import InvalidInputError
+from llara_rag.errors import DamagedStoreError, InvalidInputError
 from llara_rag.lexical import LexicalIndex, is_current, lexical_folder, rebuild, start_revision
-from llara_rag.store import PinnedChromaVectorStore, StoreConfig, open_store
+from llara_rag.store import (
+    PinnedChromaVectorStore,
+    StoreConfig,
+    find_collection,
+    open_store,
+    update_metadata,
+)
+from llara_rag.validation import UserSettings
 
 if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
     from llama_index.core import Document
     from llama_index.core.node_parser import SentenceSplitter
     from llama_index.core.readers.base import BaseReader
     from llama_index.core.schema import BaseNode
     from llama_index.core.storage.docstore import SimpleDocumentStore
+    from tqdm import tqdm
 
     from llara_rag.embedding import LLaRAEmbedding
 
 logger = logging.getLogger(__name__)
 
 SNIFF_BYTES = 8192
-HIDDEN_FROM_MODELS = ["file_path", "file_type", "file_size"]
+VERSION_KEY = "document_version"
+"""Chunk metadata: the version (document hash and chunk settings) of the document the chunk was cut from."""
+HIDDEN_FROM_MODELS = ["file_path", "file_type", "file_size", VERSION_KEY]
 """Metadata kept for filters and citations but left out of the text the encoder and the LLM see."""
 PART_SUFFIX = re.compile(r"_part_\d+$")
+CHUNKING_KEYS = {"chunk_size": "llara:chunk-size", "chunk_overlap": "llara:chunk-overlap"}
+"""Collection metadata: the chunk settings its documents are cut with."""
 
 
-class IngestConfig(BaseModel):
-    """How documents are read, cut and written."""
+class IngestConfig(UserSettings):
+    """How documents are read, cut and written; invalid values are refused naming the `index` flag."""
 
     model_config = ConfigDict(frozen=True)
 
     chunk_size: int = Field(
-        default=256, gt=0, description="Tokens of the encoder per chunk, metadata included."
+        default=256,
+        gt=0,
+        description="Tokens of the encoder per chunk, metadata included.",
+        json_schema_extra={"flag": "--chunk-size"},
     )
-    chunk_overlap: int = Field(default=32, ge=0)
+    chunk_overlap: int = Field(
+        default=32,
+        ge=0,
+        description="Tokens shared by neighbouring chunks; fewer than chunk_size.",
+        json_schema_extra={"flag": "--chunk-overlap"},
+    )
     documents_per_batch: int = Field(
         default=32,
         gt=0,
-        description="Documents embedded and recorded together; a crash redoes at most one batch.",
+        description="Documents read and recorded together; a crash re-reads at most one batch.",
+    )
+    chunks_per_batch: int = Field(
+        default=256,
+        gt=0,
+        description="Chunks embedded and written together: the progress step, and the most a kill loses.",
     )
     max_file_bytes: int = Field(
-        default=20_000_000, gt=0, description="Larger files are skipped, with a reason."
+        default=20_000_000,
+        gt=0,
+        description="Larger files are skipped, with a reason (20 MB of text: about 22,000 chunks, hours "
+        "on a CPU).",
+        json_schema_extra={"flag": "--max-file-mb", "per_unit": 1_000_000},
     )
     delete_missing: bool = Field(default=False, description="Remove documents whose files left the folder.")
+    rechunk: bool = Field(
+        default=False,
+        description="Accept chunk settings other than the collection's: every document is re-split (and "
+        "embedded again) with the new ones.",
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> IngestConfig:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"--chunk-overlap {self.chunk_overlap} is not smaller than --chunk-size {self.chunk_size}: "
+                "neighbouring chunks would repeat each other; pass e.g. "
+                f"--chunk-overlap {self.chunk_size // 8}."
+            )
+        return self
+
+    @property
+    def chunking(self) -> dict[str, int]:
+        return {"chunk_size": self.chunk_size, "chunk_overlap": self.chunk_overlap}
 
 
 class Skip(BaseModel):
@@ -133,6 +187,20 @@ def list_files(folder: Path) -> list[Path]:
         for path in folder.rglob("*")
         if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
     )
+
+
+def find_documents(folder: Path, config: IngestConfig) -> list[Path]:
+    """The files to index; a folder with none is refused (unless it was emptied to delete what it held)."""
+    from llama_index.core import SimpleDirectoryReader
+
+    files = list_files(folder)
+    if not files and not config.delete_missing:
+        readers = ", ".join(sorted(SimpleDirectoryReader.supported_suffix_fn()))
+        raise InvalidInputError(
+            f"No documents found in {folder} (supported: any UTF-8 text such as .txt, .md or .html, and "
+            f"{readers}; hidden files are left out); put documents in it or give another folder."
+        )
+    return files
 
 
 def read_file(path: Path, max_bytes: int, extractors: dict[str, BaseReader]) -> list[Document] | str:
@@ -211,7 +279,15 @@ def docstore_path(store_config: StoreConfig, store: PinnedChromaVectorStore) -> 
 def load_docstore(path: Path) -> SimpleDocumentStore:
     from llama_index.core.storage.docstore import SimpleDocumentStore
 
-    return SimpleDocumentStore.from_persist_path(str(path)) if path.exists() else SimpleDocumentStore()
+    if not path.exists():
+        return SimpleDocumentStore()
+    try:
+        return SimpleDocumentStore.from_persist_path(str(path))
+    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DamagedStoreError(
+            f"The ingestion record {path} is unreadable ({error}); delete it and run `llara-rag index` "
+            "again: chunks already in the collection are kept, and documents are read again to rebuild it."
+        ) from error
 
 
 def save_docstore(docstore: SimpleDocumentStore, path: Path) -> None:
@@ -224,6 +300,48 @@ def save_docstore(docstore: SimpleDocumentStore, path: Path) -> None:
 
 def source_file(document_id: str) -> str:
     return PART_SUFFIX.sub("", document_id)
+
+
+def document_version(document: Document, config: IngestConfig) -> str:
+    """What a document's chunks are cut from: its content and metadata (hash) and the chunk settings."""
+    settings = f"{config.chunk_size}/{config.chunk_overlap}"
+    return hashlib.sha256(f"{document.hash}:{settings}".encode()).hexdigest()
+
+
+def recorded_chunking(collection: Collection) -> dict[str, int] | None:
+    """The chunk settings the collection's documents are cut with; None before any were recorded."""
+    metadata = collection.metadata or {}
+    if any(key not in metadata for key in CHUNKING_KEYS.values()):
+        return None
+    return {field: int(metadata[key]) for field, key in CHUNKING_KEYS.items()}
+
+
+def check_chunking(collection: Collection, config: IngestConfig, location: str) -> dict[str, int] | None:
+    """The collection's recorded chunk settings when ``config`` changes them (with ``rechunk``), else None.
+
+    Other settings without ``rechunk`` are refused: they would re-split and embed every document again.
+    """
+    recorded = recorded_chunking(collection)
+    if recorded is None or recorded == config.chunking:
+        return None
+    if config.rechunk:
+        return recorded
+    flags = f"--chunk-size {recorded['chunk_size']} --chunk-overlap {recorded['chunk_overlap']}"
+    raise InvalidInputError(
+        f"Collection {collection.name!r} in {location} is chunked with {flags}, not --chunk-size "
+        f"{config.chunk_size} --chunk-overlap {config.chunk_overlap}; pass {flags} to keep its chunks, add "
+        "--rechunk to re-split and embed every document again with the new settings, or index into a new "
+        "--collection."
+    )
+
+
+def check_before_loading(folder: str | Path, store_config: StoreConfig, config: IngestConfig) -> None:
+    """What :func:`index_folder` would refuse, found before the model loads (seconds): the folder and its
+    files, a server that does not answer, chunk settings other than the collection's. Creates nothing."""
+    find_documents(Path(folder).resolve(), config)
+    collection = find_collection(store_config)
+    if collection is not None:
+        check_chunking(collection, config, store_config.location)
 
 
 class Revision:
@@ -239,6 +357,32 @@ class Revision:
             self.started = True
 
 
+class Progress:
+    """Files read and chunks embedded, as two bars: one huge file can hold thousands of chunks, so the
+    chunk bar's rate and time left say how long is left when the file bar stands still."""
+
+    def __init__(self, files: tqdm, chunks: tqdm) -> None:
+        self.files = files
+        self.chunks = chunks
+
+    def planned(self, total: int, done: int) -> None:
+        """``total`` chunks more to have, ``done`` of them already written by an earlier run."""
+        self.chunks.total = (self.chunks.total or 0) + total
+        self.chunks.update(done)
+
+    def written(self, count: int) -> None:
+        self.chunks.update(count)
+
+    def read(self, count: int, summary: IngestSummary) -> None:
+        self.files.update(count)
+        self.files.set_postfix(
+            added=len(summary.added),
+            updated=len(summary.updated),
+            unchanged=len(summary.unchanged),
+            skipped=len(summary.skipped),
+        )
+
+
 def ingest_folder(
     folder: str | Path,
     store: PinnedChromaVectorStore,
@@ -246,29 +390,51 @@ def ingest_folder(
     record: Path,
     lexical: Path,
     config: IngestConfig | None = None,
+    location: str = "the store",
 ) -> IngestSummary:
     """Brings ``store`` up to date with ``folder``; ``record`` is the docstore file of this collection,
-    ``lexical`` the folder of its lexical index."""
-    from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
+    ``lexical`` the folder of its lexical index, ``location`` where the collection lives (for messages)."""
     from tqdm.auto import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     config = config or IngestConfig()
     root = Path(folder).resolve()
-    files = list_files(root)
+    files = find_documents(root, config)
+    previous = check_chunking(store.collection, config, location)
+    if previous is not None:
+        logger.warning(
+            "Re-chunking the documents of %r: --chunk-size %d --chunk-overlap %d instead of %d and %d",
+            store.collection.name,
+            config.chunk_size,
+            config.chunk_overlap,
+            previous["chunk_size"],
+            previous["chunk_overlap"],
+        )
+    if recorded_chunking(store.collection) != config.chunking:
+        if previous is None and store.collection.count():
+            logger.warning(
+                "Collection %r was indexed before chunk settings were recorded; recording --chunk-size %d "
+                "--chunk-overlap %d. If its documents were cut otherwise, run again with --rechunk to "
+                "re-split them.",
+                store.collection.name,
+                config.chunk_size,
+                config.chunk_overlap,
+            )
+        update_metadata(
+            store.collection, {CHUNKING_KEYS[field]: value for field, value in config.chunking.items()}
+        )
     docstore = load_docstore(record)
-    pipeline = IngestionPipeline(
-        transformations=[build_splitter(embed_model, config), embed_model],
-        vector_store=store,
-        docstore=docstore,
-        docstore_strategy=DocstoreStrategy.UPSERTS,
-        disable_cache=True,
-    )
+    splitter = build_splitter(embed_model, config)
     summary = IngestSummary()
     revision = Revision(store)
     seen: set[str] = set()
     extractors: dict[str, BaseReader] = {}
-    with logging_redirect_tqdm(), tqdm(total=len(files), desc=f"Indexing {root.name}", unit="file") as bar:
+    with (
+        logging_redirect_tqdm(),
+        tqdm(total=len(files), desc=f"Indexing {root.name}", unit="file") as file_bar,
+        tqdm(total=0, desc="Embedding", unit="chunk", delay=1) as chunk_bar,
+    ):
+        progress = Progress(file_bar, chunk_bar)
         for start in range(0, len(files), config.documents_per_batch):
             batch = files[start : start + config.documents_per_batch]
             documents: list[Document] = []
@@ -279,24 +445,20 @@ def ingest_folder(
                     logger.info("Skipped %s: %s", path, read)
                 else:
                     documents.extend(read)
-            updated_before = len(summary.updated)
-            new = _classify(documents, docstore, summary)
             seen.update(document.id_ for document in documents)
-            if new or len(summary.updated) > updated_before:
-                revision.before_write()
-            if new:
-                store.collection.delete(where={"document_id": {"$in": new}})
-            nodes = pipeline.run(documents=documents, store_doc_text=False)
-            save_docstore(docstore, record)
-            summary.chunks_written += len(nodes)
-            bar.update(len(batch))
-            bar.set_postfix(
-                added=len(summary.added),
-                updated=len(summary.updated),
-                unchanged=len(summary.unchanged),
-                skipped=len(summary.skipped),
-                chunks=summary.chunks_written,
-            )
+            versions = {document.id_: document_version(document, config) for document in documents}
+            stale = _classify(documents, versions, docstore, summary, config.rechunk)
+            if stale:
+                _write(stale, versions, store, splitter, embed_model, config, summary, revision, progress)
+            changed = {
+                document.id_: versions[document.id_]
+                for document in documents
+                if docstore.get_document_hash(document.id_) != versions[document.id_]
+            }
+            if changed:
+                docstore.set_document_hashes(changed)
+                save_docstore(docstore, record)
+            progress.read(len(batch), summary)
     _prune(
         root,
         seen,
@@ -314,20 +476,67 @@ def ingest_folder(
 
 
 def _classify(
-    documents: Sequence[Document], docstore: SimpleDocumentStore, summary: IngestSummary
-) -> list[str]:
-    """Sorts a batch into added / updated / unchanged as the pipeline's upsert strategy will; returns the new ids."""
-    new = []
+    documents: Sequence[Document],
+    versions: dict[str, str],
+    docstore: SimpleDocumentStore,
+    summary: IngestSummary,
+    rechunk: bool,
+) -> list[Document]:
+    """Sorts a batch into added / updated / unchanged by the recorded version; returns those to write.
+
+    A record holding the bare document hash predates versions: it is taken as cut with the current
+    settings (its record is upgraded without writing anything), unless ``rechunk`` says otherwise.
+    """
+    stale = []
     for document in documents:
         recorded = docstore.get_document_hash(document.id_)
         if recorded is None:
             summary.added.append(document.id_)
-            new.append(document.id_)
-        elif recorded != document.hash:
-            summary.updated.append(document.id_)
-        else:
+            stale.append(document)
+        elif recorded == versions[document.id_] or (recorded == document.hash and not rechunk):
             summary.unchanged.append(document.id_)
-    return new
+        else:
+            summary.updated.append(document.id_)
+            stale.append(document)
+    return stale
+
+
+def _write(
+    documents: Sequence[Document],
+    versions: dict[str, str],
+    store: PinnedChromaVectorStore,
+    splitter: SentenceSplitter,
+    embed_model: LLaRAEmbedding,
+    config: IngestConfig,
+    summary: IngestSummary,
+    revision: Revision,
+    progress: Progress,
+) -> None:
+    """Writes the chunks of ``documents`` over their old ones, a batch at a time, then deletes the old ones
+    past the new end; chunks of the current version already there (from a killed run) are kept."""
+    nodes = splitter.get_nodes_from_documents(documents)
+    for node in nodes:
+        node.metadata[VERSION_KEY] = versions[node.ref_doc_id or ""]
+    ids = sorted(document.id_ for document in documents)
+    existing = store.collection.get(where={"document_id": {"$in": ids}}, include=["metadatas"])
+    kept = {
+        chunk
+        for chunk, metadata in zip(existing["ids"], existing["metadatas"] or [])
+        if metadata.get(VERSION_KEY) == versions.get(str(metadata.get("document_id")))
+    }
+    pending = [node for node in nodes if node.node_id not in kept]
+    progress.planned(len(nodes), len(nodes) - len(pending))
+    for start in range(0, len(pending), config.chunks_per_batch):
+        batch = pending[start : start + config.chunks_per_batch]
+        embed_model(batch)
+        revision.before_write()
+        store.upsert(batch)
+        summary.chunks_written += len(batch)
+        progress.written(len(batch))
+    past_the_end = sorted(set(existing["ids"]) - {node.node_id for node in nodes})
+    if past_the_end:
+        revision.before_write()
+        store.collection.delete(ids=past_the_end)
 
 
 def _prune(
@@ -372,7 +581,13 @@ def index_folder(
     embed_model: LLaRAEmbedding,
     config: IngestConfig | None = None,
 ) -> IngestSummary:
-    """Opens (creating if needed) the collection of ``store_config`` and brings it up to date with ``folder``."""
+    """Opens (creating if needed) the collection of ``store_config`` and brings it up to date with ``folder``.
+
+    The folder and the chunk settings are checked first (:func:`check_before_loading`), so a run that
+    would be refused creates no database.
+    """
+    config = config or IngestConfig()
+    check_before_loading(folder, store_config, config)
     store = open_store(store_config, embed_model)
     return ingest_folder(
         folder,
@@ -381,4 +596,5 @@ def index_folder(
         docstore_path(store_config, store),
         lexical_folder(store_config, store.collection),
         config,
+        store_config.location,
     )

@@ -146,8 +146,17 @@ class LexicalIndex:
 
     @staticmethod
     def read_stamp(folder: Path) -> LexicalStamp | None:
+        """The stamp; None when there is none or it is unreadable: the next ``index`` run rebuilds both."""
         path = folder / STAMP_FILE
-        return LexicalStamp.model_validate_json(path.read_text(encoding="utf-8")) if path.exists() else None
+        if not path.exists():
+            return None
+        try:
+            return LexicalStamp.model_validate_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:  # pydantic's ValidationError is a ValueError
+            logger.warning(
+                "Ignoring the unreadable lexical index stamp %s: %s", path, str(error).splitlines()[0]
+            )
+            return None
 
     @classmethod
     def load(cls, folder: Path, stamp: LexicalStamp) -> LexicalIndex:
@@ -234,4 +243,9 @@ def open_lexical_index(config: StoreConfig, collection: Collection) -> LexicalIn
         raise LexicalIndexError(
             f"The lexical index in {folder} was replaced while it was read ({error.filename}); "
             "run the query again."
+        ) from error
+    except (OSError, ValueError) as error:
+        raise LexicalIndexError(
+            f"The lexical index in {folder} is unreadable ({str(error).splitlines()[0][:200]}); delete "
+            f"{folder / STAMP_FILE} and run {rerun} to rebuild it."
         ) from error

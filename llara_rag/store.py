@@ -20,17 +20,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from llama_index.core.schema import BaseNode
+from llama_index.core.schema import BaseNode, MetadataMode
+from llama_index.core.vector_stores.utils import node_to_metadata_dict
 from llama_index.vector_stores.chroma import ChromaVectorStore
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from llara_rag.adapter import DEFAULT_ADAPTER, NONE
 from llara_rag.errors import (
     CollectionNotFoundError,
+    DamagedStoreError,
     InvalidInputError,
     ModelMismatchError,
     StoreConnectionError,
 )
+from llara_rag.validation import UserSettings
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -45,6 +48,8 @@ DEFAULT_COLLECTION = "llara"
 COLLECTION_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$"
 """Chroma's own rule (3-512 characters), checked up front so a bad name fails with our message."""
 DOCSTORE_FOLDER = "llara-docstore"
+DATABASE_FILE = "chroma.sqlite3"
+"""The embedded database's file in its folder (Chroma's name)."""
 PIN_KEYS = {
     "fingerprint": "llara:fingerprint",
     "dimension": "llara:dimension",
@@ -53,15 +58,26 @@ PIN_KEYS = {
 }
 
 
-class StoreConfig(BaseModel):
-    """Where the collection lives: an embedded folder by default, a Chroma server when ``host`` is set."""
+class StoreConfig(UserSettings):
+    """Where the collection lives: an embedded folder by default, a Chroma server when ``host`` is set.
+
+    Invalid values are refused naming the flag (:mod:`llara_rag.validation`).
+    """
 
     model_config = ConfigDict(frozen=True)
 
     path: Path = Field(
-        default=Path("llara-db"), description="Folder of the embedded database (unused with host)."
+        default=Path("llara-db"),
+        description="Folder of the embedded database (unused with host).",
+        json_schema_extra={"flag": "--db"},
     )
-    collection: str = Field(default=DEFAULT_COLLECTION, pattern=COLLECTION_NAME_PATTERN)
+    collection: str = Field(
+        default=DEFAULT_COLLECTION,
+        pattern=COLLECTION_NAME_PATTERN,
+        description="3 to 512 letters, digits, dots, dashes or underscores, starting and ending with a letter "
+        "or digit (Chroma's rule).",
+        json_schema_extra={"flag": "--collection"},
+    )
     host: str | None = Field(default=None, description="A Chroma server (`chroma run`); None: embedded.")
     port: int = Field(default=8000, gt=0, lt=65536)
     ssl: bool = False
@@ -76,10 +92,14 @@ class StoreConfig(BaseModel):
     def from_url(cls, url: str, **fields: Any) -> StoreConfig:
         """``http://host:port`` or ``https://host`` to a server config; other fields pass through."""
         parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            port = parts.port  # a port that is not a number, or out of range, raises here
+        except ValueError:
+            port = -1
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
             raise InvalidInputError(f"Not a Chroma server URL: {url!r}; expected e.g. http://localhost:8000.")
         ssl = parts.scheme == "https"
-        return cls(host=parts.hostname, port=parts.port or (443 if ssl else 8000), ssl=ssl, **fields)
+        return cls(host=parts.hostname, port=port or (443 if ssl else 8000), ssl=ssl, **fields)
 
     @property
     def is_server(self) -> bool:
@@ -192,16 +212,51 @@ class PinnedChromaVectorStore(ChromaVectorStore):
             ids.extend(super().add(list(nodes[start : start + self.max_batch_size]), **add_kwargs))
         return ids
 
+    def upsert(self, nodes: Sequence[BaseNode]) -> None:
+        """Writes ``nodes`` as ``add`` does, but over records with the same ids (``add`` keeps the old
+        record): ingestion rewrites a changed document's chunks in place, so it never goes without chunks."""
+        for start in range(0, len(nodes), self.max_batch_size):
+            batch = nodes[start : start + self.max_batch_size]
+            metadatas = [
+                node_to_metadata_dict(node, remove_text=True, flat_metadata=self.flat_metadata)
+                for node in batch
+            ]
+            self.collection.upsert(
+                ids=[node.node_id for node in batch],
+                embeddings=[node.get_embedding() for node in batch],
+                metadatas=[
+                    {key: "" if value is None else value for key, value in m.items()} for m in metadatas
+                ],
+                documents=[node.get_content(metadata_mode=MetadataMode.NONE) for node in batch],
+            )
 
-def connect(config: StoreConfig) -> ClientAPI:
-    """A Chroma client for ``config``, telemetry off; a server that does not answer is a clear error."""
+
+def connect(config: StoreConfig, *, create: bool = True) -> ClientAPI:
+    """A Chroma client for ``config``, telemetry off; a server that does not answer is a clear error.
+
+    Only writers (``create``) make the embedded database folder: a reader given a folder that does not
+    exist is told so, instead of leaving an empty database behind.
+    """
     import chromadb
     from chromadb.config import Settings
+    from chromadb.errors import InternalError
 
     settings = Settings(anonymized_telemetry=False)
     if not config.is_server:
+        if not create and not config.path.is_dir():
+            raise CollectionNotFoundError(
+                f"No database folder {config.path}; index documents into it first with "
+                f"`llara-rag index DOCS --db {config.path}`, or pass the --db that holds them."
+            )
         config.path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(config.path), settings=settings)
+        try:
+            return chromadb.PersistentClient(path=str(config.path), settings=settings)
+        except InternalError as error:
+            raise DamagedStoreError(
+                f"Cannot open the database file {config.path / DATABASE_FILE} ({error}): it is damaged or "
+                f"not a Chroma database. Restore the folder {config.path} from a backup, or move it aside "
+                "and run `llara-rag index` again to rebuild it."
+            ) from error
     try:
         return chromadb.HttpClient(
             host=config.host, port=config.port, ssl=config.ssl, headers=config.headers, settings=settings
@@ -214,6 +269,33 @@ def connect(config: StoreConfig) -> ClientAPI:
         ) from error
 
 
+def _get_collection(client: ClientAPI, config: StoreConfig) -> Collection:
+    """The existing collection, unchecked; ``CollectionNotFoundError`` naming those there are otherwise."""
+    from chromadb.errors import NotFoundError
+
+    try:
+        return client.get_collection(config.collection, embedding_function=None)
+    except NotFoundError as error:
+        names = sorted(c.name for c in client.list_collections()) or ["none"]
+        raise CollectionNotFoundError(
+            f"No collection {config.collection!r} in {config.location} (it holds: {', '.join(names)}). "
+            "Index documents into it first with `llara-rag index DOCS`, or pick one with --collection."
+        ) from error
+
+
+def existing_collection(config: StoreConfig) -> Collection:
+    """The collection readers will open, found (or refused) before a model loads; nothing is created."""
+    return _get_collection(connect(config, create=False), config)
+
+
+def find_collection(config: StoreConfig) -> Collection | None:
+    """The collection if it exists (None otherwise), creating nothing; a server that does not answer fails."""
+    try:
+        return existing_collection(config)
+    except CollectionNotFoundError:
+        return None
+
+
 def open_store(
     config: StoreConfig, model: LLaRAEmbedding | ModelIdentity, *, create: bool = True
 ) -> PinnedChromaVectorStore:
@@ -221,12 +303,11 @@ def open_store(
 
     A new collection is created in cosine space and pinned to ``model``; an existing one must have been
     written by the same encoder (same fingerprint), else ``ModelMismatchError``. ``create=False`` is for
-    readers: a collection that does not exist raises ``CollectionNotFoundError`` instead of appearing empty.
+    readers: a collection (or database folder) that does not exist raises ``CollectionNotFoundError``
+    instead of appearing empty.
     """
-    from chromadb.errors import NotFoundError
-
     identity = model if isinstance(model, ModelIdentity) else ModelIdentity.of(model)
-    client = connect(config)
+    client = connect(config, create=create)
     if create:
         collection = client.get_or_create_collection(
             config.collection,
@@ -235,14 +316,7 @@ def open_store(
             embedding_function=None,
         )
     else:
-        try:
-            collection = client.get_collection(config.collection, embedding_function=None)
-        except NotFoundError as error:
-            names = sorted(c.name for c in client.list_collections()) or ["none"]
-            raise CollectionNotFoundError(
-                f"No collection {config.collection!r} in {config.location} (it holds: {', '.join(names)}). "
-                "Index documents into it first with `llara-rag index DOCS`, or pick one with --collection."
-            ) from error
+        collection = _get_collection(client, config)
     _check_pin(collection, identity, config)
     return PinnedChromaVectorStore(collection, identity, client.get_max_batch_size())
 

@@ -1,4 +1,5 @@
-"""Ingestion: upserts, deletions, bad files and a crash midway, on the tiny random backbone."""
+"""Ingestion: upserts, deletions, bad files, crashes and kills midway, chunk settings, on the tiny random
+backbone."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from llara_rag.errors import LexicalIndexError
-from llara_rag.ingest import IngestConfig, docstore_path, index_folder
+from llara_rag.errors import DamagedStoreError, InvalidInputError, LexicalIndexError
+from llara_rag.ingest import VERSION_KEY, IngestConfig, docstore_path, index_folder
 from llara_rag.lexical import lexical_folder, open_lexical_index
-from llara_rag.store import StoreConfig, open_store
+from llara_rag.store import PinnedChromaVectorStore, StoreConfig, open_store
 from llara_rag.testing import WORDS, write_corpus
 
 SMALL = IngestConfig(chunk_size=64, chunk_overlap=8, documents_per_batch=2)
@@ -219,3 +220,188 @@ def test_a_killed_index_command_is_finished_by_a_rerun(tmp_path: Path, embed_mod
     assert finished.added and docstore_path(killed, store).exists()
     assert stored(killed, embed_model) == stored(reference, embed_model)
     assert lexical(killed, embed_model) == lexical(reference, embed_model)
+
+
+def versions(config: StoreConfig, embed_model) -> dict[str, set[str]]:
+    """Document id -> the versions its chunks carry (one, unless a write was cut short)."""
+    records = open_store(config, embed_model, create=False).collection.get(include=["metadatas"])
+    found: dict[str, set[str]] = {}
+    for metadata in records["metadatas"]:
+        found.setdefault(metadata["document_id"], set()).add(metadata[VERSION_KEY])
+    return found
+
+
+def test_a_huge_file_is_written_in_batches_and_a_crash_keeps_them(
+    tmp_path: Path, embed_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llara_rag import ingest
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "huge.txt").write_text("dogs bark when happy. " * 600)
+    config = SMALL.model_copy(update={"chunks_per_batch": 8})
+    reference = StoreConfig(path=tmp_path / "db", collection="reference")
+    total = index_folder(docs, reference, embed_model, config).chunks_written
+    assert total > 3 * 8
+
+    crashed = StoreConfig(path=tmp_path / "db", collection="crashed")
+    writes: list[int] = []
+    real_upsert = PinnedChromaVectorStore.upsert
+
+    def upsert_then_die(self, nodes) -> None:
+        if len(writes) == 2:
+            raise KeyboardInterrupt  # killed while embedding the third batch of the one file
+        writes.append(len(nodes))
+        real_upsert(self, nodes)
+
+    monkeypatch.setattr(PinnedChromaVectorStore, "upsert", upsert_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        index_folder(docs, crashed, embed_model, config)
+    monkeypatch.setattr(PinnedChromaVectorStore, "upsert", real_upsert)
+    assert len(stored(crashed, embed_model)) == 16, "the batches written before the kill are kept"
+
+    planned: list[tuple[int, int]] = []
+    real_planned = ingest.Progress.planned
+
+    def record_plan(self, total: int, done: int) -> None:
+        planned.append((total, done))
+        real_planned(self, total, done)
+
+    monkeypatch.setattr(ingest.Progress, "planned", record_plan)
+    resumed = index_folder(docs, crashed, embed_model, config)
+    assert resumed.added == [str((docs / "huge.txt").resolve())]
+    assert resumed.chunks_written == total - 16 and planned == [(total, 16)], "progress counts chunks"
+    assert stored(crashed, embed_model) == stored(reference, embed_model)
+    assert lexical(crashed, embed_model) == lexical(reference, embed_model)
+
+
+def test_a_document_being_updated_keeps_its_chunks_until_a_killed_run_is_finished(
+    tmp_path: Path, embed_model
+) -> None:
+    """A real `index` run over changed files, SIGKILLed midway: a reader polling the collection from
+    another process never finds a document without chunks, and the re-run gives the reference."""
+    docs = write_corpus(tmp_path / "docs", n_files=16, seed=5)
+    killed = StoreConfig(path=tmp_path / "killed", collection="docs")
+    index_folder(docs, killed, embed_model, SMALL)
+    everything = set(versions(killed, embed_model))
+    write_corpus(docs, n_files=16, seed=6)  # every file changes; some get fewer chunks, some more
+    reference = StoreConfig(path=tmp_path / "reference", collection="docs")
+    index_folder(docs, reference, embed_model, SMALL)
+    record = docstore_path(killed, open_store(killed, embed_model, create=False))
+    recorded_at = record.stat().st_mtime_ns
+    script = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from llara_rag.embedding import LLaRAEmbedding
+        from llara_rag.ingest import IngestConfig, index_folder
+        from llara_rag.store import PinnedChromaVectorStore, StoreConfig
+        upsert = PinnedChromaVectorStore.upsert
+        def slow_upsert(self, nodes):  # as a real encoder's pace: the kill lands mid-update
+            upsert(self, nodes)
+            time.sleep(0.1)
+        PinnedChromaVectorStore.upsert = slow_upsert
+        config = IngestConfig(chunk_size=64, chunk_overlap=8, documents_per_batch=1, chunks_per_batch=2)
+        index_folder(Path({str(docs)!r}), StoreConfig(path=Path({str(killed.path)!r}), collection="docs"),
+                     LLaRAEmbedding(model_name={embed_model.model_name!r}), config)
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    polls = 0
+    deadline = time.monotonic() + 120
+    while record.stat().st_mtime_ns == recorded_at or polls < 20:
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline
+        assert set(versions(killed, embed_model)) == everything
+        polls += 1
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+    midway = versions(killed, embed_model)
+    assert set(midway) == everything
+    assert any(len(found) > 1 or found != versions(reference, embed_model)[d] for d, found in midway.items())
+    finished = index_folder(docs, killed, embed_model, SMALL)
+    assert finished.updated and not finished.added
+    assert stored(killed, embed_model) == stored(reference, embed_model)
+    assert versions(killed, embed_model) == versions(reference, embed_model)
+    assert lexical(killed, embed_model) == lexical(reference, embed_model)
+
+
+def test_other_chunk_settings_are_refused_or_re_chunk_every_document(tmp_path: Path, embed_model) -> None:
+    docs = write_corpus(tmp_path / "docs", n_files=4)
+    config = StoreConfig(path=tmp_path / "db", collection="chunking")
+    index_folder(docs, config, embed_model, SMALL)
+    smaller = SMALL.model_copy(update={"chunk_size": 32, "chunk_overlap": 4})
+    with pytest.raises(InvalidInputError) as refused:
+        index_folder(docs, config, embed_model, smaller)
+    message = str(refused.value)
+    assert "chunked with --chunk-size 64 --chunk-overlap 8" in message and "--rechunk" in message
+    assert "\n" not in message
+
+    rechunked = index_folder(docs, config, embed_model, smaller.model_copy(update={"rechunk": True}))
+    assert len(rechunked.updated) == 4 and rechunked.unchanged == []
+    reference = StoreConfig(path=tmp_path / "db", collection="reference")
+    index_folder(docs, reference, embed_model, smaller)
+    assert stored(config, embed_model) == stored(reference, embed_model), "no chunk of the old size is left"
+    assert lexical(config, embed_model) == lexical(reference, embed_model)
+    again = index_folder(docs, config, embed_model, smaller)
+    assert len(again.unchanged) == 4 and again.chunks_written == 0, "the new settings are the collection's"
+
+
+def test_a_folder_that_is_missing_or_empty_is_refused_without_creating_a_database(
+    tmp_path: Path, embed_model
+) -> None:
+    config = StoreConfig(path=tmp_path / "db")
+    with pytest.raises(InvalidInputError, match="is not a folder"):
+        index_folder(tmp_path / "missing", config, embed_model)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / ".hidden.md").write_text("not indexed")
+    with pytest.raises(InvalidInputError, match=r"No documents found in .*empty \(supported: .*\.pdf"):
+        index_folder(tmp_path / "empty", config, embed_model)
+    assert not config.path.exists()
+
+
+def test_emptying_the_folder_with_delete_missing_removes_everything(tmp_path: Path, embed_model) -> None:
+    docs = write_corpus(tmp_path / "docs", n_files=2)
+    config = StoreConfig(path=tmp_path / "db", collection="emptied")
+    index_folder(docs, config, embed_model, SMALL)
+    for path in docs.iterdir():
+        path.unlink()
+    summary = index_folder(docs, config, embed_model, SMALL.model_copy(update={"delete_missing": True}))
+    assert len(summary.removed) == 2 and stored(config, embed_model) == {}
+
+
+def test_an_unreadable_ingestion_record_is_named_with_the_way_out(tmp_path: Path, embed_model) -> None:
+    docs = write_corpus(tmp_path / "docs", n_files=2)
+    config = StoreConfig(path=tmp_path / "db", collection="record")
+    index_folder(docs, config, embed_model, SMALL)
+    before = stored(config, embed_model)
+    record = docstore_path(config, open_store(config, embed_model, create=False))
+    record.write_text('{"docstore/metadata": {"')
+    with pytest.raises(DamagedStoreError) as damaged:
+        index_folder(docs, config, embed_model, SMALL)
+    assert str(record) in str(damaged.value) and "delete it" in str(damaged.value)
+
+    record.unlink()
+    rebuilt = index_folder(docs, config, embed_model, SMALL)
+    assert len(rebuilt.added) == 2 and rebuilt.chunks_written == 0, "the chunks in Chroma are kept"
+    assert stored(config, embed_model) == before
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"chunk_size": 0}, "--chunk-size 0: must be greater than 0; pass e.g. --chunk-size 256."),
+        ({"chunk_size": -5}, "--chunk-size -5: must be greater than 0"),
+        ({"chunk_overlap": -1}, "--chunk-overlap -1: must be greater than or equal to 0"),
+        ({"chunk_size": 64, "chunk_overlap": 64}, "--chunk-overlap 64 is not smaller than --chunk-size 64"),
+        ({"max_file_bytes": 0}, "--max-file-mb 0: must be greater than 0; pass e.g. --max-file-mb 20."),
+        ({"max_file_bytes": -2_500_000}, "--max-file-mb -2.5: must be greater than 0"),
+    ],
+)
+def test_invalid_settings_are_refused_in_one_line_naming_the_flag(values: dict, message: str) -> None:
+    with pytest.raises(InvalidInputError) as refused:
+        IngestConfig(**values)
+    assert str(refused.value).startswith(message) and "\n" not in str(refused.value)

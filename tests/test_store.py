@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from llara_rag.errors import CollectionNotFoundError, ModelMismatchError, StoreConnectionError
+from llara_rag.errors import (
+    CollectionNotFoundError,
+    DamagedStoreError,
+    ModelMismatchError,
+    StoreConnectionError,
+)
 from llara_rag.ingest import IngestConfig, index_folder
 from llara_rag.retrieval import RetrievalConfig, open_retriever, search
 from llara_rag.store import ModelIdentity, StoreConfig, open_index, open_store, parse_where
@@ -175,3 +180,45 @@ def test_server_records_live_outside_the_server_per_host() -> None:
     served = StoreConfig.from_url("https://chroma.example.org", collection="team")
     assert embedded.docstore_folder() == Path("db") / "llara-docstore"
     assert served.port == 443 and served.ssl and served.docstore_folder().name == "chroma.example.org-443"
+
+
+def test_a_reader_of_a_database_folder_that_does_not_exist_creates_nothing(
+    tmp_path: Path, embed_model
+) -> None:
+    missing = StoreConfig(path=tmp_path / "nowhere")
+    with pytest.raises(CollectionNotFoundError, match="No database folder .*nowhere.*llara-rag index"):
+        open_retriever(missing, embed_model)
+    assert not missing.path.exists()
+
+
+@pytest.mark.parametrize("damage", ["random", "truncated"])
+def test_a_damaged_database_file_is_named_with_the_way_out(
+    embedded: StoreConfig, tmp_path: Path, embed_model, damage: str
+) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(embedded.path, copy)
+    database = copy / "chroma.sqlite3"
+    data = database.read_bytes()
+    database.write_bytes(random.Random(0).randbytes(len(data)) if damage == "random" else data[:5000])
+    with pytest.raises(DamagedStoreError) as damaged:
+        open_store(embedded.model_copy(update={"path": copy}), embed_model, create=False)
+    message = str(damaged.value)
+    assert str(database) in message and "move it aside" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: StoreConfig(collection="a"), "--collection 'a': must be 3 to 512 letters"),
+        (lambda: StoreConfig.from_url("http://localhost:99999"), "Not a Chroma server URL"),
+        (lambda: StoreConfig.from_url("http://localhost:port"), "Not a Chroma server URL"),
+    ],
+)
+def test_invalid_store_settings_are_refused_in_one_line(build, message: str) -> None:
+    from llara_rag.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=message) as refused:
+        build()
+    assert "\n" not in str(refused.value)
