@@ -17,9 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from llara_rag.retrieval import RetrievalConfig
+from llara_rag.retrieval import RetrievalConfig, chunk_number, source_label
+from llara_rag.validation import UserSettings
 
 if TYPE_CHECKING:
     from llama_index.core.base.base_retriever import BaseRetriever
@@ -49,7 +50,7 @@ HELP = (
 )
 
 
-class ChatConfig(BaseModel):
+class ChatConfig(UserSettings):
     """How the chunks behind each answer are retrieved, and how much conversation is remembered."""
 
     model_config = ConfigDict(frozen=True)
@@ -99,15 +100,7 @@ class Citation:
 
     @property
     def label(self) -> str:
-        where = f", chunk {self.chunk}" if self.chunk is not None else ""
-        score = f" (score {self.score:.2f})" if self.score is not None else ""
-        return f"[{self.number}] {self.file_name}{where}{score}"
-
-
-def _chunk_number(node_id: str) -> int | None:
-    """1-based position in its file, from the ``<document id>#<position>`` ids ingestion gives chunks."""
-    _, separator, position = node_id.rpartition("#")
-    return int(position) + 1 if separator and position.isdigit() else None
+        return source_label(self.number, self.file_name, self.chunk, self.score)
 
 
 def cite(nodes: Sequence[NodeWithScore]) -> list[Citation]:
@@ -116,7 +109,7 @@ def cite(nodes: Sequence[NodeWithScore]) -> list[Citation]:
         Citation(
             number=number,
             file_name=str(hit.node.metadata.get("file_name") or hit.node.ref_doc_id or hit.node.node_id),
-            chunk=_chunk_number(hit.node.node_id),
+            chunk=chunk_number(hit.node.node_id),
             score=hit.score,
             text=hit.node.get_content(),
         )

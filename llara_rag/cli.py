@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from llara_rag import __version__
 from llara_rag.backbone import DEFAULT_MODEL
@@ -171,8 +171,25 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
     _add_store_arguments(parser)
     _add_model_arguments(parser)
     parser.add_argument("--chunk-size", type=int, default=256, help="encoder tokens per chunk (default: 256)")
-    parser.add_argument("--chunk-overlap", type=int, default=32, help="tokens shared by neighbouring chunks")
-    parser.add_argument("--max-file-mb", type=float, default=20.0, help="skip larger files (default: 20)")
+    parser.add_argument(
+        "--chunk-overlap",
+        type=int,
+        default=32,
+        help="tokens shared by neighbouring chunks, fewer than --chunk-size (default: 32)",
+    )
+    parser.add_argument(
+        "--rechunk",
+        action="store_true",
+        help="accept chunk settings other than the collection's: every document is re-split and embedded "
+        "again",
+    )
+    parser.add_argument(
+        "--max-file-mb",
+        type=float,
+        default=20.0,
+        help="skip files larger than this many MB (default: 20; 20 MB of text is about 22,000 chunks, hours "
+        "on a CPU)",
+    )
     parser.add_argument(
         "--delete-missing", action="store_true", help="remove documents whose files are gone from the folder"
     )
@@ -180,15 +197,18 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_index(args: argparse.Namespace) -> int:
-    from llara_rag.ingest import IngestConfig, index_folder
+    from llara_rag.ingest import IngestConfig, check_before_loading, index_folder
 
     config = IngestConfig(
         chunk_size=args.chunk_size,
         chunk_overlap=args.chunk_overlap,
-        max_file_bytes=int(args.max_file_mb * 1e6),
+        max_file_bytes=round(args.max_file_mb * 1_000_000),
         delete_missing=args.delete_missing,
+        rechunk=args.rechunk,
     )
-    summary = index_folder(Path(args.docs), _store_config(args), _embedding(args), config)
+    store = _store_config(args)
+    check_before_loading(args.docs, store, config, _encoder_config(args).passage_max_length)
+    summary = index_folder(Path(args.docs), store, _embedding(args), config)
     print(summary.report())
     return 0
 
@@ -245,20 +265,23 @@ def _retrieval_config(
 
 
 def _run_query(args: argparse.Namespace) -> int:
-    from llara_rag.retrieval import open_retriever, search
-    from llara_rag.store import parse_where
+    from llara_rag.retrieval import check_question, open_retriever, search, why_no_results
+    from llara_rag.store import existing_collection, parse_where
 
+    check_question(args.question)
     retrieval = _retrieval_config(args, parse_where(args.where))
-    hits = search(open_retriever(_store_config(args), _embedding(args), retrieval), args.question)
-    if not hits and args.mode == "lexical":
-        print("No chunk shares a word with the question; try --mode hybrid or dense.", file=sys.stderr)
+    store = _store_config(args)
+    existing_collection(store)  # a missing database or collection is named before the model loads
+    retriever = open_retriever(store, _embedding(args), retrieval)
+    hits = search(retriever, args.question)
+    if not hits:
+        print(f"No results: {why_no_results(retriever)}", file=sys.stderr)
     for rank, hit in enumerate(hits, 1):
         if args.json:
             print(hit.model_dump_json())
         else:
             print(
-                f"{rank}. {hit.score:.4f}  {hit.file_name}  [{hit.node_id}]  found by {hit.describe_sides()}\n"
-                f"   {' '.join(hit.text.split())[:300]}"
+                f"{hit.label(rank)}  found by {hit.describe_sides()}\n    {' '.join(hit.text.split())[:300]}"
             )
     return 0
 
@@ -555,22 +578,32 @@ def _add_chat(sub: argparse._SubParsersAction) -> None:
 def _run_chat(args: argparse.Namespace) -> int:
     from llara_rag.chat import ChatConfig, open_chat_session
     from llara_rag.generator import GeneratorConfig
+    from llara_rag.store import existing_collection
+    from llara_rag.validation import checked
 
     if not args.verbose:  # keep the conversation readable: no per-turn INFO lines, no loading bars
         from transformers.utils.logging import disable_progress_bar
 
         logging.getLogger("llama_index").setLevel(logging.WARNING)
         disable_progress_bar()
-    generator = GeneratorConfig(
+    generator = checked(
+        GeneratorConfig,
         model=args.generator,
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
         device=args.device,
     )
-    session = open_chat_session(
-        _store_config(args), _embedding(args), generator, ChatConfig(retrieval=_retrieval_config(args))
-    )
-    return session.run()
+    config = ChatConfig(retrieval=_retrieval_config(args))
+    store = _store_config(args)
+    existing_collection(store)  # a missing database or collection is named before the models load
+    return open_chat_session(store, _embedding(args), generator, config).run()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line, as llara-rag's own: the usage is one ``--help`` away."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -586,7 +619,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="llara-rag",
         description="Search a folder of documents by meaning and by keywords, chat with it through a local "
         "LLM, and adapt the embedding model to your documents without labels, all on your own machine.",

@@ -248,18 +248,21 @@ def chunk_id(index: int, document: BaseNode) -> str:
     return f"{document.node_id}#{index}"
 
 
+def check_chunk_size(config: IngestConfig, passage_max_length: int) -> None:
+    if config.chunk_size > passage_max_length:
+        raise InvalidInputError(
+            f"Chunks of {config.chunk_size} tokens would be cut to the encoder's passage_max_length of "
+            f"{passage_max_length}; use --chunk-size {passage_max_length} or less."
+        )
+
+
 def build_splitter(embed_model: LLaRAEmbedding, config: IngestConfig) -> SentenceSplitter:
     """A sentence-aware splitter counting the encoder's own tokens, so no chunk is silently truncated."""
     from functools import partial
 
     from llama_index.core.node_parser import SentenceSplitter
 
-    limit = embed_model.encoder.config.passage_max_length
-    if config.chunk_size > limit:
-        raise InvalidInputError(
-            f"Chunks of {config.chunk_size} tokens would be cut to the encoder's passage_max_length of {limit}; "
-            f"use --chunk-size {limit} or less."
-        )
+    check_chunk_size(config, embed_model.encoder.config.passage_max_length)
     tokenizer = embed_model.encoder.backbone.tokenizer
     return SentenceSplitter(
         chunk_size=config.chunk_size,
@@ -272,7 +275,10 @@ def build_splitter(embed_model: LLaRAEmbedding, config: IngestConfig) -> Sentenc
 def docstore_path(store_config: StoreConfig, store: PinnedChromaVectorStore) -> Path:
     """One record per collection *instance*: a collection deleted and re-created gets a fresh record,
     instead of one claiming its vectors are still there."""
-    collection = store.collection
+    return record_path(store_config, store.collection)
+
+
+def record_path(store_config: StoreConfig, collection: Collection) -> Path:
     return store_config.docstore_folder() / f"{collection.name}-{collection.id}.json"
 
 
@@ -335,13 +341,22 @@ def check_chunking(collection: Collection, config: IngestConfig, location: str) 
     )
 
 
-def check_before_loading(folder: str | Path, store_config: StoreConfig, config: IngestConfig) -> None:
+def check_before_loading(
+    folder: str | Path,
+    store_config: StoreConfig,
+    config: IngestConfig,
+    passage_max_length: int | None = None,
+) -> None:
     """What :func:`index_folder` would refuse, found before the model loads (seconds): the folder and its
-    files, a server that does not answer, chunk settings other than the collection's. Creates nothing."""
+    files, a server that does not answer, chunk settings other than the collection's or (given the
+    encoder's ``passage_max_length``) too long for it, an unreadable ingestion record. Creates nothing."""
+    if passage_max_length is not None:
+        check_chunk_size(config, passage_max_length)
     find_documents(Path(folder).resolve(), config)
     collection = find_collection(store_config)
     if collection is not None:
         check_chunking(collection, config, store_config.location)
+        load_docstore(record_path(store_config, collection))
 
 
 class Revision:

@@ -23,7 +23,9 @@ from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 from pydantic import BaseModel, ConfigDict, Field
 
+from llara_rag.errors import InvalidInputError
 from llara_rag.fusion import CANDIDATES, DEFAULT_ALPHA, DEFAULT_MODE, RetrievalMode, convex_fusion, top
+from llara_rag.validation import UserSettings
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
@@ -36,22 +38,30 @@ logger = logging.getLogger(__name__)
 
 SIDES = ("lexical", "dense")
 """The two rankings, in the order ``eval``'s hybrid fuses them (BM25 first)."""
+BOOKKEEPING_KEYS = {"document_id", "doc_id", "ref_doc_id"}
+"""Chunk metadata LlamaIndex keeps for itself: not worth filtering on."""
 FOUND_BY_KEY = "found_by"
 """Node metadata: the sides that returned the chunk and its rank in each, e.g. ``{"dense": 3}``."""
 
 
-class RetrievalConfig(BaseModel):
-    """How chunks are retrieved: the mode, the hybrid's weight and depth, how many, and which."""
+class RetrievalConfig(UserSettings):
+    """How chunks are retrieved: the mode, the hybrid's weight and depth, how many, and which.
+
+    Invalid values are refused naming the `query`/`chat` flag (:mod:`llara_rag.validation`).
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    mode: RetrievalMode = Field(default=DEFAULT_MODE, description="lexical, dense or hybrid.")
-    top_k: int = Field(default=5, gt=0, description="Chunks returned.")
+    mode: RetrievalMode = Field(
+        default=DEFAULT_MODE, description="lexical, dense or hybrid.", json_schema_extra={"flag": "--mode"}
+    )
+    top_k: int = Field(default=5, gt=0, description="Chunks returned.", json_schema_extra={"flag": "-k"})
     alpha: float = Field(
         default=DEFAULT_ALPHA,
         ge=0,
         le=1,
         description="The dense side's weight in the hybrid; the lexical side gets 1 - alpha.",
+        json_schema_extra={"flag": "--alpha"},
     )
     candidates: int = Field(
         default=CANDIDATES,
@@ -62,6 +72,29 @@ class RetrievalConfig(BaseModel):
     where: dict[str, str | int | float] = Field(
         default_factory=dict, description="Only chunks whose metadata equals every item (e.g. file_name)."
     )
+
+
+def check_question(question: str) -> str:
+    """``question`` when it has words to search for; the same refusal for the library and the CLI."""
+    if not question.strip():
+        raise InvalidInputError(
+            f'The question {question!r} is empty; ask in words, e.g. llara-rag query "how are keys rotated?".'
+        )
+    return question
+
+
+def chunk_number(node_id: str) -> int | None:
+    """1-based position in its file, from the ``<document id>#<position>`` ids ingestion gives chunks."""
+    _, separator, position = node_id.rpartition("#")
+    return int(position) + 1 if separator and position.isdigit() else None
+
+
+def source_label(number: int, name: str, chunk: int | None, score: float | None) -> str:
+    """``[1] notes.md, chunk 3 (score 0.81)``: how ``query`` and ``chat`` number and name a retrieved chunk
+    (both from 1; ``--json`` keeps the full score)."""
+    where = f", chunk {chunk}" if chunk is not None else ""
+    scored = f" (score {score:.2f})" if score is not None else ""
+    return f"[{number}] {name}{where}{scored}"
 
 
 class Hit(BaseModel):
@@ -94,6 +127,9 @@ class Hit(BaseModel):
     def describe_sides(self) -> str:
         """``dense #3, lexical #1``: where each side ranked this chunk."""
         return ", ".join(f"{side} #{rank}" for side, rank in self.found_by.items())
+
+    def label(self, number: int) -> str:
+        return source_label(number, self.file_name or self.node_id, chunk_number(self.node_id), self.score)
 
 
 def chroma_where(where: dict[str, str | int | float]) -> dict[str, Any] | None:
@@ -159,6 +195,7 @@ class LLaRAHybridRetriever(BaseRetriever):
         return self.lexical.search(question, depth, allowed)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        check_question(query_bundle.query_str)
         depth = self._depth()
         if depth == 0:
             return []
@@ -220,4 +257,31 @@ def open_retriever(
 
 def search(retriever: BaseRetriever, question: str) -> list[Hit]:
     """The chunks ``retriever`` returns for ``question``, best first."""
-    return [Hit.of(hit) for hit in retriever.retrieve(question)]
+    return [Hit.of(hit) for hit in retriever.retrieve(check_question(question))]
+
+
+def why_no_results(retriever: LLaRAHybridRetriever) -> str:
+    """Why a search returned nothing, and what to try: an empty collection, a filter nothing matches, or
+    (lexical) a question sharing no word with any chunk."""
+    from llara_rag.ingest import VERSION_KEY
+
+    collection = retriever.collection
+    if collection.count() == 0:
+        return (
+            f"collection {collection.name!r} holds no chunks; index documents into it with "
+            "`llara-rag index DOCS`."
+        )
+    where = retriever.config.where
+    if where and not collection.get(where=chroma_where(where), limit=1, include=[])["ids"]:
+        sample = collection.get(limit=1, include=["metadatas"])["metadatas"] or [{}]
+        keys = sorted(
+            key
+            for key in sample[0]
+            if not key.startswith("_") and key not in {*BOOKKEEPING_KEYS, VERSION_KEY}
+        )
+        filters = " ".join(f"--where {key}={value}" for key, value in where.items())
+        return (
+            f"no chunk matches {filters}; chunks have the keys {', '.join(keys)} "
+            "(e.g. --where file_name=notes.md), and values must match exactly."
+        )
+    return "no chunk shares a word with the question; try other words, or --mode hybrid or dense."

@@ -194,7 +194,11 @@ def test_query_command_retrieves_in_each_mode_and_says_which_side_found_each_chu
 
     assert main(["query", question, "-k", "1", "--mode", mode, *options]) == 0
     first = capsys.readouterr().out.splitlines()[0]
-    assert f"[{expected[0].node_id}]  found by {expected[0].describe_sides()}" in first
+    position = int(expected[0].node_id.rpartition("#")[2])
+    assert first == (
+        f"[1] {expected[0].file_name}, chunk {position + 1} (score {expected[0].score:.2f})  "
+        f"found by {expected[0].describe_sides()}"
+    ), "numbered from 1, sources and chunks alike, as chat numbers them"
 
 
 def test_query_command_refuses_an_alpha_outside_0_to_1(
@@ -203,3 +207,53 @@ def test_query_command_refuses_an_alpha_outside_0_to_1(
     with pytest.raises(SystemExit):
         main(["query", "cats", "--alpha", "1.5", "--db", str(indexed.path)])
     assert "not between 0 and 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("question", ["", "  \n"])
+def test_an_empty_question_is_refused_by_the_library_as_by_the_cli(
+    indexed: StoreConfig, embed_model, question: str
+) -> None:
+    from llara_rag.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="is empty; ask in words"):
+        search(open_retriever(indexed, embed_model, RetrievalConfig(mode="lexical")), question)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"top_k": 0}, "-k 0: must be greater than 0; pass e.g. -k 5."),
+        ({"top_k": -1}, "-k -1: must be greater than 0"),
+        ({"alpha": 1.5}, "--alpha 1.5: must be less than or equal to 1"),
+        ({"mode": "sparse"}, "--mode 'sparse': must be 'lexical', 'dense' or 'hybrid'"),
+    ],
+)
+def test_invalid_retrieval_settings_are_refused_in_one_line_naming_the_flag(
+    values: dict, message: str
+) -> None:
+    from llara_rag.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError) as refused:
+        RetrievalConfig(**values)
+    assert str(refused.value).startswith(message) and "\n" not in str(refused.value)
+
+
+def test_no_results_say_why(indexed: StoreConfig, embed_model, tmp_path: Path) -> None:
+    from llara_rag.retrieval import why_no_results
+
+    filtered = open_retriever(indexed, embed_model, RetrievalConfig(mode="dense", where={"nosuch": 1}))
+    assert search(filtered, "cats") == []
+    assert why_no_results(filtered).startswith(
+        "no chunk matches --where nosuch=1; chunks have the keys file_name"
+    )
+    lexical = open_retriever(indexed, embed_model, RetrievalConfig(mode="lexical"))
+    assert search(lexical, "zebra") == []
+    assert "shares a word" in why_no_results(lexical)
+
+    docs = write_corpus(tmp_path / "docs", n_files=1)
+    emptied = StoreConfig(path=tmp_path / "db", collection="emptied")
+    index_folder(docs, emptied, embed_model, SMALL)
+    (docs / "doc0.txt").unlink()
+    index_folder(docs, emptied, embed_model, SMALL.model_copy(update={"delete_missing": True}))
+    empty = open_retriever(emptied, embed_model, RetrievalConfig(mode="hybrid"))
+    assert search(empty, "cats") == [] and "holds no chunks" in why_no_results(empty)
