@@ -416,6 +416,8 @@ def ingest_folder(
     root = Path(folder).resolve()
     files = find_documents(root, config)
     previous = check_chunking(store.collection, config, location)
+    docstore = load_docstore(record)
+    splitter = build_splitter(embed_model, config)
     if previous is not None:
         logger.warning(
             "Re-chunking the documents of %r: --chunk-size %d --chunk-overlap %d instead of %d and %d",
@@ -438,8 +440,6 @@ def ingest_folder(
         update_metadata(
             store.collection, {CHUNKING_KEYS[field]: value for field, value in config.chunking.items()}
         )
-    docstore = load_docstore(record)
-    splitter = build_splitter(embed_model, config)
     summary = IngestSummary()
     revision = Revision(store)
     seen: set[str] = set()
