@@ -35,6 +35,12 @@ NONE = "none"
 """``adapter="none"``: the bare backbone, its special-token rows untrained."""
 
 
+def adapter_name(directory: str | None) -> str | None:
+    """What a saved configuration records for a resolved adapter: the shipped one by name, so the record
+    reads the same on every machine and install; any other by its path."""
+    return DEFAULT if directory is not None and Path(directory) == DEFAULT_ADAPTER else directory
+
+
 def resolve_adapter(adapter: str | None, *, default_backbone: bool) -> str | None:
     """The adapter directory ``adapter`` names, or None for the bare backbone."""
     if adapter is None or adapter.lower() == NONE:

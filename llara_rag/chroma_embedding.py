@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from llara_rag.adapter import DEFAULT
+from llara_rag.adapter import DEFAULT, adapter_name
 from llara_rag.backbone import DEFAULT_MODEL
 from llara_rag.encoder import EncoderConfig, LLaRAEncoder, get_encoder
 from llara_rag.errors import ModelMismatchError
@@ -144,7 +144,7 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
         config = self.config
         return {
             "model_name": config.model,
-            "adapter": config.adapter,
+            "adapter": adapter_name(config.adapter),
             "query_max_length": config.query_max_length,
             "passage_max_length": config.passage_max_length,
             "prompts": config.prompts.model_dump(),

@@ -25,7 +25,7 @@ from llama_index.core.vector_stores.utils import node_to_metadata_dict
 from llama_index.vector_stores.chroma import ChromaVectorStore
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from llara_rag.adapter import DEFAULT_ADAPTER, NONE
+from llara_rag.adapter import DEFAULT, NONE, adapter_name
 from llara_rag.errors import (
     CollectionNotFoundError,
     DamagedStoreError,
@@ -146,7 +146,7 @@ class ModelIdentity(BaseModel):
             fingerprint=encoder.fingerprint,
             dimension=encoder.dimension,
             model=encoder.config.model,
-            adapter=encoder.config.adapter,
+            adapter=adapter_name(encoder.config.adapter),
         )
 
     @classmethod
@@ -166,13 +166,12 @@ class ModelIdentity(BaseModel):
         """The command-line options that select this encoder."""
         if self.adapter is None:
             return f"--model {self.model} --adapter {NONE}"
-        shipped = Path(self.adapter) == DEFAULT_ADAPTER
-        return f"--model {self.model}" + ("" if shipped else f" --adapter {self.adapter}")
+        return f"--model {self.model}" + ("" if self.adapter == DEFAULT else f" --adapter {self.adapter}")
 
     def describe(self) -> str:
         if self.adapter is None:
             adapter = " without adapter"
-        elif Path(self.adapter) == DEFAULT_ADAPTER:
+        elif self.adapter == DEFAULT:
             adapter = " + the shipped default adapter"
         else:
             adapter = f" + adapter {self.adapter}"

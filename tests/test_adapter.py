@@ -84,6 +84,15 @@ def test_the_default_adapter_is_the_shipped_one_on_the_default_backbone_only(tin
     assert EncoderConfig(adapter="runs/mine").adapter == "runs/mine"
 
 
+def test_saved_configurations_name_the_shipped_adapter_not_its_install_path():
+    from llara_rag.adapter import DEFAULT, DEFAULT_ADAPTER, adapter_name
+    from llara_rag.encoder import EncoderConfig
+
+    assert adapter_name(EncoderConfig().adapter) == DEFAULT
+    assert EncoderConfig(adapter=adapter_name(str(DEFAULT_ADAPTER))).adapter == str(DEFAULT_ADAPTER)
+    assert adapter_name("runs/mine") == "runs/mine" and adapter_name(None) is None
+
+
 def test_the_shipped_adapter_is_compact_and_names_its_backbone_and_data():
     from safetensors import safe_open
 
