@@ -12,12 +12,13 @@ import json
 import logging
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llara_rag.adapter import DEFAULT, resolve_adapter
+from llara_rag.adapter import DEFAULT, PEFT_FILES, resolve_adapter
 from llara_rag.backbone import DEFAULT_MODEL, Backbone, load_backbone
 from llara_rag.errors import InvalidInputError
 from llara_rag.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts, Side
@@ -296,7 +297,7 @@ class LLaRAEncoder:
 
 
 _BACKBONES: dict[tuple[str | None, ...], Backbone] = {}
-_SHARED: dict[EncoderConfig, LLaRAEncoder] = {}
+_SHARED: dict[tuple[EncoderConfig, tuple[int, int] | None], LLaRAEncoder] = {}
 _SHARED_LOCK = threading.RLock()
 
 
@@ -319,7 +320,18 @@ def shared_backbone(config: EncoderConfig) -> Backbone:
 def get_encoder(config: EncoderConfig | None = None) -> LLaRAEncoder:
     """One encoder per configuration per process, so every integration shares the loaded weights."""
     config = config or EncoderConfig()
+    key = (config, _weights_stamp(config.adapter))
     with _SHARED_LOCK:
-        if config not in _SHARED:
-            _SHARED[config] = LLaRAEncoder(config)
-        return _SHARED[config]
+        if key not in _SHARED:
+            _SHARED[key] = LLaRAEncoder(config)
+        return _SHARED[key]
+
+
+def _weights_stamp(adapter: str | None) -> tuple[int, int] | None:
+    """Changes when an adapter is written again into the same folder (trainers replace it whole), at the
+    cost of a stat rather than the digest's read of every byte."""
+    weights = Path(adapter, PEFT_FILES[1]) if adapter else None
+    if weights is None or not weights.is_file():
+        return None
+    stat = weights.stat()
+    return stat.st_mtime_ns, stat.st_size

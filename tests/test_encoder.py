@@ -12,6 +12,7 @@ from conftest import build_tiny_backbone
 from llara_rag.encoder import EncoderConfig, LLaRAEncoder, collate, get_encoder, pool_special
 from llara_rag.errors import AdapterError, InvalidInputError, InvalidModelFileError, ModelNotFoundError
 from llara_rag.prompts import PREDICT_TOKENS, SPECIAL_TOKENS, SUMMARIZE_TOKENS
+from llara_rag.testing import write_random_adapter
 
 TEXTS = [
     "cats purr",
@@ -135,27 +136,8 @@ def test_missing_paths_and_wrong_files_are_named(tmp_path: Path) -> None:
         LLaRAEncoder(model=str(fake))
 
 
-def _save_lora(backbone_dir: Path, target: Path) -> Path:
-    from peft import LoraConfig, get_peft_model
-
-    from llara_rag.adapter import AdapterInfo, write_adapter_info
-    from llara_rag.backbone import load_backbone
-
-    backbone = load_backbone(str(backbone_dir))
-    torch.manual_seed(1)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    get_peft_model(backbone.model, config).save_pretrained(target)
-    info = AdapterInfo(
-        backbone=str(backbone_dir),
-        backbone_identity=backbone.source.identity,
-        special_token_ids=list(backbone.special_ids.all),
-    )
-    write_adapter_info(target, info)
-    return target
-
-
 def test_adapter_changes_vectors_and_fingerprint(tiny_backbone_dir: Path, tmp_path: Path) -> None:
-    adapter = _save_lora(tiny_backbone_dir, tmp_path / "adapter")
+    adapter = write_random_adapter(tiny_backbone_dir, tmp_path / "adapter")
     base = LLaRAEncoder(model=str(tiny_backbone_dir))
     adapted = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(adapter))
     assert adapted.fingerprint != base.fingerprint
@@ -165,7 +147,7 @@ def test_adapter_changes_vectors_and_fingerprint(tiny_backbone_dir: Path, tmp_pa
 
 def test_adapter_for_another_backbone_is_refused(tiny_backbone_dir: Path, tmp_path: Path) -> None:
     other = build_tiny_backbone(tmp_path / "other", hidden_size=48)
-    adapter = _save_lora(tiny_backbone_dir, tmp_path / "adapter")
+    adapter = write_random_adapter(tiny_backbone_dir, tmp_path / "adapter")
     with pytest.raises(AdapterError, match="was trained on"):
         LLaRAEncoder(model=str(other), adapter=str(adapter))
     with pytest.raises(AdapterError, match="missing adapter_config.json"):
@@ -178,3 +160,19 @@ def test_shared_encoder_is_loaded_once_per_config(tiny_backbone_dir: Path) -> No
     other_lengths = get_encoder(config.model_copy(update={"query_max_length": 7, "batch_size": 3}))
     assert other_lengths is not get_encoder(config)
     assert other_lengths.backbone is get_encoder(config).backbone
+
+
+def test_get_encoder_serves_an_adapter_written_again_into_the_same_folder(
+    tiny_backbone_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    folder = write_random_adapter(tiny_backbone_dir, tmp_path / "adapter", seed=1)
+    config = EncoderConfig(model=str(tiny_backbone_dir), adapter=str(folder))
+    first = get_encoder(config)
+    assert get_encoder(config) is first
+    shutil.rmtree(folder)
+    write_random_adapter(tiny_backbone_dir, folder, seed=2)
+    again = get_encoder(config)
+    assert again.fingerprint != first.fingerprint
+    assert np.abs(again.encode_queries(["cats purr"]) - first.encode_queries(["cats purr"])).max() > 1e-4
