@@ -117,13 +117,15 @@ def export(source: Path, target: Path, args: argparse.Namespace) -> None:
     (target / PEFT_FILES[0]).write_bytes((source / PEFT_FILES[0]).read_bytes())
     write_adapter_info(target, info)
     corpora = ", ".join(f"`{DATA / name / 'corpus.jsonl'}`" for name in CORPORA)
+    stages = unsupervised.training["stages"]
     description = (
         "The default adapter of llara-rag for the embedded SmolLM2, loaded by `LLaRAEncoder()`, "
         "`LLaRAEmbedding()` and the command line unless `adapter='none'` is asked for. Made by "
         f"`python benchmarks/train_default.py`: (1) unsupervised, on the corpus text of {corpora} (documents "
-        f"only, no query or judgment): {args.steps} EBAE/EBAR steps, then {args.contrastive_steps} label-free "
-        "inverse-cloze InfoNCE steps of 64 pairs; (2) supervised, continuing that LoRA on SciFact's "
-        f"`qrels/train.tsv` ({args.supervised_steps} steps of 64 train queries, {args.negatives} BM25 hard "
+        f"only, no query or judgment): {stages['ebae-ebar']['steps']} EBAE/EBAR steps of 8 windows, then "
+        f"{stages['contrastive']['steps']} label-free inverse-cloze InfoNCE steps of 64 pairs; (2) supervised, "
+        f"continuing that LoRA on SciFact's `qrels/train.tsv` ({supervised.training['steps']} steps of 64 "
+        f"train queries, {args.negatives} BM25 hard "
         f"negative(s) each, τ={args.temperature}). Test queries and test judgments were never read. Weights "
         "stored in fp16."
     )
@@ -136,8 +138,8 @@ def main() -> None:
     )
     parser.add_argument("--stage", choices=STAGES, action="append", help="default: every stage, in order")
     parser.add_argument("--steps", type=int, default=20, help="EBAE/EBAR steps (8 windows each)")
-    parser.add_argument("--contrastive-steps", type=int, default=16, help="label-free steps (64 pairs each)")
-    parser.add_argument("--supervised-steps", type=int, default=10, help="SciFact steps (64 queries each)")
+    parser.add_argument("--contrastive-steps", type=int, default=8, help="label-free steps (64 pairs each)")
+    parser.add_argument("--supervised-steps", type=int, default=8, help="SciFact steps (64 queries each)")
     parser.add_argument("--negatives", type=int, default=1, help="BM25 hard negatives per SciFact query")
     parser.add_argument("--temperature", type=float, default=0.05)
     parser.add_argument("--supervised-lr", type=float, default=1e-4)
