@@ -112,7 +112,8 @@ def write(results: list[EvaluationResult], pending: list[str], started: float) -
         for index, row in enumerate(result.systems):
             if row.settings.get("from"):
                 table[4 + index] = table[4 + index].replace(f"| {row.label} |", f"| {row.label} † |", 1)
-        body += [*table, "", *goals(result), ""]
+        checks = goals(result)
+        body += [*table, "", *checks, ""] if checks else [*table, ""]
     footer = [f"Pending: {', '.join(pending)}.", ""] if pending else []
     (RESULTS / "default.md").write_text("\n".join(header + body + footer), encoding="utf-8")
     payload = {

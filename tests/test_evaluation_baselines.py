@@ -61,7 +61,8 @@ def test_minilm_embeds_meaning() -> None:
 
 
 def test_systems_follow_the_config_and_the_hybrid_shares_its_parts(tmp_path: Path) -> None:
-    config = EvaluationConfig(systems=("bm25", "llara-base", "llara", "hybrid"))
+    bare = EncoderConfig(adapter="none")
+    config = EvaluationConfig(encoder=bare, systems=("bm25", "llara-base", "llara", "hybrid"))
     systems = build_systems(config, VectorCache(tmp_path))
     assert [system.name for system in systems] == ["bm25", "llara", "hybrid"]
     bm25, llara, hybrid = systems
@@ -72,6 +73,11 @@ def test_systems_follow_the_config_and_the_hybrid_shares_its_parts(tmp_path: Pat
     assert [s.label for s in build_systems(adapted, VectorCache(tmp_path))] == [
         "LLaRA smollm2 (unadapted)",
         "LLaRA smollm2 + adapter adapter",
+    ]
+    shipped = EvaluationConfig(systems=("llara-base", "llara"))
+    assert [s.label for s in build_systems(shipped, VectorCache(tmp_path))] == [
+        "LLaRA smollm2 (unadapted)",
+        "LLaRA smollm2 (shipped default adapter)",
     ]
 
 
