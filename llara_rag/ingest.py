@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import mimetypes
 import os
 import re
 from collections.abc import Sequence
@@ -38,6 +37,13 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llara_rag.documents import (
+    DEFAULT_MAX_FILE_BYTES,
+    file_extractors,
+    list_files,
+    read_file,
+    supported_files,
+)
 from llara_rag.errors import DamagedStoreError, InvalidInputError
 from llara_rag.lexical import LexicalIndex, is_current, lexical_folder, rebuild, start_revision
 from llara_rag.store import (
@@ -53,7 +59,6 @@ if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
     from llama_index.core import Document
     from llama_index.core.node_parser import SentenceSplitter
-    from llama_index.core.readers.base import BaseReader
     from llama_index.core.schema import BaseNode
     from llama_index.core.storage.docstore import SimpleDocumentStore
     from tqdm import tqdm
@@ -62,7 +67,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SNIFF_BYTES = 8192
 VERSION_KEY = "document_version"
 """Chunk metadata: the version (document hash and chunk settings) of the document the chunk was cut from."""
 HIDDEN_FROM_MODELS = ["file_path", "file_type", "file_size", VERSION_KEY]
@@ -100,7 +104,7 @@ class IngestConfig(UserSettings):
         description="Chunks embedded and written together: the progress step, and the most a kill loses.",
     )
     max_file_bytes: int = Field(
-        default=20_000_000,
+        default=DEFAULT_MAX_FILE_BYTES,
         gt=0,
         description="Larger files are skipped, with a reason (20 MB of text: about 22,000 chunks, hours "
         "on a CPU).",
@@ -164,83 +168,15 @@ class IngestSummary(BaseModel):
         return "\n".join(lines)
 
 
-def file_metadata(path: str) -> dict[str, str | int]:
-    """Path, name, type and size — no timestamps: the docstore hash covers metadata, and a file that was
-    merely touched, copied or read (atime) must not count as changed."""
-    metadata: dict[str, str | int] = {
-        "file_path": path,
-        "file_name": os.path.basename(path),
-        "file_size": os.path.getsize(path),
-    }
-    file_type = mimetypes.guess_type(path)[0]
-    if file_type:
-        metadata["file_type"] = file_type
-    return metadata
-
-
-def list_files(folder: Path) -> list[Path]:
-    """Every file under ``folder``, hidden files and folders excluded, in a stable order."""
-    if not folder.is_dir():
-        raise InvalidInputError(f"{folder} is not a folder; give the folder of documents to index.")
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
-
-
 def find_documents(folder: Path, config: IngestConfig) -> list[Path]:
     """The files to index; a folder with none is refused (unless it was emptied to delete what it held)."""
-    from llama_index.core import SimpleDirectoryReader
-
     files = list_files(folder)
     if not files and not config.delete_missing:
-        readers = ", ".join(sorted(SimpleDirectoryReader.supported_suffix_fn()))
         raise InvalidInputError(
-            f"No documents found in {folder} (supported: any UTF-8 text such as .txt, .md or .html, and "
-            f"{readers}; hidden files are left out); put documents in it or give another folder."
+            f"No documents found in {folder} (supported: {supported_files()}); put documents in it or give "
+            "another folder."
         )
     return files
-
-
-def read_file(path: Path, max_bytes: int, extractors: dict[str, BaseReader]) -> list[Document] | str:
-    """The file's documents through LlamaIndex's readers, or the reason it cannot be indexed.
-
-    Files without a dedicated reader are read as UTF-8 text; binary and undecodable ones are caught
-    here, where LlamaIndex would silently drop the bad bytes.
-    """
-    from llama_index.core import SimpleDirectoryReader
-
-    size = path.stat().st_size
-    if size == 0:
-        return "empty file"
-    if size > max_bytes:
-        return (
-            f"{size / 1e6:.1f} MB is over the {max_bytes / 1e6:g} MB limit (raise --max-file-mb to index it)"
-        )
-    if path.suffix.lower() not in SimpleDirectoryReader.supported_suffix_fn():
-        data = path.read_bytes()
-        if b"\0" in data[:SNIFF_BYTES]:
-            return f"binary file with no reader for {path.suffix or 'files without an extension'!r}"
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as error:
-            return f"not UTF-8 text (invalid byte at offset {error.start}); convert it to UTF-8"
-    try:
-        documents = SimpleDirectoryReader.load_file(
-            path, file_metadata, extractors, filename_as_id=True, errors="strict", raise_on_error=True
-        )
-    except ImportError as error:
-        return f"its reader needs an optional package: {error}"
-    except Exception as error:  # noqa: BLE001 - any reader failure skips this one file, with its message
-        return f"the {path.suffix} reader failed: {error.__cause__ or error}"
-    documents = [document for document in documents if document.text.strip()]
-    if not documents:
-        return "no text in it (a whitespace-only file, an image or a scanned PDF)"
-    for document in documents:
-        document.excluded_embed_metadata_keys = list(HIDDEN_FROM_MODELS)
-        document.excluded_llm_metadata_keys = list(HIDDEN_FROM_MODELS)
-    return documents
 
 
 def chunk_id(index: int, document: BaseNode) -> str:
@@ -443,7 +379,7 @@ def ingest_folder(
     summary = IngestSummary()
     revision = Revision(store)
     seen: set[str] = set()
-    extractors: dict[str, BaseReader] = {}
+    extractors = file_extractors()
     with (
         logging_redirect_tqdm(),
         tqdm(total=len(files), desc=f"Indexing {root.name}", unit="file") as file_bar,
@@ -459,6 +395,9 @@ def ingest_folder(
                     summary.skipped.append(Skip(path=str(path), reason=read))
                     logger.info("Skipped %s: %s", path, read)
                 else:
+                    for document in read:
+                        document.excluded_embed_metadata_keys = list(HIDDEN_FROM_MODELS)
+                        document.excluded_llm_metadata_keys = list(HIDDEN_FROM_MODELS)
                     documents.extend(read)
             seen.update(document.id_ for document in documents)
             versions = {document.id_: document_version(document, config) for document in documents}

@@ -19,17 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from llara_rag.documents import list_files, read_file, supported_files
 from llara_rag.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
-
-DOCUMENT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".docx"})
-"""File types read from a folder; anything else is skipped and reported."""
-
-BINARY_PROBE_BYTES = 8192
 
 
 @dataclass(frozen=True)
@@ -126,41 +122,15 @@ def _jsonl_documents(path: Path, summary: CorpusSummary) -> Iterator[tuple[str, 
         yield str(row.get("_id", row.get("id", name))), text
 
 
-def _is_binary(path: Path) -> bool:
-    with path.open("rb") as handle:
-        return b"\0" in handle.read(BINARY_PROBE_BYTES)
-
-
-def _file_text(path: Path) -> str:
-    """The text of one file through LlamaIndex's reader for its type (PDF, DOCX, HTML, Markdown, ...)."""
-    from llama_index.core import SimpleDirectoryReader
-    from llama_index.readers.file import HTMLTagReader
-
-    extractors = {".html": HTMLTagReader(tag="body"), ".htm": HTMLTagReader(tag="body")}
-    documents = SimpleDirectoryReader(
-        input_files=[path], file_extractor=extractors, raise_on_error=True
-    ).load_data(show_progress=False)
-    return "\n\n".join(document.text for document in documents)
-
-
 def _folder_documents(folder: Path, summary: CorpusSummary) -> Iterator[tuple[str, str]]:
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    """The folder's files as ``llara-rag index`` reads them (one reader, the same skips and reasons)."""
+    for path in list_files(folder):
         name = str(path.relative_to(folder))
-        if path.name.startswith(".") or any(part.startswith(".") for part in path.relative_to(folder).parts):
+        read = read_file(path)
+        if isinstance(read, str):
+            summary.skip(name, read)
             continue
-        suffix = path.suffix.lower()
-        if suffix not in DOCUMENT_SUFFIXES:
-            summary.skip(name, f"unsupported file type {suffix or '(none)'}")
-            continue
-        if suffix not in {".pdf", ".docx"} and _is_binary(path):
-            summary.skip(name, "binary content in a text file")
-            continue
-        try:
-            text = _file_text(path)
-        except Exception as error:  # noqa: BLE001 - any reader failure means "unreadable", reported by name
-            summary.skip(name, f"unreadable ({type(error.__cause__ or error).__name__})")
-            continue
-        yield name, text
+        yield name, "\n\n".join(document.text for document in read)
 
 
 def check_source(source: str | Path) -> Path:
@@ -258,8 +228,8 @@ def build_records(
     if not records:
         raise InvalidInputError(
             f"No text to learn from in {source}:\n{summary.describe()}\n"
-            f"Supported inputs: a folder of {', '.join(sorted(DOCUMENT_SUFFIXES))} files, a .jsonl file "
-            "with a 'text' field, or a BEIR folder with corpus.jsonl."
+            f"Supported inputs: a folder of documents ({supported_files()}), a .jsonl file with a 'text' "
+            "field, or a BEIR folder with corpus.jsonl."
         )
     logger.info("Corpus %s: %s", source, summary.describe())
     return records, summary
