@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from llara_rag import __version__
 from llara_rag.backbone import DEFAULT_MODEL
+from llara_rag.documents import DEFAULT_MAX_FILE_BYTES
 from llara_rag.fusion import DEFAULT_ALPHA, DEFAULT_MODE, MEASURED_WITH_DEFAULT_ENCODER, MODES
 
 if TYPE_CHECKING:
@@ -186,9 +187,9 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-file-mb",
         type=float,
-        default=20.0,
-        help="skip files larger than this many MB (default: 20; 20 MB of text is about 22,000 chunks, hours "
-        "on a CPU)",
+        default=DEFAULT_MAX_FILE_BYTES / 1e6,
+        help="skip files larger than this many MB (default: 5; 5 MB of text is about 5,500 chunks, some 40 "
+        "minutes on a 2-core CPU)",
     )
     parser.add_argument(
         "--delete-missing", action="store_true", help="remove documents whose files are gone from the folder"

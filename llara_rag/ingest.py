@@ -106,8 +106,8 @@ class IngestConfig(UserSettings):
     max_file_bytes: int = Field(
         default=DEFAULT_MAX_FILE_BYTES,
         gt=0,
-        description="Larger files are skipped, with a reason (20 MB of text: about 22,000 chunks, hours "
-        "on a CPU).",
+        description="Larger files are skipped, with a reason (5 MB of text: about 5,500 chunks, some 40 "
+        "minutes on a 2-core CPU).",
         json_schema_extra={"flag": "--max-file-mb", "per_unit": 1_000_000},
     )
     delete_missing: bool = Field(default=False, description="Remove documents whose files left the folder.")

@@ -397,7 +397,7 @@ def test_an_unreadable_ingestion_record_is_named_with_the_way_out(tmp_path: Path
         ({"chunk_size": -5}, "--chunk-size -5: must be greater than 0"),
         ({"chunk_overlap": -1}, "--chunk-overlap -1: must be greater than or equal to 0"),
         ({"chunk_size": 64, "chunk_overlap": 64}, "--chunk-overlap 64 is not smaller than --chunk-size 64"),
-        ({"max_file_bytes": 0}, "--max-file-mb 0: must be greater than 0; pass e.g. --max-file-mb 20."),
+        ({"max_file_bytes": 0}, "--max-file-mb 0: must be greater than 0; pass e.g. --max-file-mb 5."),
         ({"max_file_bytes": -2_500_000}, "--max-file-mb -2.5: must be greater than 0"),
     ],
 )
