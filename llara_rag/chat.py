@@ -1,10 +1,10 @@
 """Chatting with an index: the condense-plus-context engine, its citations, and the terminal session.
 
-Each turn rewrites a follow-up into a standalone question from the conversation, retrieves chunks for
-that question (through any LlamaIndex retriever; :func:`open_chat_session` uses the collection's
-:class:`~llara_rag.retrieval.LLaRAHybridRetriever`, as ``llara-rag query`` does), and answers from them
-with the conversation as memory. Every answer is followed by the
-chunks it was written from: a small local generator can be wrong, and the sources let the reader check.
+Each turn retrieves chunks for the question through any LlamaIndex retriever (:func:`open_chat_session`
+uses the collection's :class:`~llara_rag.retrieval.LLaRAHybridRetriever`, as ``llara-rag query`` does;
+``ChatConfig.condense_questions`` has the generator first rewrite a follow-up into a standalone
+question) and answers from them with the conversation as memory. Every answer is followed by the chunks
+it was written from: a small local generator can be wrong, and the sources let the reader check.
 """
 
 from __future__ import annotations
@@ -61,6 +61,13 @@ class ChatConfig(UserSettings):
     memory_token_limit: int = Field(
         default=1024, gt=0, description="Tokens of conversation kept as memory; older turns fall out."
     )
+    condense_questions: bool = Field(
+        default=False,
+        description="Rewrite each follow-up into a standalone question (by the generator) before retrieving. "
+        "Off by default: the embedded 135M generator's rewrites carry earlier topics into new questions "
+        "(the sample's Friday-deploy question came back as an on-call one and retrieved the on-call policy), "
+        "while the user's own words retrieve the right file; a larger generator can be trusted with it.",
+    )
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
 
 
@@ -81,6 +88,7 @@ def build_chat_engine(
         memory=Memory.from_defaults(token_limit=config.memory_token_limit),
         system_prompt=config.system_prompt,
         context_prompt=CONTEXT_PROMPT,
+        skip_condense=not config.condense_questions,
     )
 
 

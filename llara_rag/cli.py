@@ -572,6 +572,12 @@ def _add_chat(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--temperature", type=float, default=0.0, help="0 decodes greedily (default: 0)")
     parser.add_argument("-k", type=int, default=3, help="chunks retrieved per question (default: 3)")
+    parser.add_argument(
+        "--condense",
+        action="store_true",
+        help="let the generator rewrite each follow-up into a standalone question before retrieving (off by "
+        "default: the embedded 135M generator rewrites badly; worth it with a larger one)",
+    )
     _add_retrieval_arguments(parser)
     parser.set_defaults(run=_run_chat)
 
@@ -594,7 +600,7 @@ def _run_chat(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         device=args.device,
     )
-    config = ChatConfig(retrieval=_retrieval_config(args))
+    config = ChatConfig(retrieval=_retrieval_config(args), condense_questions=args.condense)
     store = _store_config(args)
     existing_collection(store)  # a missing database or collection is named before the models load
     return open_chat_session(store, _embedding(args), generator, config).run()

@@ -150,6 +150,31 @@ def test_session_streams_an_answer_cites_its_sources_and_resets(
     assert "(conversation cleared)" in text and text.rstrip().endswith("bye")
 
 
+def test_follow_ups_are_retrieved_in_the_users_words_unless_condensing_is_asked() -> None:
+    from llama_index.core.base.base_retriever import BaseRetriever
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+    from llara_rag.chat import ChatConfig, build_chat_engine
+
+    class Recording(BaseRetriever):
+        def __init__(self) -> None:
+            super().__init__()
+            self.queries: list[str] = []
+
+        def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+            self.queries.append(query_bundle.query_str)
+            return [
+                NodeWithScore(node=TextNode(text="A SEV1 page is acknowledged within 5 minutes."), score=1.0)
+            ]
+
+    for condense in (False, True):
+        retriever = Recording()
+        engine = build_chat_engine(retriever, MockLLM(max_tokens=8), ChatConfig(condense_questions=condense))
+        engine.chat("How fast is a SEV1 page acknowledged?")
+        engine.chat("Can I deploy on a Friday?")
+        assert (retriever.queries[-1] == "Can I deploy on a Friday?") is not condense, retriever.queries
+
+
 def test_ctrl_c_during_an_answer_stops_it_and_keeps_the_session(tiny_chat_model_dir: Path) -> None:
     from llara_rag.chat import ChatSession, build_chat_engine
 
