@@ -56,7 +56,6 @@ def test_readme_gives_the_command_of_each_example(name: str) -> None:
 def test_chat_with_your_docs(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # hybrid: the tiny random generator rewrites follow-ups into words BM25 alone may find nowhere
     run_example(
         "chat_with_your_docs.py", monkeypatch, "--db", str(tmp_path / "db"), "--mode", "hybrid", *tiny
     )
