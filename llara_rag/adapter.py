@@ -65,7 +65,10 @@ class AdapterInfo(BaseModel):
 def require_adapter_files(directory: str | Path) -> Path:
     path = Path(directory)
     if not path.is_dir():
-        raise AdapterError(f"Adapter directory {path} does not exist.")
+        raise AdapterError(
+            f"Adapter directory {path} does not exist; pass the folder `llara-rag adapt` or `finetune` wrote, "
+            f"'{DEFAULT}' (the shipped adapter) or '{NONE}' (the bare backbone)."
+        )
     missing = [name for name in PEFT_FILES if not (path / name).is_file()]
     if missing:
         raise AdapterError(
