@@ -17,10 +17,14 @@ from llara_rag.documents import DEFAULT_MAX_FILE_BYTES
 from llara_rag.fusion import DEFAULT_ALPHA, DEFAULT_MODE, MEASURED_WITH_DEFAULT_ENCODER, MODES
 
 if TYPE_CHECKING:
+    from llara_rag.chat import ChatConfig
     from llara_rag.embedding import LLaRAEmbedding
     from llara_rag.encoder import EncoderConfig
+    from llara_rag.generator import GeneratorConfig
     from llara_rag.retrieval import RetrievalConfig
     from llara_rag.store import StoreConfig
+
+logger = logging.getLogger("llara_rag.cli")
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -556,12 +560,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_chat(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "chat", help="chat in the terminal with an indexed collection, answered by a local LLM"
-    )
-    _add_store_arguments(parser)
-    _add_model_arguments(parser)
+def _add_generator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--generator",
         default=DEFAULT_MODEL,
@@ -579,31 +578,125 @@ def _add_chat(sub: argparse._SubParsersAction) -> None:
         "default: the embedded 135M generator rewrites badly; worth it with a larger one)",
     )
     _add_retrieval_arguments(parser)
-    parser.set_defaults(run=_run_chat)
 
 
-def _run_chat(args: argparse.Namespace) -> int:
-    from llara_rag.chat import ChatConfig, open_chat_session
+def _generator_config(args: argparse.Namespace) -> GeneratorConfig:
     from llara_rag.generator import GeneratorConfig
-    from llara_rag.store import existing_collection
     from llara_rag.validation import checked
 
-    if not args.verbose:  # keep the conversation readable: no per-turn INFO lines, no loading bars
-        from transformers.utils.logging import disable_progress_bar
-
-        logging.getLogger("llama_index").setLevel(logging.WARNING)
-        disable_progress_bar()
-    generator = checked(
+    return checked(
         GeneratorConfig,
         model=args.generator,
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
         device=args.device,
     )
-    config = ChatConfig(retrieval=_retrieval_config(args), condense_questions=args.condense)
+
+
+def _chat_config(args: argparse.Namespace) -> ChatConfig:
+    from llara_rag.chat import ChatConfig
+
+    return ChatConfig(retrieval=_retrieval_config(args), condense_questions=args.condense)
+
+
+def _quiet_chat_logs(args: argparse.Namespace) -> None:
+    """No per-turn INFO lines nor loading bars between the answers, unless --verbose."""
+    if not args.verbose:
+        from transformers.utils.logging import disable_progress_bar
+
+        logging.getLogger("llama_index").setLevel(logging.WARNING)
+        disable_progress_bar()
+
+
+def _add_chat(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "chat", help="chat in the terminal with an indexed collection, answered by a local LLM"
+    )
+    _add_store_arguments(parser)
+    _add_model_arguments(parser)
+    _add_generator_arguments(parser)
+    parser.set_defaults(run=_run_chat)
+
+
+def _run_chat(args: argparse.Namespace) -> int:
+    from llara_rag.chat import open_chat_session
+    from llara_rag.store import existing_collection
+
+    _quiet_chat_logs(args)
+    generator = _generator_config(args)
+    config = _chat_config(args)
     store = _store_config(args)
     existing_collection(store)  # a missing database or collection is named before the models load
     return open_chat_session(store, _embedding(args), generator, config).run()
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "serve",
+        help="an HTTP service: OpenAI-compatible embeddings, search and chat over a collection, and a chat "
+        "page at / (needs the serve extra)",
+    )
+    _add_store_arguments(parser)
+    _add_model_arguments(parser)
+    _add_generator_arguments(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("LLARA_RAG_API_KEY"),
+        help="key clients send as 'Authorization: Bearer KEY' on /v1/ routes; required to listen beyond "
+        "loopback (default: $LLARA_RAG_API_KEY, else none)",
+    )
+    parser.add_argument(
+        "--max-texts", type=int, default=256, help="texts in one embeddings request (default: 256)"
+    )
+    parser.add_argument(
+        "--max-chars",
+        type=int,
+        default=32_000,
+        help="characters in one text, question or message (default: 32000)",
+    )
+    parser.add_argument(
+        "--no-chat", action="store_true", help="serve embeddings and search, load no generator"
+    )
+    parser.add_argument(
+        "--embeddings-only", action="store_true", help="serve /v1/embeddings alone: no collection, no chat"
+    )
+    parser.set_defaults(run=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from llara_rag.extras import require
+
+    require("fastapi", "serve")
+    uvicorn = require("uvicorn", "serve")
+    from llara_rag.serving import ServiceConfig, create_app
+    from llara_rag.store import existing_collection
+
+    config = ServiceConfig(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key or None,
+        max_texts=args.max_texts,
+        max_chars=args.max_chars,
+    )
+    store = None if args.embeddings_only else _store_config(args)
+    if store is not None:
+        existing_collection(store)  # a missing database or collection is named before the models load
+    chat_on = store is not None and not args.no_chat
+    generator = _generator_config(args) if chat_on else None
+    chat = _chat_config(args)
+    embed_model = _embedding(args)
+    llm = None
+    if generator is not None:
+        from llara_rag.generator import LocalGenerator
+
+        _quiet_chat_logs(args)
+        llm = LocalGenerator(generator)
+    app = create_app(embed_model, config, store=store, llm=llm, chat=chat)
+    logger.info("Serving %s on http://%s:%d (chat page at /)", embed_model.model_name, args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="debug" if args.verbose else "info")
+    return 0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -621,6 +714,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_adapt,
     _add_finetune,
     _add_chat,
+    _add_serve,
 ]
 """Each adds one subcommand and sets its ``run`` default."""
 

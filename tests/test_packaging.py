@@ -63,6 +63,19 @@ def test_a_missing_extra_is_named_in_one_line(module: str, monkeypatch: pytest.M
     )
 
 
+def test_the_service_is_an_extra_named_by_serve_when_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from llara_rag.cli import main
+
+    metadata = project()
+    assert not {"fastapi", "uvicorn"} & set(requirements(metadata["dependencies"]))
+    assert {"fastapi", "uvicorn"} <= set(requirements(metadata["optional-dependencies"]["serve"]))
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    assert main(["serve", "--embeddings-only"]) == 2
+    assert "`pip install 'llara-rag[serve]'` adds it" in capsys.readouterr().err
+
+
 STUB_PIP = """#!/bin/sh
 echo "$*" >> "$PIP_LOG"
 case "$*" in *download.pytorch.org*) exit "$CPU_INDEX_STATUS";; esac
@@ -98,7 +111,7 @@ def test_install_takes_cpu_torch_from_pytorch_cpu_index(tmp_path: Path) -> None:
     torch_calls = [call for call in calls if torch in call.split()]
     assert len(torch_calls) == 1
     assert f"--index-url {CPU_INDEX}" in torch_calls[0] and "--retries 0" in torch_calls[0]
-    assert any(".[eval,test]" in call for call in calls)
+    assert any(".[eval,serve,test]" in call for call in calls)
 
 
 def test_install_falls_back_to_the_configured_index_when_pytorch_is_unreachable(tmp_path: Path) -> None:

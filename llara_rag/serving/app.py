@@ -1,0 +1,440 @@
+"""The HTTP service: OpenAI-compatible embeddings, search and streamed chat over one collection, and a page.
+
+Routes (``/v1/`` ones need ``Authorization: Bearer KEY`` when an API key is set):
+
+- ``POST /v1/embeddings``: OpenAI's embeddings API; ``input_type: "query"`` selects LLaRA's query side;
+- ``POST /v1/search``: chunks for a question, in the mode ``llara-rag query`` uses (dense, lexical, hybrid);
+- ``POST /v1/chat``: an answer from the chat engine of ``llara-rag chat``, as server-sent events;
+- ``GET /v1/models``, ``GET /health`` (model, fingerprint, collection) and ``GET /``, the chat page.
+
+Errors are OpenAI's shape, ``{"error": {"message", "type", "code"}}``, with a message naming the fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ipaddress
+import json
+import logging
+import secrets
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import ConfigDict, Field, SecretStr, model_validator
+
+from llara_rag.chat import ChatConfig, build_chat_engine, cite
+from llara_rag.errors import InvalidInputError, LexicalIndexError, LLaRAError
+from llara_rag.prompts import Side
+from llara_rag.retrieval import Hit, LLaRAHybridRetriever, RetrievalConfig
+from llara_rag.serving.batching import EmbeddingBatcher
+from llara_rag.serving.schemas import (
+    ChatRequest,
+    EmbeddingData,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    Health,
+    ModelInfo,
+    SearchRequest,
+    SearchResponse,
+    Usage,
+)
+from llara_rag.validation import UserSettings
+
+if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
+    from llama_index.core.chat_engine.types import BaseChatEngine
+    from llama_index.core.llms import LLM
+    from llama_index.core.schema import NodeWithScore, QueryBundle
+
+    from llara_rag.embedding import LLaRAEmbedding
+    from llara_rag.lexical import LexicalIndex
+    from llara_rag.store import StoreConfig
+
+logger = logging.getLogger(__name__)
+
+API_KEY_ENV = "LLARA_RAG_API_KEY"
+PAGE = files("llara_rag.serving") / "page.html"
+
+
+class ServiceConfig(UserSettings):
+    """Where the service listens, who may call it, and how much one request may ask."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str = Field(default="127.0.0.1", json_schema_extra={"flag": "--host"})
+    port: int = Field(default=8000, ge=0, le=65535, json_schema_extra={"flag": "--port"})
+    api_key: SecretStr | None = Field(
+        default=None,
+        description=f"Required as 'Authorization: Bearer KEY' on /v1/ routes when set (--api-key, ${API_KEY_ENV}).",
+    )
+    max_texts: int = Field(
+        default=256,
+        gt=0,
+        description="Texts in one embeddings request.",
+        json_schema_extra={"flag": "--max-texts"},
+    )
+    max_chars: int = Field(
+        default=32_000,
+        gt=0,
+        description="Characters in one text, question or message.",
+        json_schema_extra={"flag": "--max-chars"},
+    )
+    max_batch: int = Field(default=64, gt=0, description="Texts grouped into one encoder call.")
+    batch_wait_ms: float = Field(
+        default=5.0, ge=0, description="How long the first request of a batch waits for others to join it."
+    )
+    max_sessions: int = Field(
+        default=64, gt=0, description="Conversations remembered; the oldest is dropped."
+    )
+
+    @model_validator(mode="after")
+    def _key_beyond_loopback(self) -> ServiceConfig:
+        if self.api_key is None and not is_loopback(self.host):
+            raise ValueError(
+                f"--host {self.host} lets other machines call the service: set an API key with --api-key or "
+                f"${API_KEY_ENV} (clients then send 'Authorization: Bearer KEY'), or serve on 127.0.0.1."
+            )
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+class ServedCollection:
+    """The collection searched, and its lexical index, reloaded when an ``index`` run has changed it."""
+
+    def __init__(self, store: StoreConfig, collection: Collection) -> None:
+        self.store = store
+        self.collection = collection
+        self._lexical: LexicalIndex | None = None
+
+    def lexical(self) -> LexicalIndex:
+        """The lexical index of the collection as it is now (Chroma's metadata is read again each time)."""
+        from llara_rag.lexical import is_current, open_lexical_index
+        from llara_rag.store import existing_collection
+
+        if self._lexical is not None:
+            self.collection = existing_collection(self.store)
+        if self._lexical is None or not is_current(self._lexical.stamp, self.collection):
+            self._lexical = open_lexical_index(self.store, self.collection)
+        return self._lexical
+
+
+class Conversations:
+    """Chat engines by session id, the least recently used dropped beyond ``limit``."""
+
+    def __init__(self, retriever: LLaRAHybridRetriever, llm: LLM, config: ChatConfig, limit: int) -> None:
+        self.retriever, self.llm, self.config, self.limit = retriever, llm, config, limit
+        self._engines: OrderedDict[str, BaseChatEngine] = OrderedDict()
+
+    def get(self, session_id: str | None) -> tuple[str, BaseChatEngine]:
+        if session_id in self._engines:
+            self._engines.move_to_end(session_id)
+            return session_id, self._engines[session_id]
+        session_id = uuid.uuid4().hex
+        self._engines[session_id] = build_chat_engine(self.retriever, self.llm, self.config)
+        while len(self._engines) > self.limit:
+            self._engines.popitem(last=False)
+        return session_id, self._engines[session_id]
+
+
+def create_app(
+    embed_model: LLaRAEmbedding,
+    config: ServiceConfig | None = None,
+    *,
+    store: StoreConfig | None = None,
+    llm: LLM | None = None,
+    chat: ChatConfig | None = None,
+) -> FastAPI:
+    """The service for ``embed_model``: embeddings always; search over ``store``'s collection when given
+    (opened now, so an index built with another model is refused before serving); chat when ``llm`` is too.
+    """
+    config = config or ServiceConfig()
+    chat = chat or ChatConfig()
+    encoder = embed_model.encoder
+    served = None
+    if store is not None:
+        from llara_rag.store import open_store
+
+        served = ServedCollection(store, open_store(store, embed_model, create=False).collection)
+    batcher = EmbeddingBatcher(
+        encoder.encode, max_batch=config.max_batch, max_wait=config.batch_wait_ms / 1000
+    )
+    chat_lock = asyncio.Lock()  # one generator answers one question at a time
+    conversations = None
+    if llm is not None:
+        if served is None:
+            raise ValueError("chat needs a collection to retrieve from: pass store as well as llm")
+        chat_retriever = _retriever(served, embed_model, chat.retrieval)
+        conversations = Conversations(chat_retriever, llm, chat, config.max_sessions)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await batcher.close()
+
+    app = FastAPI(title="llara-rag", summary="LLaRA embeddings, search and chat", lifespan=lifespan)
+    app.state.batcher = batcher
+    _add_error_handlers(app)
+    api = APIRouter(prefix="/v1", dependencies=[Depends(_key_checker(config))])
+
+    def limit_chars(text: str, what: str) -> None:
+        if len(text) > config.max_chars:
+            raise HTTPException(
+                413,
+                f"{what} is {len(text):,} characters, over the service's limit of {config.max_chars:,} "
+                "(llara-rag serve --max-chars); split it.",
+            )
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        return PAGE.read_text(encoding="utf-8")
+
+    @app.get("/health")
+    async def health() -> Health:
+        return Health(
+            model=embed_model.model_name,
+            fingerprint=embed_model.fingerprint,
+            dimension=encoder.dimension,
+            collection=served.collection.name if served else None,
+            chunks=await asyncio.to_thread(served.collection.count) if served else None,
+            chat=conversations is not None,
+            auth=config.api_key is not None,
+        )
+
+    @api.get("/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [ModelInfo(id=embed_model.model_name)]}
+
+    @api.post("/embeddings")
+    async def embeddings(request: EmbeddingRequest) -> EmbeddingResponse:
+        texts = _texts(request.input)
+        if len(texts) > config.max_texts:
+            raise HTTPException(
+                413,
+                f"{len(texts)} texts in one request, over the service's limit of {config.max_texts} "
+                "(llara-rag serve --max-texts); send them in several requests.",
+            )
+        for index, text in enumerate(texts):
+            limit_chars(text, f"input[{index}]")
+        if request.dimensions not in (None, encoder.dimension):
+            raise HTTPException(
+                400,
+                f"dimensions {request.dimensions}: this model's vectors have {encoder.dimension}; "
+                "leave dimensions out.",
+            )
+        side: Side = "query" if request.input_type == "query" else "passage"
+        vectors = await batcher.embed(texts, side)
+        tokens = sum(map(len, await asyncio.to_thread(encoder.build_inputs, texts, side)))
+        return EmbeddingResponse(
+            data=[
+                EmbeddingData(index=index, embedding=_encoded(vector, request.encoding_format))
+                for index, vector in enumerate(vectors)
+            ],
+            model=embed_model.model_name,
+            usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
+        )
+
+    @api.post("/search")
+    async def search(request: SearchRequest) -> SearchResponse:
+        collection = _required(served, "search")
+        limit_chars(request.query, "query")
+        retrieval = RetrievalConfig(
+            mode=request.mode or chat.retrieval.mode,
+            alpha=chat.retrieval.alpha if request.alpha is None else request.alpha,
+            top_k=request.k,
+            where=request.where,
+        )
+        vector = None
+        if retrieval.mode != "lexical":
+            vector = (await batcher.embed([request.query], "query"))[0].tolist()
+
+        def retrieve() -> list[Hit]:
+            from llama_index.core.schema import QueryBundle
+
+            retriever = _retriever(collection, embed_model, retrieval)
+            return [Hit.of(hit) for hit in retriever.retrieve(QueryBundle(request.query, embedding=vector))]
+
+        return SearchResponse(mode=retrieval.mode, results=await asyncio.to_thread(retrieve))
+
+    @api.post("/chat")
+    async def chat_route(request: ChatRequest) -> StreamingResponse:
+        if conversations is None:
+            raise HTTPException(
+                503,
+                "this service answers no chat: it was started with --no-chat or --embeddings-only; "
+                "restart `llara-rag serve` without them.",
+            )
+        limit_chars(request.message, "message")
+        session_id, engine = conversations.get(request.session_id)
+        cancel = getattr(llm, "cancel", None)
+        return StreamingResponse(
+            _answer(engine, request.message, session_id, chat_lock, cancel),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
+
+    app.include_router(api)
+    return app
+
+
+def _retriever(
+    served: ServedCollection, embed_model: LLaRAEmbedding, retrieval: RetrievalConfig
+) -> LLaRAHybridRetriever:
+    """A retriever over the served collection; a lexical index out of step is reloaded (raises when missing)."""
+    if retrieval.mode == "dense":
+        return LLaRAHybridRetriever(served.collection, embed_model, None, retrieval)
+    return _ReloadingRetriever(served, embed_model, retrieval)
+
+
+class _ReloadingRetriever(LLaRAHybridRetriever):
+    """Takes the lexical index current at each retrieval, so an ``index`` run while serving is seen."""
+
+    def __init__(
+        self, served: ServedCollection, embed_model: LLaRAEmbedding, retrieval: RetrievalConfig
+    ) -> None:
+        super().__init__(served.collection, embed_model, served.lexical(), retrieval)
+        self.served = served
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        self.lexical = self.served.lexical()
+        self.collection = self.served.collection
+        return super()._retrieve(query_bundle)
+
+
+def _required(served: ServedCollection | None, route: str) -> ServedCollection:
+    if served is None:
+        raise HTTPException(
+            503,
+            f"this service has no collection to {route}: it was started with --embeddings-only; "
+            "restart `llara-rag serve` with --db or --server.",
+        )
+    return served
+
+
+def _texts(value: str | list[str] | list[int] | list[list[int]]) -> list[str]:
+    texts = [value] if isinstance(value, str) else value
+    if not texts:
+        raise HTTPException(422, "input is empty: send a text or a list of texts.")
+    if not all(isinstance(text, str) for text in texts):
+        raise HTTPException(
+            422, "input holds token ids: send text, which LLaRA wraps in its own prompts before tokenizing."
+        )
+    for index, text in enumerate(texts):
+        if not text.strip():  # type: ignore[union-attr]
+            raise HTTPException(422, f"input[{index}] is empty or whitespace only; drop it.")
+    return texts  # type: ignore[return-value]
+
+
+def _encoded(vector: np.ndarray, encoding_format: str) -> list[float] | str:
+    if encoding_format == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return vector.tolist()
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+
+async def _answer(
+    engine: BaseChatEngine, message: str, session_id: str, lock: asyncio.Lock, cancel: Any
+) -> AsyncIterator[str]:
+    """The answer as events: ``session``, ``sources``, one ``token`` per piece, then ``done`` (or ``error``).
+
+    A client that goes away mid-answer cancels this generator, which stops the generation.
+    """
+    async with lock:
+        yield _event("session", {"session_id": session_id})
+        pieces = None
+        try:
+            response = await asyncio.to_thread(engine.stream_chat, message)
+            yield _event(
+                "sources", {"sources": [asdict(citation) for citation in cite(response.source_nodes)]}
+            )
+            pieces = iter(response.response_gen)
+            while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+                yield _event("token", {"text": piece})
+        except LLaRAError as error:
+            yield _event("error", {"message": str(error)})
+        finally:
+            if cancel is not None and pieces is not None:
+                cancel()
+        yield _event("done", {})
+
+
+def _key_checker(config: ServiceConfig) -> Any:
+    expected = config.api_key.get_secret_value().encode() if config.api_key else None
+
+    async def check(authorization: str | None = Header(default=None)) -> None:
+        if expected is None:
+            return
+        scheme, _, key = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(key.strip().encode(), expected):
+            raise HTTPException(
+                401,
+                "missing or wrong API key: send the header 'Authorization: Bearer KEY' with the key "
+                f"the service was started with (--api-key or ${API_KEY_ENV}).",
+            )
+
+    return check
+
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    422: "invalid_request_error",
+    503: "service_unavailable",
+}
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    kind = ERROR_TYPES.get(status, "server_error")
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, error: HTTPException) -> JSONResponse:
+        return _error(error.status_code, str(error.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(_: Request, error: RequestValidationError) -> JSONResponse:
+        return _error(422, _first_problem(error.errors()))
+
+    @app.exception_handler(LLaRAError)
+    async def refused(_: Request, error: LLaRAError) -> JSONResponse:
+        status = (
+            422
+            if isinstance(error, InvalidInputError)
+            else 409
+            if isinstance(error, LexicalIndexError)
+            else 500
+        )
+        return _error(status, str(error))
+
+
+def _first_problem(errors: Sequence[Any]) -> str:
+    """``mode: must be 'lexical', 'dense' or 'hybrid'``: the first problem of a body, in one line."""
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
+    rule = str(first["msg"]).replace("Input should be", "must be")
+    return f"{where}: {rule}"

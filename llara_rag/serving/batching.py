@@ -1,0 +1,113 @@
+"""Dynamic batching: the texts of concurrent embedding requests share encoder calls.
+
+One request of a few texts leaves most of an encoder batch empty; many clients embedding at once would
+each pay a forward pass. :class:`EmbeddingBatcher` queues requests and hands the encoder everything
+that arrived within a few milliseconds of the first, one call per side (queries and passages take
+different prompts). A single worker calls the encoder, so the model never runs twice at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from llara_rag.prompts import Side
+
+logger = logging.getLogger(__name__)
+
+SIDES: tuple[Side, ...] = ("query", "passage")
+
+
+@dataclass
+class _Request:
+    texts: list[str]
+    side: Side
+    result: asyncio.Future[np.ndarray]
+
+
+class EmbeddingBatcher:
+    """Groups the texts of requests arriving within ``max_wait`` seconds (up to ``max_batch`` texts).
+
+    ``encode(texts, side)`` runs in a worker thread, off the event loop; ``calls`` counts its calls.
+    """
+
+    def __init__(
+        self,
+        encode: Callable[[Sequence[str], Side], np.ndarray],
+        *,
+        max_batch: int = 64,
+        max_wait: float = 0.005,
+    ) -> None:
+        self.encode = encode
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self.calls = 0
+        self._queue: asyncio.Queue[_Request] | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    async def embed(self, texts: Sequence[str], side: Side) -> np.ndarray:
+        """The vectors of ``texts`` (one row each, in order), encoded with other requests' texts."""
+        queue = self._started()
+        request = _Request(list(texts), side, asyncio.get_running_loop().create_future())
+        await queue.put(request)
+        return await request.result
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        self._worker = self._queue = None
+
+    def _started(self) -> asyncio.Queue[_Request]:
+        """The queue of the running event loop, with its worker (a test client may run a new loop)."""
+        loop = asyncio.get_running_loop()
+        if self._queue is None or self._worker is None or self._worker.get_loop() is not loop:
+            self._queue = asyncio.Queue()
+            self._worker = loop.create_task(self._work(self._queue), name="llara-rag-embedding-batcher")
+        return self._queue
+
+    async def _work(self, queue: asyncio.Queue[_Request]) -> None:
+        while True:
+            batch = await self._collect(queue)
+            for side in SIDES:
+                waiting = [request for request in batch if request.side == side and not request.result.done()]
+                if waiting:
+                    await self._encode(waiting, side)
+
+    async def _collect(self, queue: asyncio.Queue[_Request]) -> list[_Request]:
+        """The first request waited for, then whatever else arrives within ``max_wait`` of it."""
+        batch = [await queue.get()]
+        size = len(batch[0].texts)
+        deadline = asyncio.get_running_loop().time() + self.max_wait
+        while size < self.max_batch:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            try:
+                request = await asyncio.wait_for(queue.get(), left)
+            except asyncio.TimeoutError:
+                break
+            batch.append(request)
+            size += len(request.texts)
+        return batch
+
+    async def _encode(self, requests: list[_Request], side: Side) -> None:
+        texts = [text for request in requests for text in request.texts]
+        try:
+            vectors = await asyncio.to_thread(self.encode, texts, side)
+        except Exception as error:  # noqa: BLE001 - each waiting request receives it
+            for request in requests:
+                if not request.result.done():
+                    request.result.set_exception(error)
+            return
+        self.calls += 1
+        logger.debug("Encoded %d %s texts for %d requests", len(texts), side, len(requests))
+        start = 0
+        for request in requests:
+            if not request.result.done():
+                request.result.set_result(vectors[start : start + len(request.texts)])
+            start += len(request.texts)
