@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from llara_rag.adaptation import AdaptationArguments, adapt
-from llara_rag.adapter import LLARA_CONFIG_FILE, read_adapter_info
+from llara_rag.adapter import LLARA_CONFIG_FILE, NONE, read_adapter_info
 from llara_rag.backbone import DEFAULT_MODEL
 from llara_rag.encoder import EncoderConfig
 from llara_rag.evaluation import EvaluationConfig, evaluate
@@ -60,6 +60,8 @@ def recipe_of(args: argparse.Namespace) -> dict[str, float | int | str]:
             "contrastive_batch": args.contrastive_batch_size,
             "temperature": args.temperature,
         }
+    if args.start_adapter != NONE:
+        recipe["start"] = args.start_adapter
     return recipe
 
 
@@ -78,9 +80,10 @@ def recipe_tag(recipe: dict) -> str:
         f"{recipe['pairs']}{recipe['contrastive_steps']}x{recipe['contrastive_batch']}"
         f"-lr{recipe['contrastive_lr']:g}-tau{recipe['temperature']:g}"
     )
+    start = f"from-{Path(str(recipe['start'])).name}-" if "start" in recipe else ""
     if "ebae-ebar" not in recipe["stages"]:
-        return contrastive + whitening
-    return f"{stage_one}-then-{contrastive}{whitening}"
+        return start + contrastive + whitening
+    return f"{start}{stage_one}-then-{contrastive}{whitening}"
 
 
 def is_default_weighting(recipe: dict[str, float | int]) -> bool:
@@ -90,7 +93,7 @@ def is_default_weighting(recipe: dict[str, float | int]) -> bool:
 def describe_recipe(recipe: dict) -> str:
     dims = int(recipe["whitening"])
     whitening = {0: "no whitening", -1: "whitened"}.get(dims, f"whitened to {dims}")
-    parts = []
+    parts = [f"from the {recipe['start']} adapter"] if "start" in recipe else []
     if "ebae-ebar" in recipe["stages"]:
         rate = f"lr {recipe['lr']:g}"
         if recipe["token_lr_scale"] != 1:
@@ -130,6 +133,7 @@ def train(name: str, args: argparse.Namespace) -> dict:
             contrastive_batch_size=args.contrastive_batch_size,
             temperature=args.temperature,
             save_steps=10,
+            start_adapter=None if args.start_adapter == NONE else args.start_adapter,
         )
         adapt(DATA / name, adapter, training)
     logger.info("Using the adapter in %s", adapter)
@@ -283,6 +287,11 @@ def main() -> None:
     parser.add_argument("--contrastive-lr", type=float, default=2e-4)
     parser.add_argument("--contrastive-batch-size", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.05)
+    parser.add_argument(
+        "--start-adapter",
+        default=NONE,
+        help="adapter the training continues: 'none' (a fresh LoRA), 'default' (the shipped one) or a folder",
+    )
     parser.add_argument(
         "--unwhitened", action="store_true", help="also measure the adapter with its whitening left out"
     )
