@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from llama_index.core.chat_engine import CondensePlusContextChatEngine
     from llama_index.core.chat_engine.types import BaseChatEngine
     from llama_index.core.llms import LLM
+    from llama_index.core.memory import Memory
     from llama_index.core.schema import NodeWithScore
 
     from llara_rag.embedding import LLaRAEmbedding
@@ -79,17 +80,26 @@ def build_chat_engine(
     ``config.retrieval`` is for :func:`open_chat_session`, which builds the retriever from it.
     """
     from llama_index.core.chat_engine import CondensePlusContextChatEngine
-    from llama_index.core.memory import Memory
 
     config = config or ChatConfig()
     return CondensePlusContextChatEngine.from_defaults(
         retriever=retriever,
         llm=llm,
-        memory=Memory.from_defaults(token_limit=config.memory_token_limit),
+        memory=chat_memory(llm, config.memory_token_limit),
         system_prompt=config.system_prompt,
         context_prompt=CONTEXT_PROMPT,
         skip_condense=not config.condense_questions,
     )
+
+
+def chat_memory(llm: LLM, token_limit: int) -> Memory:
+    """The conversation memory, counting tokens as ``llm`` does when it has a tokenizer (the local
+    generator does): LlamaIndex's default counts with tiktoken's cl100k, another model's vocabulary."""
+    from llama_index.core.memory import Memory
+
+    tokenizer = getattr(llm, "tokenizer", None)
+    count = getattr(tokenizer, "encode", None)
+    return Memory.from_defaults(token_limit=token_limit, tokenizer_fn=count)
 
 
 @dataclass(frozen=True)

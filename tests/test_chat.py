@@ -150,6 +150,14 @@ def test_session_streams_an_answer_cites_its_sources_and_resets(
     assert "(conversation cleared)" in text and text.rstrip().endswith("bye")
 
 
+def test_chat_memory_counts_tokens_with_the_generators_tokenizer(tiny_generator: LocalGenerator) -> None:
+    from llara_rag.chat import chat_memory
+
+    text = "how does the index store a chunk?"
+    assert chat_memory(tiny_generator, 64).tokenizer_fn(text) == tiny_generator.tokenizer.encode(text)
+    assert len(chat_memory(MockLLM(), 64).tokenizer_fn(text)) == 8  # no tokenizer: LlamaIndex's default
+
+
 def test_follow_ups_are_retrieved_in_the_users_words_unless_condensing_is_asked() -> None:
     from llama_index.core.base.base_retriever import BaseRetriever
     from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
