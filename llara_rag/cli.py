@@ -699,6 +699,27 @@ def _run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_push(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "push",
+        help="publish an adapter folder (adapt/finetune output) as a Hugging Face Hub model repository",
+    )
+    parser.add_argument("adapter", type=Path, help="the folder `llara-rag adapt` or `finetune` wrote")
+    parser.add_argument("repo_id", help="OWNER/NAME on the Hub; created when missing")
+    parser.add_argument("--private", action="store_true", help="create the repository private")
+    parser.add_argument(
+        "--token", help="a Hub token with write access (default: the one `hf auth login` saved)"
+    )
+    parser.set_defaults(run=_run_push)
+
+
+def _run_push(args: argparse.Namespace) -> int:
+    from llara_rag.adapter import push_adapter
+
+    print(push_adapter(args.adapter, args.repo_id, private=args.private, token=args.token))
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with its errors in one line, as llara-rag's own: the usage is one ``--help`` away."""
 
@@ -715,6 +736,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_finetune,
     _add_chat,
     _add_serve,
+    _add_push,
 ]
 """Each adds one subcommand and sets its ``run`` default."""
 

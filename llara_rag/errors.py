@@ -53,3 +53,7 @@ class LexicalIndexError(LLaRAError):
 
 class DamagedStoreError(LLaRAError):
     """A file of the database folder (Chroma's database, an ingestion record) that cannot be read."""
+
+
+class PublishError(LLaRAError):
+    """An adapter that cannot be pushed to the Hub: no network, a bad repository name or token."""

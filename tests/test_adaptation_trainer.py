@@ -129,7 +129,7 @@ def test_interrupted_run_leaves_no_loadable_adapter(tiny_backbone_dir, docs, tmp
     def fail(*_: object, **__: object) -> str:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer_module, "model_card", fail)  # dies after the weights are written
+    monkeypatch.setattr(trainer_module, "write_model_card", fail)  # dies after the weights are written
     with pytest.raises(KeyboardInterrupt):
         adapt(docs, tmp_path / "adapter", _args(tiny_backbone_dir, tmp_path / "checkpoints", max_steps=1))
     assert not (tmp_path / "adapter").exists()

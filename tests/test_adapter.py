@@ -101,8 +101,71 @@ def test_the_shipped_adapter_is_compact_and_names_its_backbone_and_data():
 
     assert sum(path.stat().st_size for path in DEFAULT_ADAPTER.iterdir()) <= 20 * 2**20
     with safe_open(str(DEFAULT_ADAPTER / PEFT_FILES[1]), framework="pt") as weights:
-        assert {str(weights.get_slice(name).get_dtype()) for name in weights.keys()}  # noqa: SIM118 - safe_open is not a dict == {"F16"}
+        dtypes = {str(weights.get_slice(name).get_dtype()) for name in weights.keys()}  # noqa: SIM118
+    assert dtypes == {"F16"}
     info = read_adapter_info(DEFAULT_ADAPTER)
     assert info is not None and info.backbone == DEFAULT_MODEL
     assert set(info.training) >= {"command", "unsupervised", "supervised"}
     assert "qrels/train.tsv" in (DEFAULT_ADAPTER / "README.md").read_text(encoding="utf-8")
+
+
+def test_model_cards_name_a_hub_base_model_when_there_is_one(adapter, tmp_path):
+    from huggingface_hub import ModelCard
+
+    from llara_rag.adapter import DEFAULT_ADAPTER, write_model_card
+
+    shipped = ModelCard.load(DEFAULT_ADAPTER / "README.md")
+    assert shipped.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert shipped.data.library_name == "peft" and "llara" in shipped.data.tags
+    local = ModelCard.load(adapter / "README.md")  # trained on a local folder: nothing the Hub can link
+    assert local.data.base_model is None and "# llara-rag adapter (adaptation)" in local.text
+    info = read_adapter_info(adapter)
+    write_model_card(tmp_path, info.model_copy(update={"backbone": "BAAI/LLARA-passage"}), "An adapter.")
+    assert ModelCard.load(tmp_path / "README.md").data.base_model == "BAAI/LLARA-passage"
+
+
+class FolderHub:
+    """A stand-in for ``HfApi`` whose repositories are local folders: pushing is tested offline."""
+
+    def __init__(self, root: Path, fail: Exception | None = None) -> None:
+        self.root, self.fail = root, fail
+
+    def create_repo(self, repo_id: str, **_: object) -> str:
+        if self.fail:
+            raise self.fail
+        return f"file://{self.root / repo_id}"
+
+    def upload_folder(
+        self, *, folder_path: str, repo_id: str, ignore_patterns: list[str], **_: object
+    ) -> None:
+        import shutil
+
+        shutil.copytree(folder_path, self.root / repo_id, ignore=shutil.ignore_patterns(*ignore_patterns))
+
+
+def test_pushed_adapter_loads_from_its_target_with_the_same_vectors(tiny_backbone_dir, adapter, tmp_path):
+    from llara_rag.adapter import push_adapter
+
+    url = push_adapter(adapter, "me/cats", api=FolderHub(tmp_path))
+    pushed = tmp_path / "me" / "cats"
+    assert url == f"file://{pushed}"
+    assert {path.name for path in pushed.iterdir()} == {path.name for path in adapter.iterdir()}
+    original = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(adapter))
+    copy = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(pushed))
+    assert copy.fingerprint == original.fingerprint
+    assert (copy.encode_queries(["why do cats purr"]) == original.encode_queries(["why do cats purr"])).all()
+
+
+def test_push_refuses_an_incomplete_adapter_and_names_a_network_failure(adapter, tmp_path, capsys):
+    import requests
+
+    from llara_rag.adapter import push_adapter
+    from llara_rag.errors import PublishError
+
+    assert main(["push", str(tmp_path / "missing"), "me/cats"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    offline = FolderHub(tmp_path, fail=requests.ConnectionError("Failed to resolve 'huggingface.co'"))
+    with pytest.raises(
+        PublishError, match=r"Cannot push .* \(Failed to resolve 'huggingface.co'\); check the"
+    ):
+        push_adapter(adapter, "me/cats", api=offline)

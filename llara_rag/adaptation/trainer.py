@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from llara_rag.adapter import AdapterInfo, load_peft, write_adapter_info
+from llara_rag.adapter import AdapterInfo, load_peft, write_adapter_info, write_model_card
 from llara_rag.backbone import DEFAULT_MODEL, Backbone
 from llara_rag.errors import AdapterError, EmbeddingCollapseError, InvalidInputError
 
@@ -442,7 +442,7 @@ class AdapterTrainer(Trainer, ABC):
                 training=training,
             )
             write_adapter_info(staging, info)
-            (staging / "README.md").write_text(model_card(info, description), encoding="utf-8")
+            write_model_card(staging, info, description)
             if finish:
                 finish(staging)
             _replace_directory(staging, target)
@@ -460,39 +460,3 @@ def _replace_directory(staging: Path, target: Path) -> None:
     os.replace(target, previous)
     os.replace(staging, target)
     shutil.rmtree(previous, ignore_errors=True)
-
-
-def model_card(info: AdapterInfo, description: str) -> str:
-    """A Hugging Face style README: what the adapter is, how to load it, and how it was trained."""
-    import json
-
-    return f"""---
-library_name: peft
-base_model: {info.backbone}
-tags: [llara-rag, llara, llama2vec, dense-retrieval, lora]
----
-# llara-rag adapter ({info.stage})
-
-{description}
-
-Backbone `{info.backbone}` (`{info.backbone_identity}`), pooling `{info.pooling}`: the L2-normalised
-mean of the final hidden states at `<s1>..<s8>` for passages and `<s9>..<s16>` for queries, then,
-when this folder holds `whitening.safetensors`, the domain whitening fitted on the training documents.
-
-```python
-from llara_rag import LLaRAEncoder, LLaRAEmbedding
-encoder = LLaRAEncoder(model={info.backbone!r}, adapter="path/to/this/folder")
-embed_model = LLaRAEmbedding(model_name={info.backbone!r}, adapter="path/to/this/folder")  # LlamaIndex
-```
-
-Command line: `llara-rag embed --model {info.backbone} --adapter path/to/this/folder "some text"`.
-
-## Prompts
-- passage: `{info.prompts.prefix}TEXT{info.prompts.passage_suffix}<s1>..<s8>`
-- query: `{info.prompts.prefix}TEXT{info.prompts.query_suffix}<s9>..<s16>`
-
-## Training
-```json
-{json.dumps(info.training, indent=2, default=str)}
-```
-"""
