@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from llara_rag.chat import ChatConfig
     from llara_rag.embedding import LLaRAEmbedding
     from llara_rag.encoder import EncoderConfig
+    from llara_rag.evaluation import RetrievalEvaluator
     from llara_rag.generator import GeneratorConfig
     from llara_rag.retrieval import RetrievalConfig
     from llara_rag.store import StoreConfig
@@ -342,6 +343,28 @@ def _add_training_arguments(
     group.add_argument(
         "--seed", type=int, default=42, help="seed of sampling and initialisation (default 42)"
     )
+    group.add_argument(
+        "--report-to",
+        default="none",
+        help="where the Trainer also logs: tensorboard, wandb, mlflow, ... comma-separated (default: none)",
+    )
+    evaluation = parser.add_argument_group("retrieval evaluation during training")
+    evaluation.add_argument(
+        "--eval-data",
+        default=None,
+        metavar="BEIR_DIR",
+        help="a labelled collection whose nDCG@10 and Recall@100 are logged as training goes (scored, never "
+        "trained on)",
+    )
+    evaluation.add_argument(
+        "--eval-steps", type=int, default=None, help="evaluate every N steps (default: --save-steps)"
+    )
+    evaluation.add_argument(
+        "--eval-split", default="test", help="qrels/<split>.tsv of --eval-data to score (default: test)"
+    )
+    evaluation.add_argument(
+        "--eval-queries", type=int, default=None, help="score only the first N queries (default: all)"
+    )
 
 
 def _training_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -363,7 +386,23 @@ def _training_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "deepspeed": args.deepspeed,
         "bf16": args.bf16,
         "seed": args.seed,
+        "report_to": args.report_to.split(","),
     }
+
+
+def _evaluator(args: argparse.Namespace) -> RetrievalEvaluator | None:
+    """The ``--eval-data`` collection, read before training starts so a wrong folder fails at once."""
+    if args.eval_data is None:
+        return None
+    from llara_rag.errors import InvalidInputError
+    from llara_rag.evaluation import RetrievalEvaluator
+
+    every = args.eval_steps or args.save_steps
+    if every <= 0:
+        raise InvalidInputError(f"--eval-steps {every}: must be a positive number of steps; pass e.g. 50.")
+    return RetrievalEvaluator(
+        args.eval_data, every=every, split=args.eval_split, max_queries=args.eval_queries
+    )
 
 
 def _print_adapter(adapter: Path, training: dict[str, Any], model: str) -> None:
@@ -485,7 +524,14 @@ def _run_adapt(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         **_chunk_tokens(args),
     )
-    result = adapt(args.docs, args.output, training, resume=not args.restart, overwrite=args.overwrite)
+    result = adapt(
+        args.docs,
+        args.output,
+        training,
+        resume=not args.restart,
+        overwrite=args.overwrite,
+        evaluator=_evaluator(args),
+    )
     _print_adapter(result.adapter, result.training, args.model)
     return 0
 
@@ -553,7 +599,14 @@ def _run_finetune(args: argparse.Namespace) -> int:
         cross_device_negatives=not args.no_cross_device,
         **_chunk_tokens(args),
     )
-    result = finetune(args.pairs, args.output, training, resume=not args.restart, overwrite=args.overwrite)
+    result = finetune(
+        args.pairs,
+        args.output,
+        training,
+        resume=not args.restart,
+        overwrite=args.overwrite,
+        evaluator=_evaluator(args),
+    )
     if result.data:
         print(result.data.describe())
     _print_adapter(result.adapter, result.training, args.model)

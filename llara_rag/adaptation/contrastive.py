@@ -29,6 +29,7 @@ from llara_rag.adaptation.trainer import (
     AdapterArguments,
     AdapterTrainer,
     StageLoss,
+    StepEvaluator,
     clear_checkpoints,
     continued_lora_model,
     finished_adapter,
@@ -234,6 +235,7 @@ def train_contrastive(
     args: ContrastiveArguments,
     *,
     resume: bool,
+    evaluator: StepEvaluator | None = None,
 ) -> ContrastiveTrainer:
     """Trains ``model`` with InfoNCE on ``samples``; a corpus smaller than a batch trains on smaller batches."""
     world = max(1, args.world_size)
@@ -248,6 +250,7 @@ def train_contrastive(
         args.per_device_train_batch_size = len(samples) // world
     trainer = ContrastiveTrainer(
         backbone=backbone,
+        evaluator=evaluator,
         model=model,
         args=args,
         loss=CachedInfoNCE(args.loss, group_size=len(samples[0].passages)),
@@ -302,11 +305,12 @@ def finetune(
     *,
     resume: bool = True,
     overwrite: bool = False,
+    evaluator: StepEvaluator | None = None,
 ) -> FinetuneResult:
     """Fine-tunes ``args.model`` (+ ``args.start_adapter``) on the groups of ``source``; writes ``adapter_dir``.
 
     A finished run re-run returns the adapter it wrote; an adapter of other settings is replaced only
-    with ``overwrite``, which trains from scratch.
+    with ``overwrite``, which trains from scratch. ``evaluator`` scores the model as it trains (``eval_*``).
     """
     from llara_rag.adapter import adapter_digest, resolve_adapter
     from llara_rag.backbone import DEFAULT_MODEL
@@ -336,7 +340,7 @@ def finetune(
         args.negatives,
         args.per_device_train_batch_size,
     )
-    trainer = train_contrastive(backbone, model, samples, args, resume=resume)
+    trainer = train_contrastive(backbone, model, samples, args, resume=resume, evaluator=evaluator)
     training = {
         "recipe": recipe,
         **trainer.summary(),

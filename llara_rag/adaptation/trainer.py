@@ -18,10 +18,10 @@ import shutil
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
@@ -30,9 +30,12 @@ from llara_rag.backbone import DEFAULT_MODEL, Backbone
 from llara_rag.errors import AdapterError, EmbeddingCollapseError, InvalidInputError
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
     from peft import PeftModel
     from transformers import TrainerControl, TrainerState
+
+    from llara_rag.prompts import Side
 
 logger = logging.getLogger(__name__)
 
@@ -290,19 +293,109 @@ class CollapseGuard(TrainerCallback):
             control.should_training_stop = True
 
 
+class TrainingEncoder:
+    """The model being trained, seen as an encoder: the served prompts, lengths and pooling, current weights."""
+
+    def __init__(self, model: torch.nn.Module, backbone: Backbone, step: int, batch_size: int = 16) -> None:
+        from llara_rag.encoder import EncoderConfig, PromptInputs
+
+        self.model, self.batch_size = model, batch_size
+        self.inputs = PromptInputs(backbone.tokenizer, backbone.special_ids)
+        served = EncoderConfig.model_fields
+        self.max_length = {
+            "query": served["query_max_length"].default,
+            "passage": served["passage_max_length"].default,
+        }
+        self.fingerprint = f"training-step-{step}"
+
+    def encode(self, texts: Sequence[str], side: Side) -> np.ndarray:
+        import numpy as np
+        import torch
+
+        from llara_rag.adaptation.info_nce import embed
+        from llara_rag.encoder import collate
+
+        ids = self.inputs(texts, side, self.max_length[side])
+        output = np.empty((len(ids), 0), dtype=np.float32)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                batch = collate([ids[i] for i in rows], self.inputs.pad_id)
+                vectors = embed(self.model, {k: v.to(device) for k, v in batch.items()}).float().cpu().numpy()
+                if output.shape[1] == 0:
+                    output = np.empty((len(ids), vectors.shape[1]), dtype=np.float32)
+                output[rows] = vectors
+        return output
+
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
+        return self.encode(queries, "query")
+
+    def encode_passages(self, passages: Sequence[str]) -> np.ndarray:
+        return self.encode(passages, "passage")
+
+
+class StepEvaluator(Protocol):
+    """Scores the model being trained every ``every`` steps, e.g. nDCG@10 on a labelled collection
+    (:class:`llara_rag.evaluation.RetrievalEvaluator`); the trainer logs the scores as ``eval_*``."""
+
+    every: int
+
+    def __call__(self, encoder: TrainingEncoder) -> Mapping[str, float]: ...
+
+
+class EvaluateEvery(TrainerCallback):
+    """Asks the Trainer for an evaluation every ``every`` steps and at the last one."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> TrainerControl:
+        if state.global_step % self.every == 0 or state.global_step >= state.max_steps:
+            control.should_evaluate = True
+        return control
+
+
 class AdapterTrainer(Trainer, ABC):
     """A Trainer that logs per-stage metrics and writes a loadable llara-rag adapter directory."""
 
     args: AdapterArguments
 
-    def __init__(self, *, backbone: Backbone, **kwargs: Any) -> None:
+    def __init__(self, *, backbone: Backbone, evaluator: StepEvaluator | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.backbone = backbone
+        self.evaluator = evaluator
         self.guard = CollapseGuard(
             self.args.collapse_threshold, self.args.collapse_patience, self.args.stop_on_collapse
         )
         self.add_callback(self.guard)
+        if evaluator is not None:
+            self.add_callback(EvaluateEvery(evaluator.every))
         self._running: defaultdict[str, list[float]] = defaultdict(list)
+
+    def evaluate(
+        self,
+        eval_dataset: Any = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> dict[str, float]:
+        """The evaluator's scores of the current weights, logged (to every ``report_to`` too) as ``eval_*``."""
+        if self.evaluator is None:
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        try:
+            scores = self.evaluator(TrainingEncoder(model, self.backbone, self.state.global_step))
+        finally:
+            model.train(was_training)
+        metrics = {f"{metric_key_prefix}_{name}": round(float(value), 4) for name, value in scores.items()}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         """The Trainer's optimizer, with the special-token rows moved to a group of their own learning rate.

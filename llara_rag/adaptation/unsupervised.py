@@ -50,6 +50,7 @@ from llara_rag.adaptation.trainer import (
     AdapterArguments,
     AdapterTrainer,
     StageLoss,
+    StepEvaluator,
     clear_checkpoints,
     continued_lora_model,
     finished_adapter,
@@ -289,7 +290,12 @@ def planned_steps(records: int, args: AdaptationArguments) -> int:
 
 
 def _stage_one(
-    source: str | Path, args: AdaptationArguments, start: str | None, *, resume: bool
+    source: str | Path,
+    args: AdaptationArguments,
+    start: str | None,
+    *,
+    resume: bool,
+    evaluator: StepEvaluator | None = None,
 ) -> tuple[AdaptationTrainer, CorpusSummary]:
     """Trains EBAE/EBAR (continuing ``start`` when given) on the windows of ``source``; returns the trainer
     and what was read."""
@@ -311,6 +317,7 @@ def _stage_one(
     pad_id = pad_id if pad_id is not None else backbone.tokenizer.eos_token_id or 0
     trainer = AdaptationTrainer(
         backbone=backbone,
+        evaluator=evaluator,
         model=continued_lora_model(backbone, start, args) if start else lora_model(backbone, args),
         args=args,
         train_dataset=examples,
@@ -353,11 +360,13 @@ def adapt(
     *,
     resume: bool = True,
     overwrite: bool = False,
+    evaluator: StepEvaluator | None = None,
 ) -> AdaptationResult:
     """Adapts ``args.model`` to the documents in ``source`` and writes the adapter to ``adapter_dir``.
 
     A finished run re-run returns the adapter it wrote; an adapter of other settings is replaced only
-    with ``overwrite``, which trains from scratch (as ``resume=False`` does).
+    with ``overwrite``, which trains from scratch (as ``resume=False`` does). ``evaluator`` scores each
+    stage's model as it trains (e.g. nDCG@10 on a labelled collection), logged as ``eval_*``.
     """
     start = resolve_adapter(args.start_adapter, default_backbone=args.model == DEFAULT_MODEL)
     recipe = {
@@ -391,7 +400,7 @@ def adapt(
             records["ebae-ebar"] = finished
         else:
             cpu = time.process_time()
-            trainer, corpus = _stage_one(source, args, start, resume=resume)
+            trainer, corpus = _stage_one(source, args, start, resume=resume, evaluator=evaluator)
             records["ebae-ebar"] = {
                 "recipe": stage_one_recipe,
                 **_stage_one_record(trainer, args, corpus),
@@ -418,7 +427,7 @@ def adapt(
             args.pair_maker,
             cargs.per_device_train_batch_size,
         )
-        trainer = train_contrastive(backbone, model, samples, cargs, resume=resume)
+        trainer = train_contrastive(backbone, model, samples, cargs, resume=resume, evaluator=evaluator)
         records["contrastive"] = {
             **trainer.summary(),
             "objective": objective_record(cargs),

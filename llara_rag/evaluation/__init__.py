@@ -7,6 +7,7 @@ out); :func:`evaluate_systems` takes hand-built systems, e.g. an adapted and an 
 from llara_rag.evaluation.baselines import BM25System, HybridSystem, minilm_system, raw_llm_system
 from llara_rag.evaluation.cache import VectorCache
 from llara_rag.evaluation.datasets import Collection, SkippedInputs, load_collection
+from llara_rag.evaluation.during_training import RetrievalEvaluator
 from llara_rag.evaluation.harness import (
     DEPTH,
     EvaluationConfig,
@@ -30,6 +31,7 @@ __all__ = [
     "EvaluationConfig",
     "EvaluationResult",
     "HybridSystem",
+    "RetrievalEvaluator",
     "RetrievalSystem",
     "SkippedInputs",
     "SystemResult",
