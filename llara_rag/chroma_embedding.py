@@ -21,14 +21,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
-from chromadb.utils.embedding_functions import register_embedding_function
-
 from llara_rag.adapter import DEFAULT, adapter_name
 from llara_rag.backbone import DEFAULT_MODEL
 from llara_rag.encoder import EncoderConfig, LLaRAEncoder, get_encoder
 from llara_rag.errors import ModelMismatchError
+from llara_rag.extras import STORE, missing_extra
 from llara_rag.prompts import DEFAULT_PROMPTS, LLaRAPrompts
+
+try:
+    from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
+    from chromadb.utils.embedding_functions import register_embedding_function
+except ModuleNotFoundError as error:
+    raise missing_extra("chromadb", STORE) from error
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection

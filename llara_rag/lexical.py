@@ -29,6 +29,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from llara_rag.errors import LexicalIndexError
+from llara_rag.extras import STORE, require
 
 if TYPE_CHECKING:
     import bm25s
@@ -51,19 +52,15 @@ IDS_FILE = "ids.json"
 
 def _bm25s() -> ModuleType:
     """bm25s, imported when needed (it is slow to import) and with its DEBUG logging turned down."""
-    import bm25s
-
+    bm25s = require("bm25s", STORE)
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     return bm25s
 
 
 def tokenize(texts: Sequence[str]) -> bm25s.tokenization.Tokenized:
     """Lower-cased words, English stop words removed, Snowball-stemmed: the same for documents and queries."""
-    import Stemmer
-
-    return _bm25s().tokenize(
-        list(texts), stopwords=STOPWORDS, stemmer=Stemmer.Stemmer(STEMMER), show_progress=False
-    )
+    stemmer = require("Stemmer", STORE).Stemmer(STEMMER)
+    return _bm25s().tokenize(list(texts), stopwords=STOPWORDS, stemmer=stemmer, show_progress=False)
 
 
 def build_bm25(texts: Sequence[str], k1: float = BM25_K1, b: float = BM25_B) -> bm25s.BM25:

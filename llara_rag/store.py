@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 from llama_index.core.schema import BaseNode, MetadataMode
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
-from llama_index.vector_stores.chroma import ChromaVectorStore
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from llara_rag.adapter import DEFAULT, NONE, adapter_name
@@ -33,7 +32,13 @@ from llara_rag.errors import (
     ModelMismatchError,
     StoreConnectionError,
 )
+from llara_rag.extras import STORE, missing_extra
 from llara_rag.validation import UserSettings
+
+try:
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+except ModuleNotFoundError as error:
+    raise missing_extra("chromadb", STORE) from error
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI

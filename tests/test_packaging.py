@@ -28,8 +28,9 @@ def requirements(lines: list[str]) -> dict[str, Requirement]:
 
 def test_bounds_follow_the_apis_the_code_uses() -> None:
     core = requirements(project()["dependencies"])
+    store = requirements(project()["optional-dependencies"]["store"])
     assert not core["torch"].specifier.contains("2.5.1") and core["torch"].specifier.contains("2.6.0")
-    assert core["chromadb"].specifier.contains("1.5.9") and not core["chromadb"].specifier.contains("2.0.0")
+    assert store["chromadb"].specifier.contains("1.5.9") and not store["chromadb"].specifier.contains("2.0.0")
 
 
 def test_the_evaluation_stack_is_an_extra_and_embedding_never_imports_it() -> None:
@@ -61,6 +62,38 @@ def test_a_missing_extra_is_named_in_one_line(module: str, monkeypatch: pytest.M
     assert str(raised.value) == (
         f"{module.partition('.')[0]} is not installed; `pip install 'llara-rag[eval]'` adds it."
     )
+
+
+def test_collections_are_an_extra_the_embedding_path_never_imports() -> None:
+    metadata = project()
+    store = {"chromadb", "llama-index-vector-stores-chroma", "bm25s", "PyStemmer"}
+    assert not store & set(requirements(metadata["dependencies"]))
+    assert store <= set(requirements(metadata["optional-dependencies"]["store"]))
+    code = (
+        "import sys, llara_rag.embedding; print(sorted({'chromadb', 'bm25s', 'Stemmer'} & set(sys.modules)))"
+    )
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert imported.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("module", ["chromadb", "llama_index.vector_stores.chroma", "bm25s", "Stemmer"])
+def test_a_command_without_the_store_extra_names_it(
+    module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from llara_rag.cli import main
+
+    for loaded in [name for name in sys.modules if name.startswith(("llara_rag.store", "llara_rag.ingest"))]:
+        monkeypatch.delitem(sys.modules, loaded)  # imported again, without the module
+    monkeypatch.setitem(sys.modules, module, None)
+    (tmp_path / "a.md").write_text("cats purr")
+    if module in ("bm25s", "Stemmer"):
+        from llara_rag.lexical import build_bm25
+
+        with pytest.raises(MissingExtraError, match=r"\[store\]'` adds it"):
+            build_bm25(["cats purr"])
+        return
+    assert main(["index", str(tmp_path), "--db", str(tmp_path / "db")]) == 2
+    assert "`pip install 'llara-rag[store]'` adds it." in capsys.readouterr().err
 
 
 def test_the_service_is_an_extra_named_by_serve_when_missing(
@@ -111,7 +144,7 @@ def test_install_takes_cpu_torch_from_pytorch_cpu_index(tmp_path: Path) -> None:
     torch_calls = [call for call in calls if torch in call.split()]
     assert len(torch_calls) == 1
     assert f"--index-url {CPU_INDEX}" in torch_calls[0] and "--retries 0" in torch_calls[0]
-    assert any(".[eval,serve,test]" in call for call in calls)
+    assert any(".[store,eval,serve,test]" in call for call in calls)
 
 
 def test_install_falls_back_to_the_configured_index_when_pytorch_is_unreachable(tmp_path: Path) -> None:
