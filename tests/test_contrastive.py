@@ -33,9 +33,9 @@ from llara_rag.adapter import adapter_digest, read_adapter_info
 from llara_rag.cli import main
 from llara_rag.encoder import LLaRAEncoder
 from llara_rag.errors import AdapterError, InvalidInputError
-from llara_rag.evaluation.datasets import Collection
-from llara_rag.evaluation.metrics import Run
-from llara_rag.evaluation.retrieval import RetrievalSystem
+from llara_rag.fusion import Run
+from llara_rag.ranking.collections import Collection
+from llara_rag.ranking.systems import RetrievalSystem
 from llara_rag.testing import build_tiny_backbone
 
 PAIRS = [
