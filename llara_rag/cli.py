@@ -39,12 +39,26 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: the adapter shipped for the default backbone)",
     )
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA when present)")
+    parser.add_argument(
+        "--devices",
+        type=_device_list,
+        default=None,
+        metavar="DEV,DEV,...",
+        help="encode on several devices, one worker process each (e.g. cuda:0,cuda:1); same vectors as one",
+    )
+
+
+def _device_list(value: str) -> tuple[str, ...]:
+    devices = tuple(device.strip() for device in value.split(",") if device.strip())
+    if not devices:
+        raise argparse.ArgumentTypeError(f"{value!r} names no device; pass e.g. cuda:0,cuda:1")
+    return devices
 
 
 def _encoder_config(args: argparse.Namespace) -> EncoderConfig:
     from llara_rag.encoder import EncoderConfig
 
-    return EncoderConfig(model=args.model, adapter=args.adapter, device=args.device)
+    return EncoderConfig(model=args.model, adapter=args.adapter, device=args.device, devices=args.devices)
 
 
 def _add_embed(sub: argparse._SubParsersAction) -> None:
@@ -166,7 +180,9 @@ def _store_config(args: argparse.Namespace) -> StoreConfig:
 def _embedding(args: argparse.Namespace) -> LLaRAEmbedding:
     from llara_rag.embedding import LLaRAEmbedding
 
-    return LLaRAEmbedding(model_name=args.model, adapter=args.adapter, device=args.device)
+    return LLaRAEmbedding(
+        model_name=args.model, adapter=args.adapter, device=args.device, devices=args.devices
+    )
 
 
 def _add_index(sub: argparse._SubParsersAction) -> None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from llara_rag.backbone import SpecialTokenIds
+    from llara_rag.pool import EncoderPool
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,11 @@ class EncoderConfig(BaseModel):
     device: str | None = Field(default=None, description="cuda, cpu, ...; None picks CUDA when present.")
     dtype: str | None = Field(
         default=None, description="float32, bfloat16, ...; None: fp32 on CPU, bf16 on GPU."
+    )
+    devices: tuple[str, ...] | None = Field(
+        default=None,
+        description="Several devices (e.g. cuda:0, cuda:1): one worker process with its own model on each "
+        "shares every encode call longer than a batch; the vectors are those of one device, in order.",
     )
 
     @model_validator(mode="before")
@@ -93,6 +99,9 @@ class EncoderSettings(BaseModel):
     prompts: LLaRAPrompts = Field(default=DEFAULT_PROMPTS)
     device: str | None = Field(default=None, description="None picks CUDA when present.")
     dtype: str | None = Field(default=None, description="None: fp32 on CPU, bf16 on GPU.")
+    devices: tuple[str, ...] | None = Field(
+        default=None, description="Several devices, one worker process each (see EncoderConfig.devices)."
+    )
 
     def to_encoder_config(self, batch_size: int) -> EncoderConfig:
         return EncoderConfig(
@@ -104,6 +113,7 @@ class EncoderSettings(BaseModel):
             batch_size=batch_size,
             device=self.device,
             dtype=self.dtype,
+            devices=self.devices,
         )
 
 
@@ -205,6 +215,7 @@ class LLaRAEncoder:
         self.inputs = PromptInputs(self.backbone.tokenizer, self.backbone.special_ids, self.config.prompts)
         self._pad_id = self.inputs.pad_id
         self.fingerprint = self._fingerprint()
+        self._pool: EncoderPool | None = None
         logger.info("Loaded LLaRA encoder %s", self.describe())
 
     @property
@@ -241,6 +252,9 @@ class LLaRAEncoder:
         import torch
         from tqdm.auto import tqdm
 
+        if self.config.devices and len(texts) > (batch_size or self.config.batch_size):
+            validate_texts(texts)
+            return self.pool().encode(texts, side)
         inputs = self.build_inputs(texts, side)
         output = np.empty((len(inputs), self.hidden_size), dtype=np.float32)
         if not inputs:
@@ -271,6 +285,16 @@ class LLaRAEncoder:
                 output[batch] = pooled.cpu().numpy()
                 bar.update(sum(len(inputs[i]) for i in batch))
         return self.whitening(output, side) if self.whitening else output
+
+    def pool(self) -> EncoderPool:
+        """The worker processes on ``config.devices``, started on first use; a pool a worker died in is
+        replaced."""
+        from llara_rag.pool import EncoderPool
+
+        if self._pool is None or not self._pool.workers:
+            assert self.config.devices
+            self._pool = EncoderPool(self.config, self.config.devices)
+        return self._pool
 
     def encode_queries(self, queries: Sequence[str], **kwargs: object) -> np.ndarray:
         return self.encode(queries, "query", **kwargs)  # type: ignore[arg-type]
