@@ -40,6 +40,15 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA when present)")
     parser.add_argument(
+        "--quantization",
+        choices=("8bit", "4bit"),
+        default=None,
+        help="load the weights in 8 or 4 bits (bitsandbytes, CUDA only): a 7B model on a smaller GPU",
+    )
+    parser.add_argument(
+        "--device-map", default=None, help="'auto' spreads a model too large for one GPU over all of them"
+    )
+    parser.add_argument(
         "--devices",
         type=_device_list,
         default=None,
@@ -58,7 +67,14 @@ def _device_list(value: str) -> tuple[str, ...]:
 def _encoder_config(args: argparse.Namespace) -> EncoderConfig:
     from llara_rag.encoder import EncoderConfig
 
-    return EncoderConfig(model=args.model, adapter=args.adapter, device=args.device, devices=args.devices)
+    return EncoderConfig(
+        model=args.model,
+        adapter=args.adapter,
+        device=args.device,
+        devices=args.devices,
+        quantization=args.quantization,
+        device_map=args.device_map,
+    )
 
 
 def _add_embed(sub: argparse._SubParsersAction) -> None:
@@ -181,7 +197,12 @@ def _embedding(args: argparse.Namespace) -> LLaRAEmbedding:
     from llara_rag.embedding import LLaRAEmbedding
 
     return LLaRAEmbedding(
-        model_name=args.model, adapter=args.adapter, device=args.device, devices=args.devices
+        model_name=args.model,
+        adapter=args.adapter,
+        device=args.device,
+        devices=args.devices,
+        quantization=args.quantization,
+        device_map=args.device_map,
     )
 
 

