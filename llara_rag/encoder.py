@@ -301,11 +301,18 @@ class LLaRAEncoder:
     def pool(self) -> EncoderPool:
         """The worker processes on ``config.devices``, started on first use; a pool a worker died in is
         replaced."""
+        from functools import partial
+
         from llara_rag.pool import EncoderPool
 
         if self._pool is None or not self._pool.workers:
-            assert self.config.devices
-            self._pool = EncoderPool(self.config, self.config.devices)
+            devices = self.config.devices
+            assert devices
+            builds = [
+                partial(LLaRAEncoder, self.config.model_copy(update={"device": device, "devices": None}))
+                for device in devices
+            ]
+            self._pool = EncoderPool(builds, devices, self.config.batch_size)
         return self._pool
 
     def encode_queries(self, queries: Sequence[str], **kwargs: object) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import queue
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,7 +20,6 @@ import numpy as np
 from llara_rag.errors import LLaRAError
 
 if TYPE_CHECKING:
-    from llara_rag.encoder import EncoderConfig
     from llara_rag.prompts import Side
 
 logger = logging.getLogger(__name__)
@@ -34,11 +33,9 @@ class EncoderWorkerError(LLaRAError):
     """A worker process of an :class:`EncoderPool` died or failed."""
 
 
-def _work(config: EncoderConfig, tasks: Any, results: Any) -> None:
-    """A worker's loop: load the encoder on its device, then encode shards until told to stop (None)."""
-    from llara_rag.encoder import LLaRAEncoder
-
-    encoder = LLaRAEncoder(config)
+def _work(build: Callable[[], Any], tasks: Any, results: Any) -> None:
+    """A worker's loop: build its encoder (on its device), then encode shards until told to stop (None)."""
+    encoder = build()
     results.put(("ready", None))
     while (task := tasks.get()) is not None:
         index, texts, side = task
@@ -49,28 +46,25 @@ def _work(config: EncoderConfig, tasks: Any, results: Any) -> None:
 
 
 class EncoderPool:
-    """Worker processes on ``devices`` encoding with ``config`` (its own ``device`` is replaced per worker)."""
+    """One worker process per device; ``builds[i]()`` makes worker i's encoder (anything with
+    ``encode(texts, side, show_progress=...)``), and must pickle: it crosses into a spawned process."""
 
-    def __init__(self, config: EncoderConfig, devices: Sequence[str]) -> None:
+    def __init__(self, builds: Sequence[Callable[[], Any]], devices: Sequence[str], batch_size: int) -> None:
         import torch.multiprocessing as mp
 
         context = mp.get_context("spawn")
         self.devices = list(devices)
-        self.batch_size = config.batch_size
+        self.batch_size = batch_size
         self.tasks = context.Queue()
         self.results = context.Queue()
         self.workers = [
             context.Process(
                 target=_work,
-                args=(
-                    config.model_copy(update={"device": device, "devices": None}),
-                    self.tasks,
-                    self.results,
-                ),
+                args=(build, self.tasks, self.results),
                 name=f"llara-rag-encoder-{device}",
                 daemon=True,
             )
-            for device in self.devices
+            for build, device in zip(builds, self.devices)
         ]
         for worker in self.workers:
             worker.start()
