@@ -427,6 +427,11 @@ def _training_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """How `adapt` and `finetune` run, beside what they train: resume, overwrite, evaluate as they go."""
+    return {"resume": not args.restart, "overwrite": args.overwrite, "evaluator": _evaluator(args)}
+
+
 def _evaluator(args: argparse.Namespace) -> RetrievalEvaluator | None:
     """The ``--eval-data`` collection, read before training starts so a wrong folder fails at once."""
     if args.eval_data is None:
@@ -561,14 +566,7 @@ def _run_adapt(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         **_chunk_tokens(args),
     )
-    result = adapt(
-        args.docs,
-        args.output,
-        training,
-        resume=not args.restart,
-        overwrite=args.overwrite,
-        evaluator=_evaluator(args),
-    )
+    result = adapt(args.docs, args.output, training, **_run_options(args))
     _print_adapter(result.adapter, result.training, args.model)
     return 0
 
@@ -636,14 +634,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
         cross_device_negatives=not args.no_cross_device,
         **_chunk_tokens(args),
     )
-    result = finetune(
-        args.pairs,
-        args.output,
-        training,
-        resume=not args.restart,
-        overwrite=args.overwrite,
-        evaluator=_evaluator(args),
-    )
+    result = finetune(args.pairs, args.output, training, **_run_options(args))
     if result.data:
         print(result.data.describe())
     _print_adapter(result.adapter, result.training, args.model)
