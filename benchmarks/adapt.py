@@ -22,11 +22,10 @@ import time
 from pathlib import Path
 
 from llara_rag.adaptation import AdaptationArguments, adapt
-from llara_rag.adapter import LLARA_CONFIG_FILE, NONE, read_adapter_info
+from llara_rag.adapter import LLARA_CONFIG_FILE, NONE, WHITENING_FILE, read_adapter_info
 from llara_rag.backbone import DEFAULT_MODEL
 from llara_rag.encoder import EncoderConfig
 from llara_rag.evaluation import EvaluationConfig, evaluate
-from llara_rag.whitening import WHITENING_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

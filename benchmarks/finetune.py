@@ -42,7 +42,7 @@ from llara_rag.evaluation import (
     markdown_table,
     minilm_system,
 )
-from llara_rag.evaluation.datasets import QRELS_DIR, read_qrels
+from llara_rag.ranking.collections import QRELS_DIR, read_qrels
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "scifact"

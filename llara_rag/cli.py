@@ -39,12 +39,42 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: the adapter shipped for the default backbone)",
     )
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA when present)")
+    parser.add_argument(
+        "--quantization",
+        choices=("8bit", "4bit"),
+        default=None,
+        help="load the weights in 8 or 4 bits (bitsandbytes, CUDA only): a 7B model on a smaller GPU",
+    )
+    parser.add_argument(
+        "--device-map", default=None, help="'auto' spreads a model too large for one GPU over all of them"
+    )
+    parser.add_argument(
+        "--devices",
+        type=_device_list,
+        default=None,
+        metavar="DEV,DEV,...",
+        help="encode on several devices, one worker process each (e.g. cuda:0,cuda:1); same vectors as one",
+    )
+
+
+def _device_list(value: str) -> tuple[str, ...]:
+    devices = tuple(device.strip() for device in value.split(",") if device.strip())
+    if not devices:
+        raise argparse.ArgumentTypeError(f"{value!r} names no device; pass e.g. cuda:0,cuda:1")
+    return devices
 
 
 def _encoder_config(args: argparse.Namespace) -> EncoderConfig:
     from llara_rag.encoder import EncoderConfig
 
-    return EncoderConfig(model=args.model, adapter=args.adapter, device=args.device)
+    return EncoderConfig(
+        model=args.model,
+        adapter=args.adapter,
+        device=args.device,
+        devices=args.devices,
+        quantization=args.quantization,
+        device_map=args.device_map,
+    )
 
 
 def _add_embed(sub: argparse._SubParsersAction) -> None:
@@ -166,7 +196,14 @@ def _store_config(args: argparse.Namespace) -> StoreConfig:
 def _embedding(args: argparse.Namespace) -> LLaRAEmbedding:
     from llara_rag.embedding import LLaRAEmbedding
 
-    return LLaRAEmbedding(model_name=args.model, adapter=args.adapter, device=args.device)
+    return LLaRAEmbedding(
+        model_name=args.model,
+        adapter=args.adapter,
+        device=args.device,
+        devices=args.devices,
+        quantization=args.quantization,
+        device_map=args.device_map,
+    )
 
 
 def _add_index(sub: argparse._SubParsersAction) -> None:
@@ -390,6 +427,11 @@ def _training_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """How `adapt` and `finetune` run, beside what they train: resume, overwrite, evaluate as they go."""
+    return {"resume": not args.restart, "overwrite": args.overwrite, "evaluator": _evaluator(args)}
+
+
 def _evaluator(args: argparse.Namespace) -> RetrievalEvaluator | None:
     """The ``--eval-data`` collection, read before training starts so a wrong folder fails at once."""
     if args.eval_data is None:
@@ -524,14 +566,7 @@ def _run_adapt(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         **_chunk_tokens(args),
     )
-    result = adapt(
-        args.docs,
-        args.output,
-        training,
-        resume=not args.restart,
-        overwrite=args.overwrite,
-        evaluator=_evaluator(args),
-    )
+    result = adapt(args.docs, args.output, training, **_run_options(args))
     _print_adapter(result.adapter, result.training, args.model)
     return 0
 
@@ -599,14 +634,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
         cross_device_negatives=not args.no_cross_device,
         **_chunk_tokens(args),
     )
-    result = finetune(
-        args.pairs,
-        args.output,
-        training,
-        resume=not args.restart,
-        overwrite=args.overwrite,
-        evaluator=_evaluator(args),
-    )
+    result = finetune(args.pairs, args.output, training, **_run_options(args))
     if result.data:
         print(result.data.describe())
     _print_adapter(result.adapter, result.training, args.model)

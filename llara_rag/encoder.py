@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llara_rag.adapter import DEFAULT, PEFT_FILES, resolve_adapter
-from llara_rag.backbone import DEFAULT_MODEL, Backbone, load_backbone
+from llara_rag.backbone import DEFAULT_MODEL, Backbone, Quantization, load_backbone
 from llara_rag.errors import InvalidInputError
 from llara_rag.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts, Side
 from llara_rag.whitening import Whitening
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from llara_rag.backbone import SpecialTokenIds
+    from llara_rag.pool import EncoderPool
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,19 @@ class EncoderConfig(BaseModel):
     device: str | None = Field(default=None, description="cuda, cpu, ...; None picks CUDA when present.")
     dtype: str | None = Field(
         default=None, description="float32, bfloat16, ...; None: fp32 on CPU, bf16 on GPU."
+    )
+    quantization: Quantization | None = Field(
+        default=None,
+        description="8bit or 4bit (NF4) weights through bitsandbytes, on a CUDA GPU: a 7B checkpoint in "
+        "about 8 or 5 GB instead of 14.",
+    )
+    device_map: str | None = Field(
+        default=None, description="'auto' spreads a model too large for one GPU over all of them."
+    )
+    devices: tuple[str, ...] | None = Field(
+        default=None,
+        description="Several devices (e.g. cuda:0, cuda:1): one worker process with its own model on each "
+        "shares every encode call longer than a batch; the vectors are those of one device, in order.",
     )
 
     @model_validator(mode="before")
@@ -93,6 +107,11 @@ class EncoderSettings(BaseModel):
     prompts: LLaRAPrompts = Field(default=DEFAULT_PROMPTS)
     device: str | None = Field(default=None, description="None picks CUDA when present.")
     dtype: str | None = Field(default=None, description="None: fp32 on CPU, bf16 on GPU.")
+    devices: tuple[str, ...] | None = Field(
+        default=None, description="Several devices, one worker process each (see EncoderConfig.devices)."
+    )
+    quantization: Quantization | None = Field(default=None, description="8bit or 4bit, CUDA only.")
+    device_map: str | None = Field(default=None, description="'auto': spread over every GPU.")
 
     def to_encoder_config(self, batch_size: int) -> EncoderConfig:
         return EncoderConfig(
@@ -104,6 +123,9 @@ class EncoderSettings(BaseModel):
             batch_size=batch_size,
             device=self.device,
             dtype=self.dtype,
+            devices=self.devices,
+            quantization=self.quantization,
+            device_map=self.device_map,
         )
 
 
@@ -205,6 +227,7 @@ class LLaRAEncoder:
         self.inputs = PromptInputs(self.backbone.tokenizer, self.backbone.special_ids, self.config.prompts)
         self._pad_id = self.inputs.pad_id
         self.fingerprint = self._fingerprint()
+        self._pool: EncoderPool | None = None
         logger.info("Loaded LLaRA encoder %s", self.describe())
 
     @property
@@ -241,6 +264,9 @@ class LLaRAEncoder:
         import torch
         from tqdm.auto import tqdm
 
+        if self.config.devices and len(texts) > (batch_size or self.config.batch_size):
+            validate_texts(texts)
+            return self.pool().encode(texts, side)
         inputs = self.build_inputs(texts, side)
         output = np.empty((len(inputs), self.hidden_size), dtype=np.float32)
         if not inputs:
@@ -272,6 +298,23 @@ class LLaRAEncoder:
                 bar.update(sum(len(inputs[i]) for i in batch))
         return self.whitening(output, side) if self.whitening else output
 
+    def pool(self) -> EncoderPool:
+        """The worker processes on ``config.devices``, started on first use; a pool a worker died in is
+        replaced."""
+        from functools import partial
+
+        from llara_rag.pool import EncoderPool
+
+        if self._pool is None or not self._pool.workers:
+            devices = self.config.devices
+            assert devices
+            builds = [
+                partial(LLaRAEncoder, self.config.model_copy(update={"device": device, "devices": None}))
+                for device in devices
+            ]
+            self._pool = EncoderPool(builds, devices, self.config.batch_size)
+        return self._pool
+
     def encode_queries(self, queries: Sequence[str], **kwargs: object) -> np.ndarray:
         return self.encode(queries, "query", **kwargs)  # type: ignore[arg-type]
 
@@ -289,6 +332,8 @@ class LLaRAEncoder:
             "pooling": POOLING,
             "dimension": self.dimension,
         }
+        if self.config.quantization:  # quantised weights give other vectors; full ones keep their fingerprint
+            key["quantization"] = self.config.quantization
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
     def describe(self) -> str:
@@ -307,10 +352,24 @@ def shared_backbone(config: EncoderConfig) -> Backbone:
     from llara_rag.adapter import adapter_digest, apply_adapter
 
     digest = adapter_digest(config.adapter) if config.adapter else None
-    key = (config.model, config.adapter, digest, config.device, config.dtype)
+    key = (
+        config.model,
+        config.adapter,
+        digest,
+        config.device,
+        config.dtype,
+        config.quantization,
+        config.device_map,
+    )
     with _SHARED_LOCK:
         if key not in _BACKBONES:
-            backbone = load_backbone(config.model, device=config.device, dtype=config.dtype)
+            backbone = load_backbone(
+                config.model,
+                device=config.device,
+                dtype=config.dtype,
+                quantization=config.quantization,
+                device_map=config.device_map,
+            )
             if config.adapter:
                 apply_adapter(backbone, config.adapter)
             _BACKBONES[key] = backbone

@@ -32,7 +32,7 @@ from llara_rag.errors import (
     ModelMismatchError,
     StoreConnectionError,
 )
-from llara_rag.extras import STORE, missing_extra
+from llara_rag.extras import STORE, missing_extra, require
 from llara_rag.validation import UserSettings
 
 try:
@@ -241,7 +241,7 @@ def connect(config: StoreConfig, *, create: bool = True) -> ClientAPI:
     Only writers (``create``) make the embedded database folder: a reader given a folder that does not
     exist is told so, instead of leaving an empty database behind.
     """
-    import chromadb
+    chromadb = require("chromadb", STORE)
     from chromadb.config import Settings
     from chromadb.errors import InternalError
 

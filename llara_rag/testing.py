@@ -19,6 +19,21 @@ WORDS = (
     "engine index chunk store vector question answer how what why does do can"
 ).split()
 PUNCTUATION = list("\",.:;?!()-'")
+PAIRS = [
+    {"query": "why do cats purr", "pos": ["cats purr when happy"], "neg": ["dogs bark when happy"]},
+    {
+        "query": "what is rust",
+        "pos": ["rust is a systems programming language"],
+        "neg": ["python is a language"],
+    },
+    {
+        "query": "how does a wing lift",
+        "pos": ["wing lift air pressure flow"],
+        "neg": ["the stock market fell"],
+    },
+    {"query": "what does insulin do", "pos": ["diabetes insulin"], "neg": ["a dense embedding model"]},
+]
+"""Labelled groups in the tiny backbone's vocabulary: a query, its positive and a negative."""
 
 
 def build_tiny_backbone(

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from llara_rag.adapter import WHITENING_FILE
 from llara_rag.errors import AdapterError
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-WHITENING_FILE = "whitening.safetensors"
 QUERY_WORDS = 24
 """Pseudo-queries are the first words of sampled passages: short texts through the query prompt."""
 MIN_SAMPLES_PER_DIMENSION = 2

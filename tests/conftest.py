@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from llara_rag.generator import LocalGenerator
 from llara_rag.testing import build_tiny_backbone, chroma_server
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -55,3 +56,10 @@ def tiny_chat_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer.chat_template = TINY_CHAT_TEMPLATE
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(tiny_chat_model_dir: Path) -> LocalGenerator:
+    from llara_rag.generator import GeneratorConfig
+
+    return LocalGenerator(GeneratorConfig(model=str(tiny_chat_model_dir), max_new_tokens=12))

@@ -11,12 +11,11 @@ import pytest
 
 from llara_rag.cli import main
 from llara_rag.errors import LexicalIndexError
-from llara_rag.evaluation.baselines import BM25System, HybridSystem
-from llara_rag.evaluation.cache import VectorCache
-from llara_rag.evaluation.datasets import Collection
-from llara_rag.evaluation.retrieval import DenseSystem
 from llara_rag.ingest import IngestConfig, index_folder
 from llara_rag.lexical import lexical_folder, open_lexical_index, start_revision
+from llara_rag.ranking.cache import VectorCache
+from llara_rag.ranking.collections import Collection
+from llara_rag.ranking.systems import BM25System, DenseSystem, HybridSystem
 from llara_rag.retrieval import RetrievalConfig, open_retriever, search
 from llara_rag.store import StoreConfig, open_store
 from llara_rag.testing import write_corpus

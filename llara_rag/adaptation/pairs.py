@@ -26,9 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from llara_rag.adaptation.corpus import SkippedInputs, jsonl_rows
 from llara_rag.encoder import EncoderConfig
 from llara_rag.errors import InvalidInputError
-from llara_rag.evaluation.datasets import Collection, load_collection
-from llara_rag.evaluation.metrics import Run
-from llara_rag.evaluation.retrieval import RetrievalSystem
+from llara_rag.fusion import Run
+from llara_rag.ranking.collections import Collection, load_collection
+from llara_rag.ranking.systems import RetrievalSystem
 
 logger = logging.getLogger(__name__)
 
@@ -140,14 +140,13 @@ def _passage_pool(groups: list[TrainingGroup], name: str) -> Collection:
 
 
 def _ranker(config: MiningConfig) -> RetrievalSystem:
-    from llara_rag.evaluation.baselines import BM25System
+    from llara_rag.ranking.systems import BM25System
 
     if config.miner == "bm25":
         return BM25System()
     from llara_rag.encoder import LLaRAEncoder
-    from llara_rag.evaluation.cache import VectorCache
-    from llara_rag.evaluation.harness import llara_label
-    from llara_rag.evaluation.retrieval import DenseSystem
+    from llara_rag.ranking.cache import VectorCache
+    from llara_rag.ranking.systems import DenseSystem, llara_label
 
     encoder = config.encoder
     # A private encoder rather than the process-wide one, so its weights are freed before training loads its

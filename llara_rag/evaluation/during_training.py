@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from llara_rag.evaluation.datasets import Collection, load_collection
 from llara_rag.evaluation.harness import DEPTH
 from llara_rag.evaluation.metrics import mean_scores
-from llara_rag.evaluation.retrieval import TextEncoder, exact_top_k
+from llara_rag.ranking.collections import Collection, load_collection
+from llara_rag.ranking.systems import TextEncoder, exact_top_k
 
 logger = logging.getLogger(__name__)
 

@@ -26,14 +26,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llara_rag.adapter import DEFAULT_ADAPTER
 from llara_rag.encoder import EncoderConfig
-from llara_rag.evaluation.baselines import BM25System, HybridSystem, minilm_system, raw_llm_system
-from llara_rag.evaluation.cache import VectorCache
-from llara_rag.evaluation.datasets import Collection, SkippedInputs, load_collection
+from llara_rag.evaluation.baselines import minilm_system, raw_llm_system
 from llara_rag.evaluation.metrics import mean_scores
-from llara_rag.evaluation.retrieval import DenseSystem, RetrievalSystem
+from llara_rag.evaluation.report import write_report
+from llara_rag.evaluation.results import EvaluationResult, SystemResult
 from llara_rag.fusion import DEFAULT_ALPHA
+from llara_rag.ranking.cache import VectorCache
+from llara_rag.ranking.collections import Collection, load_collection
+from llara_rag.ranking.systems import BM25System, HybridSystem, RetrievalSystem, llara_system
 
 logger = logging.getLogger(__name__)
 
@@ -69,57 +70,6 @@ class EvaluationConfig(BaseModel):
     cache_dir: Path | None = Field(default=None, description="Corpus vector cache; default: <cache>/vectors.")
     output_dir: Path | None = Field(
         default=None, description="Where <collection>.{json,md,png} go; None: nowhere."
-    )
-
-
-class SystemResult(BaseModel):
-    name: str
-    label: str
-    metrics: dict[str, float]
-    seconds: float = Field(
-        description="Wall time of this system's retrieval (encoding included unless cached)."
-    )
-    settings: dict[str, object]
-
-
-class EvaluationResult(BaseModel):
-    """One collection's results: a row of :data:`METRICS` per system, plus what the data made us skip."""
-
-    collection: str
-    split: str
-    documents: int
-    queries: int
-    skipped: SkippedInputs
-    systems: list[SystemResult]
-
-    def best(self, metric: str = "nDCG@10") -> SystemResult:
-        return max(self.systems, key=lambda system: system.metrics[metric])
-
-    def scores(self, metric: str = "nDCG@10") -> dict[str, float]:
-        """system name -> metric, e.g. ``result.scores()["llara"]``."""
-        return {system.name: system.metrics[metric] for system in self.systems}
-
-
-def llara_label(config: EncoderConfig) -> str:
-    if config.adapter is None:
-        adapter = " (unadapted)"
-    elif Path(config.adapter) == DEFAULT_ADAPTER:
-        adapter = " (shipped default adapter)"
-    else:
-        adapter = f" + adapter {Path(config.adapter).name}"
-    return f"LLaRA {Path(config.model).name}{adapter}"
-
-
-def llara_system(config: EncoderConfig, cache: VectorCache, name: str = "llara") -> DenseSystem:
-    """The LLaRA encoder of ``config`` as a dense system, sharing the process-wide loaded encoder."""
-    from llara_rag.encoder import get_encoder
-
-    return DenseSystem(
-        name,
-        llara_label(config),
-        lambda: get_encoder(config),
-        cache,
-        settings={"passage_max_length": config.passage_max_length},
     )
 
 
@@ -183,7 +133,5 @@ def evaluate(dataset_dir: str | Path, config: EvaluationConfig | None = None) ->
     collection = load_collection(dataset_dir, config.split)
     result = evaluate_systems(collection, build_systems(config, VectorCache(config.cache_dir)))
     if config.output_dir is not None:
-        from llara_rag.evaluation.report import write_report
-
         write_report(result, config.output_dir)
     return result

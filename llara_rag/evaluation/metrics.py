@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from llara_rag.evaluation.datasets import Qrels
 from llara_rag.extras import require
-from llara_rag.fusion import Run, top  # noqa: F401 - Run is re-exported, the type the metrics score
+from llara_rag.fusion import top
+from llara_rag.ranking.collections import Qrels
 
 METRICS: dict[str, str] = {
     "nDCG@10": "ndcg_cut_10",

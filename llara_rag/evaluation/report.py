@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from llara_rag.evaluation.harness import EvaluationResult
 from llara_rag.evaluation.metrics import METRICS
+from llara_rag.evaluation.results import EvaluationResult
 from llara_rag.extras import require
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,9 @@ def tiny_backbone() -> str:
     return str(build_tiny_backbone(Path(tempfile.mkdtemp(prefix="llara-langchain-")) / "tiny"))
 
 
-class TestLLaRAEmbeddingsUnit(EmbeddingsUnitTests):
+class TinyLLaRA:
+    """What both suites build: LLaRAEmbeddings on the tiny backbone."""
+
     @property
     def embeddings_class(self) -> type[LLaRAEmbeddings]:
         return LLaRAEmbeddings
@@ -29,11 +31,9 @@ class TestLLaRAEmbeddingsUnit(EmbeddingsUnitTests):
         return {"model_name": tiny_backbone()}
 
 
-class TestLLaRAEmbeddingsIntegration(EmbeddingsIntegrationTests):
-    @property
-    def embeddings_class(self) -> type[LLaRAEmbeddings]:
-        return LLaRAEmbeddings
+class TestLLaRAEmbeddingsUnit(TinyLLaRA, EmbeddingsUnitTests):
+    pass
 
-    @property
-    def embedding_model_params(self) -> dict:
-        return {"model_name": tiny_backbone()}
+
+class TestLLaRAEmbeddingsIntegration(TinyLLaRA, EmbeddingsIntegrationTests):
+    pass

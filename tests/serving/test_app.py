@@ -23,7 +23,7 @@ from llara_rag.errors import InvalidInputError
 from llara_rag.serving import ServiceConfig, create_app
 from llara_rag.store import StoreConfig
 
-SAMPLE_DOCS = Path(__file__).resolve().parents[1] / "examples" / "sample_docs"
+SAMPLE_DOCS = Path(__file__).resolve().parents[2] / "examples" / "sample_docs"
 CHROMIUM = Path("/usr/bin/chromium")
 ANSWER_TOKENS = 6
 

@@ -13,21 +13,7 @@ from llara_rag.adaptation.trainer import TrainingEncoder
 from llara_rag.cli import main
 from llara_rag.encoder import LLaRAEncoder
 from llara_rag.evaluation import RetrievalEvaluator
-
-PAIRS = [
-    {"query": "why do cats purr", "pos": ["cats purr when happy"], "neg": ["dogs bark when happy"]},
-    {
-        "query": "what is rust",
-        "pos": ["rust is a systems programming language"],
-        "neg": ["python is a language"],
-    },
-    {
-        "query": "how does a wing lift",
-        "pos": ["wing lift air pressure flow"],
-        "neg": ["the stock market fell"],
-    },
-    {"query": "what does insulin do", "pos": ["diabetes insulin"], "neg": ["a dense embedding model"]},
-]
+from llara_rag.testing import PAIRS
 
 
 @pytest.fixture(scope="module")

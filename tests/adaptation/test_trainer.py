@@ -12,10 +12,10 @@ torch = pytest.importorskip("torch")
 
 from llara_rag.adaptation import AdaptationArguments, adapt
 from llara_rag.adaptation.trainer import COSINE_METRIC, CollapseGuard
-from llara_rag.adapter import LLARA_CONFIG_FILE, read_adapter_info
+from llara_rag.adapter import LLARA_CONFIG_FILE, WHITENING_FILE, read_adapter_info
 from llara_rag.encoder import LLaRAEncoder
 from llara_rag.errors import AdapterError, EmbeddingCollapseError
-from llara_rag.whitening import WHITENING_FILE, default_dimensions
+from llara_rag.whitening import default_dimensions
 
 TEXTS = [
     "cats purr when happy and dogs bark when happy . " * 3,

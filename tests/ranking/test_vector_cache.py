@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llara_rag.evaluation.cache import VectorCache
-from llara_rag.evaluation.datasets import Collection, load_collection
-from llara_rag.evaluation.retrieval import DenseSystem
+from llara_rag.ranking.cache import VectorCache
+from llara_rag.ranking.collections import Collection, load_collection
+from llara_rag.ranking.systems import DenseSystem
 
 
 class CountingEncoder:

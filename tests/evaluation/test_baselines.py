@@ -10,11 +10,11 @@ import pytest
 
 from llara_rag.encoder import EncoderConfig
 from llara_rag.evaluation import EvaluationConfig, build_systems, evaluate_systems, load_collection
-from llara_rag.evaluation.baselines import BM25System, HybridSystem, load_minilm, load_raw_llm
-from llara_rag.evaluation.cache import VectorCache
-from llara_rag.evaluation.datasets import Collection
-from llara_rag.evaluation.metrics import Run
-from llara_rag.evaluation.retrieval import CANDIDATES, RetrievalSystem
+from llara_rag.evaluation.baselines import load_minilm, load_raw_llm
+from llara_rag.fusion import Run
+from llara_rag.ranking.cache import VectorCache
+from llara_rag.ranking.collections import Collection
+from llara_rag.ranking.systems import CANDIDATES, BM25System, HybridSystem, RetrievalSystem
 
 
 @pytest.fixture(scope="module")

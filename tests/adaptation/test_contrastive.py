@@ -33,25 +33,10 @@ from llara_rag.adapter import adapter_digest, read_adapter_info
 from llara_rag.cli import main
 from llara_rag.encoder import LLaRAEncoder
 from llara_rag.errors import AdapterError, InvalidInputError
-from llara_rag.evaluation.datasets import Collection
-from llara_rag.evaluation.metrics import Run
-from llara_rag.evaluation.retrieval import RetrievalSystem
-from llara_rag.testing import build_tiny_backbone
-
-PAIRS = [
-    {"query": "why do cats purr", "pos": ["cats purr when happy"], "neg": ["dogs bark when happy"]},
-    {
-        "query": "what is rust",
-        "pos": ["rust is a systems programming language"],
-        "neg": ["python is a language"],
-    },
-    {
-        "query": "how does a wing lift",
-        "pos": ["wing lift air pressure flow"],
-        "neg": ["the stock market fell"],
-    },
-    {"query": "what does insulin do", "pos": ["diabetes insulin"], "neg": ["a dense embedding model"]},
-]
+from llara_rag.fusion import Run
+from llara_rag.ranking.collections import Collection
+from llara_rag.ranking.systems import RetrievalSystem
+from llara_rag.testing import PAIRS, build_tiny_backbone
 
 
 def test_info_nce_matches_a_hand_computed_case():

@@ -1,7 +1,12 @@
-"""Retrieval systems: anything that turns a collection into a ranked run, and dense retrieval over vectors.
+"""Retrieval systems: anything that turns a collection into a ranked run.
 
-A dense system encodes the corpus once (through :class:`VectorCache`), encodes the judged queries and
-ranks by exact dot product; every encoder here returns L2-normalised vectors, so that is cosine.
+- dense retrieval with any encoder: the corpus encoded once (through :class:`VectorCache`), the judged
+  queries encoded and ranked by exact dot product (every encoder here returns L2-normalised vectors, so
+  that is cosine); :func:`llara_system` is the LLaRA encoder of an :class:`EncoderConfig`;
+- BM25 (bm25s, Lucene scoring, English Snowball stemming, English stop-words removed, k1=1.2, b=0.75);
+- a hybrid: a weighted sum of z-normalised scores of other systems (:func:`convex_fusion`).
+
+The evaluation harness scores them and training's negative miners rank with them.
 """
 
 from __future__ import annotations
@@ -10,13 +15,20 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
-from typing import Protocol
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from llara_rag.evaluation.cache import VectorCache
-from llara_rag.evaluation.datasets import Collection
-from llara_rag.fusion import CANDIDATES, Run, top
+from llara_rag.adapter import DEFAULT_ADAPTER
+from llara_rag.fusion import CANDIDATES, Run, convex_fusion, top
+from llara_rag.lexical import BM25_B, BM25_K1, STEMMER, STOPWORDS, bm25_top, build_bm25
+from llara_rag.ranking.cache import VectorCache
+from llara_rag.ranking.collections import Collection
+
+if TYPE_CHECKING:
+    from llara_rag.encoder import EncoderConfig
 
 logger = logging.getLogger(__name__)
 
@@ -120,3 +132,80 @@ class DenseSystem(RetrievalSystem):
 
     def describe(self) -> dict[str, object]:
         return {"kind": "dense", "fingerprint": self.encoder.fingerprint, **self.settings}
+
+
+def llara_label(config: EncoderConfig) -> str:
+    if config.adapter is None:
+        adapter = " (unadapted)"
+    elif Path(config.adapter) == DEFAULT_ADAPTER:
+        adapter = " (shipped default adapter)"
+    else:
+        adapter = f" + adapter {Path(config.adapter).name}"
+    return f"LLaRA {Path(config.model).name}{adapter}"
+
+
+def llara_system(config: EncoderConfig, cache: VectorCache, name: str = "llara") -> DenseSystem:
+    """The LLaRA encoder of ``config`` as a dense system, sharing the process-wide loaded encoder."""
+    from llara_rag.encoder import get_encoder
+
+    return DenseSystem(
+        name,
+        llara_label(config),
+        lambda: get_encoder(config),
+        cache,
+        settings={"passage_max_length": config.passage_max_length},
+    )
+
+
+class BM25System(RetrievalSystem):
+    """bm25s over title + text; documents sharing no term with the query are not retrieved."""
+
+    def __init__(self, k1: float = BM25_K1, b: float = BM25_B) -> None:
+        super().__init__("bm25", "BM25")
+        self.k1, self.b = k1, b
+
+    def _retrieve(self, collection: Collection, depth: int) -> Run:
+        index = build_bm25(collection.doc_texts, self.k1, self.b)
+        query_ids = list(collection.queries)
+        rankings = bm25_top(
+            index, collection.doc_ids, [collection.queries[query_id] for query_id in query_ids], depth
+        )
+        return dict(zip(query_ids, rankings))
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "kind": "bm25",
+            "library": f"bm25s {version('bm25s')}",
+            "k1": self.k1,
+            "b": self.b,
+            "stemmer": STEMMER,
+            "stopwords": STOPWORDS,
+            "fields": "title + text",
+        }
+
+
+class HybridSystem(RetrievalSystem):
+    """A weighted sum of other systems' z-normalised scores (:func:`convex_fusion`, the fusion every
+    retriever uses); equal weights by default."""
+
+    def __init__(
+        self, parts: Sequence[RetrievalSystem], weights: Sequence[float] | None = None, name: str = "hybrid"
+    ) -> None:
+        self.parts = list(parts)
+        self.weights = list(weights) if weights is not None else [1 / len(self.parts)] * len(self.parts)
+        if len(self.weights) != len(self.parts):
+            raise ValueError(f"{len(self.weights)} weights for {len(self.parts)} systems")
+        terms = " + ".join(f"{weight:g} {part.label}" for weight, part in zip(self.weights, self.parts))
+        super().__init__(name, f"hybrid z-score({terms})")
+
+    def _retrieve(self, collection: Collection, depth: int) -> Run:
+        runs = [part.retrieve(collection, CANDIDATES) for part in self.parts]
+        return convex_fusion(runs, self.weights, depth)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "kind": "convex z-score",
+            "parts": {
+                part.name: {"weight": w, **part.describe()} for w, part in zip(self.weights, self.parts)
+            },
+        }

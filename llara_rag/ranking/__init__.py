@@ -1,0 +1,33 @@
+"""Ranking a BEIR-format collection: the collection, the retrieval systems, and their cached corpus vectors.
+
+Shared by evaluation (which scores the rankings) and training (whose negative miners rank with the same
+systems), so neither imports the other.
+"""
+
+from llara_rag.ranking.cache import VectorCache
+from llara_rag.ranking.collections import Collection, SkippedInputs, load_collection
+from llara_rag.ranking.systems import (
+    BM25System,
+    DenseSystem,
+    HybridSystem,
+    RetrievalSystem,
+    TextEncoder,
+    exact_top_k,
+    llara_label,
+    llara_system,
+)
+
+__all__ = [
+    "BM25System",
+    "Collection",
+    "DenseSystem",
+    "HybridSystem",
+    "RetrievalSystem",
+    "SkippedInputs",
+    "TextEncoder",
+    "VectorCache",
+    "exact_top_k",
+    "llara_label",
+    "llara_system",
+    "load_collection",
+]
