@@ -738,6 +738,13 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         help="characters in one text, question or message (default: 32000)",
     )
     parser.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=50.0,
+        help="longest wait of an embeddings request for others to share its encoder call; a tenth of the last "
+        "call when that is shorter (default: 50)",
+    )
+    parser.add_argument(
         "--no-chat", action="store_true", help="serve embeddings and search, load no generator"
     )
     parser.add_argument(
@@ -760,6 +767,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         api_key=args.api_key or None,
         max_texts=args.max_texts,
         max_chars=args.max_chars,
+        batch_wait_ms=args.batch_wait_ms,
     )
     store = None if args.embeddings_only else _store_config(args)
     if store is not None:

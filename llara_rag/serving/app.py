@@ -91,7 +91,11 @@ class ServiceConfig(UserSettings):
     )
     max_batch: int = Field(default=64, gt=0, description="Texts grouped into one encoder call.")
     batch_wait_ms: float = Field(
-        default=5.0, ge=0, description="How long the first request of a batch waits for others to join it."
+        default=50.0,
+        ge=0,
+        description="Longest wait of a request for others to share its encoder call (a tenth of the last call "
+        "when that is shorter).",
+        json_schema_extra={"flag": "--batch-wait-ms"},
     )
     max_sessions: int = Field(
         default=64, gt=0, description="Conversations remembered; the oldest is dropped."
