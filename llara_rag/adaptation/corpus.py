@@ -110,14 +110,17 @@ def jsonl_rows(path: Path, summary: SkippedInputs) -> Iterator[tuple[str, object
 
 
 def _jsonl_documents(path: Path, summary: CorpusSummary) -> Iterator[tuple[str, str]]:
-    """``text`` (with ``title`` in front when the text does not already start with it) per line."""
+    """``title``, a line break and ``text`` per line (a title the text already starts with is not repeated):
+    the title on a line of its own, as a heading in a file, so the ``title`` pair maker finds it."""
     for name, row in jsonl_rows(path, summary):
         if not isinstance(row, dict) or not isinstance(row.get("text", ""), str):
             summary.skip(name, "not an object with a string 'text' field")
             continue
         title = str(row.get("title") or "").strip()
         text = str(row.get("text") or "").strip()
-        if title and not text.lower().startswith(title.lower()):
+        if title and text.lower().startswith(title.lower()):
+            text = text[len(title) :].strip()
+        if title:
             text = f"{title}\n{text}" if text else title
         yield str(row.get("_id", row.get("id", name))), text
 

@@ -67,7 +67,7 @@ def test_jsonl_and_beir_sources(tmp_path, tokenizer):
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n{broken\n", encoding="utf-8")
     for source in (path, tmp_path):
         records, summary = build_records(source, tokenizer, window_tokens=8)
-        assert [(r.doc_id, r.text) for r in records] == [("1", "cats purr when happy"), ("2", "dogs bark")]
+        assert [(r.doc_id, r.text) for r in records] == [("1", "cats\npurr when happy"), ("2", "dogs bark")]
         assert sum(summary.skipped.values()) == 2
 
 

@@ -39,6 +39,18 @@ def test_crops_come_from_the_passage_and_short_texts_give_none():
     assert crop_pair("too short", random.Random(1), (4, 8)) is None
 
 
+def test_a_beir_title_the_text_repeats_still_makes_a_title_pair(tmp_path, tiny_backbone_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_backbone_dir)
+    rows = [{"_id": "1", "title": "wing lift .", "text": "wing lift . air pressure flow above the wing"}]
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    samples, _, _ = make_pairs(tmp_path / "corpus.jsonl", tokenizer, PairConfig(maker="title"))
+    assert [(s.query, s.passages) for s in samples] == [
+        ("wing lift .", ("air pressure flow above the wing",))
+    ]
+
+
 def test_title_pairs_need_a_short_first_line_followed_by_text():
     assert title_pair("# Deploys\nNever on a Friday.") == ("Deploys", "Never on a Friday.")
     assert title_pair("no title here") is None
