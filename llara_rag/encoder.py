@@ -228,7 +228,25 @@ class LLaRAEncoder:
         self._pad_id = self.inputs.pad_id
         self.fingerprint = self._fingerprint()
         self._pool: EncoderPool | None = None
+        if self.config.adapter:
+            self._check_trained_prompts(self.config.adapter)
         logger.info("Loaded LLaRA encoder %s", self.describe())
+
+    def _check_trained_prompts(self, adapter: str) -> None:
+        """An adapter learnt to read its special tokens after its own prompts: served with others, its
+        vectors are not what training made, so say so (the prompts recorded in ``llara_config.json``)."""
+        from llara_rag.adapter import LLARA_CONFIG_FILE, read_adapter_info
+
+        info = read_adapter_info(adapter)
+        if info is not None and info.prompts != self.config.prompts:
+            logger.warning(
+                "Adapter %s was trained with the prompts %s but is served with %s; pass prompts as recorded "
+                "in its %s unless the change is meant.",
+                adapter,
+                info.prompts.model_dump(),
+                self.config.prompts.model_dump(),
+                LLARA_CONFIG_FILE,
+            )
 
     @property
     def device(self) -> torch.device:

@@ -145,3 +145,16 @@ def test_get_encoder_serves_an_adapter_written_again_into_the_same_folder(
     again = get_encoder(config)
     assert again.fingerprint != first.fingerprint
     assert np.abs(again.encode_queries(["cats purr"]) - first.encode_queries(["cats purr"])).max() > 1e-4
+
+
+def test_serving_an_adapter_with_other_prompts_than_it_was_trained_with_warns(
+    tiny_backbone_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from llara_rag.prompts import LLaRAPrompts
+
+    adapter = str(write_random_adapter(tiny_backbone_dir, tmp_path / "adapter"))
+    with caplog.at_level("WARNING", logger="llara_rag.encoder"):
+        LLaRAEncoder(model=str(tiny_backbone_dir), adapter=adapter)
+        assert not caplog.records
+        LLaRAEncoder(model=str(tiny_backbone_dir), adapter=adapter, prompts=LLaRAPrompts(prefix="<<"))
+    assert "was trained with the prompts" in caplog.text and "'prefix': '<<'" in caplog.text
