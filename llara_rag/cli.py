@@ -67,14 +67,18 @@ def _device_list(value: str) -> tuple[str, ...]:
 def _encoder_config(args: argparse.Namespace) -> EncoderConfig:
     from llara_rag.encoder import EncoderConfig
 
-    return EncoderConfig(
-        model=args.model,
-        adapter=args.adapter,
-        device=args.device,
-        devices=args.devices,
-        quantization=args.quantization,
-        device_map=args.device_map,
-    )
+    return EncoderConfig(model=args.model, **_placement(args))
+
+
+def _placement(args: argparse.Namespace) -> dict[str, Any]:
+    """The adapter and where the weights go: named alike in EncoderConfig and LLaRAEmbedding."""
+    return {
+        "adapter": args.adapter,
+        "device": args.device,
+        "devices": args.devices,
+        "quantization": args.quantization,
+        "device_map": args.device_map,
+    }
 
 
 def _add_embed(sub: argparse._SubParsersAction) -> None:
@@ -196,14 +200,7 @@ def _store_config(args: argparse.Namespace) -> StoreConfig:
 def _embedding(args: argparse.Namespace) -> LLaRAEmbedding:
     from llara_rag.embedding import LLaRAEmbedding
 
-    return LLaRAEmbedding(
-        model_name=args.model,
-        adapter=args.adapter,
-        device=args.device,
-        devices=args.devices,
-        quantization=args.quantization,
-        device_map=args.device_map,
-    )
+    return LLaRAEmbedding(model_name=args.model, **_placement(args))
 
 
 def _add_index(sub: argparse._SubParsersAction) -> None:
