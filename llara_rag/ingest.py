@@ -31,9 +31,9 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -308,6 +308,30 @@ class Revision:
             self.started = True
 
 
+class ChunkWriter(Protocol):
+    """Embeds chunks and upserts them into the collection: here, or on workers (:mod:`llara_rag.distributed`)."""
+
+    def write(self, nodes: Sequence[BaseNode], written: Callable[[int], None]) -> None:
+        """Writes ``nodes``, calling ``written(count)`` as each batch lands."""
+        ...
+
+
+class LocalWriter:
+    """This process embeds a batch of chunks, then writes it: a kill loses at most one batch."""
+
+    def __init__(self, store: PinnedChromaVectorStore, embed_model: LLaRAEmbedding, batch_size: int) -> None:
+        self.store = store
+        self.embed_model = embed_model
+        self.batch_size = batch_size
+
+    def write(self, nodes: Sequence[BaseNode], written: Callable[[int], None]) -> None:
+        for start in range(0, len(nodes), self.batch_size):
+            batch = nodes[start : start + self.batch_size]
+            self.embed_model(batch)
+            self.store.upsert(batch)
+            written(len(batch))
+
+
 class Progress:
     """Files read and chunks embedded, as two bars: one huge file can hold thousands of chunks, so the
     chunk bar's rate and time left say how long is left when the file bar stands still."""
@@ -342,13 +366,16 @@ def ingest_folder(
     lexical: Path,
     config: IngestConfig | None = None,
     location: str = "the store",
+    writer: ChunkWriter | None = None,
 ) -> IngestSummary:
     """Brings ``store`` up to date with ``folder``; ``record`` is the docstore file of this collection,
-    ``lexical`` the folder of its lexical index, ``location`` where the collection lives (for messages)."""
+    ``lexical`` the folder of its lexical index, ``location`` where the collection lives (for messages),
+    ``writer`` what embeds and writes the chunks (default: this process, ``chunks_per_batch`` at a time)."""
     from tqdm.auto import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     config = config or IngestConfig()
+    writer = writer or LocalWriter(store, embed_model, config.chunks_per_batch)
     root = Path(folder).resolve()
     files = find_documents(root, config)
     previous = check_chunking(store.collection, config, location)
@@ -403,7 +430,7 @@ def ingest_folder(
             versions = {document.id_: document_version(document, config) for document in documents}
             stale = _classify(documents, versions, docstore, summary, config.rechunk)
             if stale:
-                _write(stale, versions, store, splitter, embed_model, config, summary, revision, progress)
+                _write(stale, versions, store, splitter, writer, summary, revision, progress)
             changed = {
                 document.id_: versions[document.id_]
                 for document in documents
@@ -460,8 +487,7 @@ def _write(
     versions: dict[str, str],
     store: PinnedChromaVectorStore,
     splitter: SentenceSplitter,
-    embed_model: LLaRAEmbedding,
-    config: IngestConfig,
+    writer: ChunkWriter,
     summary: IngestSummary,
     revision: Revision,
     progress: Progress,
@@ -480,13 +506,14 @@ def _write(
     }
     pending = [node for node in nodes if node.node_id not in kept]
     progress.planned(len(nodes), len(nodes) - len(pending))
-    for start in range(0, len(pending), config.chunks_per_batch):
-        batch = pending[start : start + config.chunks_per_batch]
-        embed_model(batch)
+    if pending:
         revision.before_write()
-        store.upsert(batch)
-        summary.chunks_written += len(batch)
-        progress.written(len(batch))
+
+        def written(count: int) -> None:
+            summary.chunks_written += count
+            progress.written(count)
+
+        writer.write(pending, written)
     past_the_end = sorted(set(existing["ids"]) - {node.node_id for node in nodes})
     if past_the_end:
         revision.before_write()

@@ -33,8 +33,13 @@ class EncoderWorkerError(LLaRAError):
     """A worker process of an :class:`EncoderPool` died or failed."""
 
 
-def _work(build: Callable[[], Any], tasks: Any, results: Any) -> None:
-    """A worker's loop: build its encoder (on its device), then encode shards until told to stop (None)."""
+def _work(build: Callable[[], Any], threads: int | None, tasks: Any, results: Any) -> None:
+    """A worker's loop: build its encoder (on its device, with ``threads`` CPU threads when given), then
+    encode shards until told to stop (None)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     encoder = build()
     results.put(("ready", None))
     while (task := tasks.get()) is not None:
@@ -50,9 +55,13 @@ class EncoderPool:
     ``encode(texts, side, show_progress=...)``), and must pickle: it crosses into a spawned process."""
 
     def __init__(self, builds: Sequence[Callable[[], Any]], devices: Sequence[str], batch_size: int) -> None:
+        import torch
         import torch.multiprocessing as mp
 
         context = mp.get_context("spawn")
+        # CPU workers share the cores this process has instead of each taking them all.
+        cpu_workers = sum(device == "cpu" for device in devices)
+        threads = max(1, torch.get_num_threads() // cpu_workers) if cpu_workers else None
         self.devices = list(devices)
         self.batch_size = batch_size
         self.tasks = context.Queue()
@@ -60,7 +69,7 @@ class EncoderPool:
         self.workers = [
             context.Process(
                 target=_work,
-                args=(build, self.tasks, self.results),
+                args=(build, threads if device == "cpu" else None, self.tasks, self.results),
                 name=f"llara-rag-encoder-{device}",
                 daemon=True,
             )

@@ -41,6 +41,12 @@ FORBIDDEN = {
         "llara_rag.serving",
         "llara_rag.chat",
     ),
+    "llara_rag.distributed": (
+        "llara_rag.adaptation",
+        "llara_rag.evaluation",
+        "llara_rag.serving",
+        "llara_rag.chat",
+    ),
 }
 """Importer prefix -> prefixes it must not import: each flow reaches only downstream of itself."""
 
