@@ -515,7 +515,7 @@ def _add_adapt(sub: argparse._SubParsersAction) -> None:
         "--contrastive-epochs", type=float, default=1.0, help="contrastive passes over the pairs (default 1)"
     )
     stage.add_argument(
-        "--contrastive-lr", type=float, default=2e-4, help="contrastive learning rate (default 2e-4)"
+        "--contrastive-lr", type=float, default=6e-4, help="contrastive learning rate (default 6e-4)"
     )
     stage.add_argument(
         "--contrastive-batch-size", type=int, default=64, help="pairs a contrastive step (default 64)"
