@@ -27,14 +27,7 @@ from pydantic import Field
 from llara_rag.encoder import EncoderConfig, LLaRAEncoder
 from llara_rag.errors import InvalidInputError, LLaRAError, ModelMismatchError
 from llara_rag.extras import require
-from llara_rag.ingest import (
-    IngestConfig,
-    IngestSummary,
-    check_before_loading,
-    docstore_path,
-    ingest_folder,
-)
-from llara_rag.lexical import lexical_folder
+from llara_rag.ingest import IngestConfig, IngestSummary, index_folder
 from llara_rag.pool import EncoderWorkerError
 from llara_rag.store import ModelIdentity, PinnedChromaVectorStore, StoreConfig, open_store
 from llara_rag.validation import UserSettings
@@ -126,6 +119,14 @@ class RayWriter:
         import ray
 
         if not self.actors:
+            if not ray.is_initialized():
+                ray.init(address=self.config.address, include_dashboard=False, log_to_driver=False)
+            logger.info(
+                "Embedding with %d Ray workers (%s GPU, %s CPU each)",
+                self.config.workers,
+                self.config.gpus_per_worker,
+                self.config.cpus_per_worker,
+            )
             actor = ray.remote(num_cpus=self.config.cpus_per_worker, num_gpus=self.config.gpus_per_worker)(
                 ChunkEncoder
             )
@@ -178,10 +179,11 @@ def index_with_ray(
 ) -> IngestSummary:
     """``index_folder`` with the embedding and writing done by Ray actors into a Chroma server collection.
 
-    The driver loads ``embed_model`` too, for the chunker's tokenizer and the collection's pin. Joins the
-    cluster of ``ray_config.address`` unless Ray is already initialised, and leaves it initialised.
+    The driver loads ``embed_model`` too, for the chunker's tokenizer and the collection's pin. The first
+    chunk to write joins the cluster of ``ray_config.address`` unless Ray is already initialised (and
+    leaves it initialised): a run with bad input or nothing to embed starts no Ray.
     """
-    ray = require("ray", RAY)
+    require("ray", RAY)
     config = config or IngestConfig()
     ray_config = ray_config or RayConfig()
     if not store_config.is_server:
@@ -190,30 +192,14 @@ def index_with_ray(
             "embedded database, which one process owns. Start a Chroma server (`chroma run --path DIR`) and "
             "pass its URL as the store (--server)."
         )
-    check_before_loading(folder, store_config, config)
-    store = open_store(store_config, embed_model)
-    if not ray.is_initialized():
-        ray.init(address=ray_config.address, include_dashboard=False, log_to_driver=False)
     writer = RayWriter(
-        ray_config, embed_model.encoder_config, store_config, store.identity, config.chunks_per_batch
-    )
-    logger.info(
-        "Indexing %s with %d Ray workers (%s GPU, %s CPU each)",
-        folder,
-        ray_config.workers,
-        ray_config.gpus_per_worker,
-        ray_config.cpus_per_worker,
+        ray_config,
+        embed_model.encoder_config,
+        store_config,
+        ModelIdentity.of(embed_model),
+        config.chunks_per_batch,
     )
     try:
-        return ingest_folder(
-            folder,
-            store,
-            embed_model,
-            docstore_path(store_config, store),
-            lexical_folder(store_config, store.collection),
-            config,
-            store_config.location,
-            writer=writer,
-        )
+        return index_folder(folder, store_config, embed_model, config, writer)
     finally:
         writer.close()

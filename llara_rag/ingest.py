@@ -561,11 +561,12 @@ def index_folder(
     store_config: StoreConfig,
     embed_model: LLaRAEmbedding,
     config: IngestConfig | None = None,
+    writer: ChunkWriter | None = None,
 ) -> IngestSummary:
     """Opens (creating if needed) the collection of ``store_config`` and brings it up to date with ``folder``.
 
     The folder and the chunk settings are checked first (:func:`check_before_loading`), so a run that
-    would be refused creates no database.
+    would be refused creates no database. ``writer``: see :func:`ingest_folder`.
     """
     config = config or IngestConfig()
     check_before_loading(folder, store_config, config)
@@ -578,4 +579,5 @@ def index_folder(
         lexical_folder(store_config, store.collection),
         config,
         store_config.location,
+        writer,
     )
