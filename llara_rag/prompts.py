@@ -29,11 +29,5 @@ class LLaRAPrompts(BaseModel):
     passage_suffix: str = '", summarize the above passage within eight words: '
     query_suffix: str = '", predict the following passage within eight words: '
 
-    def suffix(self, side: Side) -> str:
-        return self.passage_suffix if side == "passage" else self.query_suffix
-
-    def special_tokens(self, side: Side) -> tuple[str, ...]:
-        return SUMMARIZE_TOKENS if side == "passage" else PREDICT_TOKENS
-
 
 DEFAULT_PROMPTS = LLaRAPrompts()
