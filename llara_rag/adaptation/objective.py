@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llara_rag.adaptation.corpus import Record
-from llara_rag.prompts import DEFAULT_PROMPTS, LLaRAPrompts
+from llara_rag.encoder import PromptInputs
+from llara_rag.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts
 
 if TYPE_CHECKING:
     import torch
@@ -105,10 +106,10 @@ class ExampleBuilder:
     ) -> None:
         self.tokenizer = tokenizer
         self.max_text_tokens = max_text_tokens
-        bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-        self.head = bos + self._ids(prompts.prefix)
-        self.passage_block = self._ids(prompts.passage_suffix) + list(special_ids.summarize)
-        self.query_block = self._ids(prompts.query_suffix) + list(special_ids.predict)
+        inputs = PromptInputs(tokenizer, special_ids, prompts)  # the ids the encoder serves
+        self.head = inputs.head
+        self.passage_block = inputs.tail["passage"]
+        self.query_block = inputs.tail["query"]
         self.excluded = set(tokenizer.all_special_ids) | set(special_ids.all)
         if remove_stopwords:
             self.excluded |= _stopword_ids(tokenizer)
@@ -159,8 +160,8 @@ class ExampleBuilder:
             text_end=text_end,
             predict_start=predict_start,
             lm_labels=lm_labels,
-            summarize_index=list(range(predict_start - 8, predict_start)),
-            predict_index=list(range(len(input_ids) - 8, len(input_ids))),
+            summarize_index=list(range(predict_start - N_POOLED, predict_start)),
+            predict_index=list(range(len(input_ids) - N_POOLED, len(input_ids))),
             ebae_targets=ebae_targets,
             ebar_targets=ebar_targets,
             ebae_weights=self.weights(ebae_targets),
