@@ -50,3 +50,25 @@ def test_a_killed_worker_fails_the_call_and_a_rerun_completes(
         np.testing.assert_allclose(encoder.encode_passages(adi_texts), expected, atol=1e-6)
     finally:
         encoder.pool().close()
+
+
+class ThreadCounter:
+    """An encoder stand-in whose vectors are the number of CPU threads its worker runs with."""
+
+    def encode(self, texts: list[str], side: str, show_progress: bool = False) -> np.ndarray:
+        import torch
+
+        return np.full((len(texts), 1), torch.get_num_threads(), dtype=np.float32)
+
+
+def test_cpu_workers_share_the_cores_instead_of_each_taking_them_all() -> None:
+    import torch
+
+    from llara_rag.pool import EncoderPool
+
+    pool = EncoderPool([ThreadCounter, ThreadCounter], ["cpu", "cpu"], batch_size=1)
+    try:
+        threads = pool.encode(["a text"] * 8, "passage")
+    finally:
+        pool.close()
+    assert set(threads[:, 0]) == {max(1, torch.get_num_threads() // 2)}
