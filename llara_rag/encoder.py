@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -162,6 +162,47 @@ def collate(
     return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
 
 
+def encode_longest_first(
+    inputs: Sequence[Sequence[int]],
+    embed: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    *,
+    dimension: int,
+    batch_size: int,
+    pad_id: int,
+    device: torch.device,
+    description: str,
+    show_progress: bool,
+    padding_side: Literal["left", "right"] = "right",
+) -> np.ndarray:
+    """``embed``'s vectors of token id lists, in input order, computed longest first in fixed-size batches.
+
+    Sorted by length, each batch pads little and memory peaks at once. The progress bar counts tokens:
+    with the longest texts first, a count of texts would overstate the time left many times over.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    output = np.empty((len(inputs), dimension), dtype=np.float32)
+    order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]), reverse=True)
+    with (
+        torch.inference_mode(),
+        tqdm(
+            total=sum(map(len, inputs)),
+            desc=description,
+            unit="tok",
+            unit_scale=True,
+            disable=not show_progress,
+        ) as bar,
+    ):
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            tensors = collate([inputs[i] for i in batch], pad_id, padding_side)
+            vectors = embed({key: value.to(device) for key, value in tensors.items()})
+            output[batch] = vectors.float().cpu().numpy()
+            bar.update(sum(len(inputs[i]) for i in batch))
+    return output
+
+
 def validate_texts(texts: Sequence[str]) -> None:
     """Empty text has no meaning to embed; a vector for it would only pollute an index."""
     if isinstance(texts, str):
@@ -280,40 +321,30 @@ class LLaRAEncoder:
         show_progress: bool | None = None,
     ) -> np.ndarray:
         import torch
-        from tqdm.auto import tqdm
 
         if self.config.devices and len(texts) > (batch_size or self.config.batch_size):
             validate_texts(texts)
             return self.pool().encode(texts, side)
         inputs = self.build_inputs(texts, side)
-        output = np.empty((len(inputs), self.hidden_size), dtype=np.float32)
         if not inputs:
             return np.empty((0, self.dimension), dtype=np.float32)
-        size = batch_size or self.config.batch_size
-        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]), reverse=True)
-        batches = [order[start : start + size] for start in range(0, len(order), size)]
-        progress = show_progress if show_progress is not None else len(inputs) >= PROGRESS_THRESHOLD
         encoder = self.backbone.model.base_model
-        # Counted in tokens: batches run longest first, so a count of texts would overstate the time left.
-        with (
-            torch.inference_mode(),
-            tqdm(
-                total=sum(map(len, inputs)),
-                desc=f"Encoding {len(inputs)} {'queries' if side == 'query' else 'passages'}",
-                unit="tok",
-                unit_scale=True,
-                disable=not progress,
-            ) as bar,
-        ):
-            for batch in batches:
-                tensors = collate([inputs[i] for i in batch], self._pad_id, self.padding_side)
-                tensors = {key: value.to(self.device) for key, value in tensors.items()}
-                hidden = encoder(**tensors).last_hidden_state
-                pooled = torch.nn.functional.normalize(
-                    pool_special(hidden, tensors["attention_mask"]), dim=-1
-                )
-                output[batch] = pooled.cpu().numpy()
-                bar.update(sum(len(inputs[i]) for i in batch))
+
+        def embed(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+            hidden = encoder(**tensors).last_hidden_state
+            return torch.nn.functional.normalize(pool_special(hidden, tensors["attention_mask"]), dim=-1)
+
+        output = encode_longest_first(
+            inputs,
+            embed,
+            dimension=self.hidden_size,
+            batch_size=batch_size or self.config.batch_size,
+            pad_id=self._pad_id,
+            device=self.device,
+            padding_side=self.padding_side,
+            description=f"Encoding {len(inputs)} {'queries' if side == 'query' else 'passages'}",
+            show_progress=show_progress if show_progress is not None else len(inputs) >= PROGRESS_THRESHOLD,
+        )
         return self.whitening(output, side) if self.whitening else output
 
     def pool(self) -> EncoderPool:

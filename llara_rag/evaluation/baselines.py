@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llara_rag.encoder import EncoderConfig, collate
+from llara_rag.encoder import EncoderConfig, encode_longest_first
 from llara_rag.errors import ModelNotFoundError
 from llara_rag.ranking.cache import VectorCache
 from llara_rag.ranking.systems import DenseSystem
@@ -58,37 +58,24 @@ class MeanPoolingEncoder:
         self.fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = True) -> np.ndarray:
-        """Longest texts first in fixed-size batches, so each batch pads little and memory peaks early.
-
-        The progress bar counts tokens, not texts: with the longest texts first, a count of texts would
-        predict hours for what takes minutes.
-        """
         import torch
-        from tqdm.auto import tqdm
 
-        inputs = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
-        output = np.empty((len(inputs), self.dimension), dtype=np.float32)
-        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]), reverse=True)
-        with (
-            torch.inference_mode(),
-            tqdm(
-                total=sum(map(len, inputs)),
-                desc="Encoding (mean pooling)",
-                unit="token",
-                unit_scale=True,
-                disable=not show_progress,
-            ) as bar,
-        ):
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
-                tensors = collate([inputs[i] for i in batch], self._pad_id)
-                tensors = {key: value.to(self.network.device) for key, value in tensors.items()}
-                hidden = self.network(**tensors).last_hidden_state.float()
-                mask = tensors["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
-                output[batch] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
-                bar.update(int(tensors["attention_mask"].sum()))
-        return output
+        def embed(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+            hidden = self.network(**tensors).last_hidden_state.float()
+            mask = tensors["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+        return encode_longest_first(
+            self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"],
+            embed,
+            dimension=self.dimension,
+            batch_size=self.batch_size,
+            pad_id=self._pad_id,
+            device=self.network.device,
+            description="Encoding (mean pooling)",
+            show_progress=show_progress,
+        )
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         return self.encode(queries, show_progress=False)
