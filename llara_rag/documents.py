@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import BaseModel, ConfigDict
+
 from llara_rag.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -23,6 +25,18 @@ SNIFF_BYTES = 8192
 DEFAULT_MAX_FILE_BYTES = 5_000_000
 """Larger files are skipped, with a reason: 5 MB of text is about 5,500 chunks of 256 tokens, some 40
 minutes of SmolLM2 on a 2-core CPU; a larger file is better split, or let in with a higher limit."""
+
+
+class Skip(BaseModel):
+    """An input left out, and why: a file of a folder, a line of a JSONL file, a labelled group.
+
+    ``index`` lists them in its summary, ``adapt`` and ``finetune`` count them by reason before training.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    reason: str
 
 
 def file_extractors() -> dict[str, BaseReader]:

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llara_rag.documents import (
     DEFAULT_MAX_FILE_BYTES,
+    Skip,
     file_extractors,
     list_files,
     read_file,
@@ -132,13 +133,6 @@ class IngestConfig(UserSettings):
         return {"chunk_size": self.chunk_size, "chunk_overlap": self.chunk_overlap}
 
 
-class Skip(BaseModel):
-    """A file left out, and why."""
-
-    path: str
-    reason: str
-
-
 class IngestSummary(BaseModel):
     """What a run did, by document id (the file path; ``_part_N`` for files read as several documents)."""
 
@@ -159,7 +153,7 @@ class IngestSummary(BaseModel):
                 f"removed {len(self.removed)}, skipped {len(self.skipped)}; {self.chunks_written} chunks written"
             )
         ]
-        lines += [f"  skipped {skip.path}: {skip.reason}" for skip in self.skipped]
+        lines += [f"  skipped {skip.name}: {skip.reason}" for skip in self.skipped]
         if self.missing:
             lines.append(
                 f"  {len(self.missing)} indexed documents are no longer in the folder and were kept; "
@@ -419,7 +413,7 @@ def ingest_folder(
             for path in batch:
                 read = read_file(path, config.max_file_bytes, extractors)
                 if isinstance(read, str):
-                    summary.skipped.append(Skip(path=str(path), reason=read))
+                    summary.skipped.append(Skip(name=str(path), reason=read))
                     logger.info("Skipped %s: %s", path, read)
                 else:
                     for document in read:
@@ -443,7 +437,7 @@ def ingest_folder(
     _prune(
         root,
         seen,
-        {skip.path for skip in summary.skipped},
+        {skip.name for skip in summary.skipped},
         store,
         docstore,
         record,

@@ -93,7 +93,7 @@ def test_bad_files_are_skipped_with_reasons_and_nothing_else_is_lost(tmp_path: P
     (docs / ".hidden.txt").write_text("the hidden file")
     config = StoreConfig(path=tmp_path / "db", collection="bad-input")
     summary = index_folder(docs, config, embed_model, SMALL.model_copy(update={"max_file_bytes": 10_000}))
-    reasons = {Path(skip.path).name: skip.reason for skip in summary.skipped}
+    reasons = {Path(skip.name).name: skip.reason for skip in summary.skipped}
     assert set(reasons) == {"empty.txt", "blank.md", "image.bin", "latin1.txt", "huge.txt"}
     assert "empty" in reasons["empty.txt"] and "no text" in reasons["blank.md"]
     assert "binary" in reasons["image.bin"] and "UTF-8" in reasons["latin1.txt"]

@@ -19,13 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llara_rag.documents import list_files, read_file, supported_files
+from llara_rag.documents import Skip, list_files, read_file, supported_files
 from llara_rag.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
+
+EXAMPLES = 3
+"""Names shown per reason a summary gives for skipping."""
 
 
 @dataclass(frozen=True)
@@ -45,28 +48,33 @@ class Record:
 
 
 @dataclass
-class SkippedInputs:
-    """Inputs left out, counted by reason with a few names each: a summary says what was not learnt from."""
+class SkipLog:
+    """Inputs left out (:class:`~llara_rag.documents.Skip`): a summary counts them by reason, with a few
+    names each, so it says what was not learnt from."""
 
-    skipped: Counter[str] = field(default_factory=Counter, kw_only=True)
-    skipped_examples: dict[str, list[str]] = field(default_factory=dict, kw_only=True)
+    skips: list[Skip] = field(default_factory=list, kw_only=True)
 
     def skip(self, name: str, reason: str) -> None:
-        self.skipped[reason] += 1
-        examples = self.skipped_examples.setdefault(reason, [])
-        if len(examples) < 3:
-            examples.append(name)
+        self.skips.append(Skip(name=name, reason=reason))
         logger.debug("Skipped %s: %s", name, reason)
 
+    @property
+    def skipped(self) -> Counter[str]:
+        """How many inputs were skipped for each reason."""
+        return Counter(skip.reason for skip in self.skips)
+
     def skipped_lines(self) -> list[str]:
+        names: dict[str, list[str]] = {}
+        for skip in self.skips:
+            names.setdefault(skip.reason, []).append(skip.name)
         return [
-            f"skipped {count} ({reason}), e.g. {', '.join(self.skipped_examples[reason])}"
-            for reason, count in sorted(self.skipped.items())
+            f"skipped {len(names[reason])} ({reason}), e.g. {', '.join(names[reason][:EXAMPLES])}"
+            for reason in sorted(names)
         ]
 
 
 @dataclass
-class CorpusSummary(SkippedInputs):
+class CorpusSummary(SkipLog):
     """What was read, what was skipped and why: printed before training so nothing is dropped silently."""
 
     documents: int = 0
@@ -94,7 +102,7 @@ class CorpusSummary(SkippedInputs):
         }
 
 
-def jsonl_rows(path: Path, summary: SkippedInputs) -> Iterator[tuple[str, object]]:
+def jsonl_rows(path: Path, summary: SkipLog) -> Iterator[tuple[str, object]]:
     """(``file:line`` name, parsed value) per non-blank line; a line that is not JSON is skipped by name."""
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):

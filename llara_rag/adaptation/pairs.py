@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llara_rag.adaptation.corpus import SkippedInputs, jsonl_rows
+from llara_rag.adaptation.corpus import SkipLog, jsonl_rows
 from llara_rag.encoder import EncoderConfig
 from llara_rag.errors import InvalidInputError
 from llara_rag.fusion import Run
@@ -66,7 +66,7 @@ class TrainingGroup:
 
 
 @dataclass
-class PairsSummary(SkippedInputs):
+class PairsSummary(SkipLog):
     """What the groups were built from, what was mined and what was skipped, for the log and the model card."""
 
     source: str

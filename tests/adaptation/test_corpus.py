@@ -50,7 +50,7 @@ def test_folder_windows_pairs_order_dedup_and_skips(tmp_path, tokenizer):
     # the reasons `llara-rag index` gives: one reader for both
     assert summary.skipped["no text in it (a whitespace-only file, an image or a scanned PDF)"] == 1
     assert summary.skipped["binary file with no reader for '.txt'"] == 1
-    skipped = {name: reason for reason, names in summary.skipped_examples.items() for name in names}
+    skipped = {skip.name: skip.reason for skip in summary.skips}
     assert skipped["image.png"].startswith("the .png reader failed")
     assert "broken.docx" in skipped
     again, _ = build_records(tmp_path / "docs", tokenizer, window_tokens=4)
