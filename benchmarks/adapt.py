@@ -283,9 +283,7 @@ def main() -> None:
     parser.add_argument("--stages", default="ebae-ebar,contrastive", help="ebae-ebar, contrastive or both")
     parser.add_argument("--pair-maker", default="ict", help="ict, crop, next or title")
     parser.add_argument("--contrastive-steps", type=int, default=18)
-    parser.add_argument(
-        "--contrastive-lr", type=float, default=AdaptationArguments.contrastive_learning_rate
-    )
+    parser.add_argument("--contrastive-lr", type=float, default=AdaptationArguments.contrastive_learning_rate)
     parser.add_argument("--contrastive-batch-size", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.05)
     parser.add_argument(

@@ -149,7 +149,9 @@ CASES: list[Case] = [
     Case("query -k 0", (*QUERY, "-k", "0"), "-k 0: must be greater than 0; pass e.g. -k 5."),
     Case("query -k -1", (*QUERY, "-k", "-1"), "-k -1: must be greater than 0"),
     Case("query -k not a number", (*QUERY, "-k", "many"), "argument -k: invalid int value: 'many'"),
-    Case("query --alpha beyond 1", (*QUERY, "--alpha", "1.5"), "1.5 is not between 0 and 1"),
+    Case(
+        "query --alpha beyond 1", (*QUERY, "--alpha", "1.5"), "--alpha 1.5: must be less than or equal to 1"
+    ),
     Case("query --mode unknown", (*QUERY, "--mode", "sparse"), "invalid choice: 'sparse'"),
     Case("--where without =", (*QUERY, "--where", "file_name"), "Filter 'file_name' is not KEY=VALUE"),
     Case(

@@ -68,6 +68,7 @@ class ChatConfig(UserSettings):
         "Off by default: the embedded 135M generator's rewrites carry earlier topics into new questions "
         "(the sample's Friday-deploy question came back as an on-call one and retrieved the on-call policy), "
         "while the user's own words retrieve the right file; a larger generator can be trusted with it.",
+        json_schema_extra={"flag": "--condense"},
     )
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
 

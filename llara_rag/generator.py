@@ -40,14 +40,24 @@ class GeneratorConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     model: str = Field(
-        default=DEFAULT_MODEL, description="Embedded alias, .gguf file, local folder or Hub id."
+        default=DEFAULT_MODEL,
+        description="The chat model that writes the answers: embedded alias, .gguf file, local folder or Hub id.",
+        json_schema_extra={"flag": "--generator"},
     )
-    max_new_tokens: int = Field(default=256, gt=0, description="Longest answer, in tokens.")
+    max_new_tokens: int = Field(
+        default=256,
+        gt=0,
+        description="Longest answer, in tokens.",
+        json_schema_extra={"flag": "--max-new-tokens"},
+    )
     context_window: int = Field(
         default=4096, gt=0, description="Prompt plus answer tokens; capped at the model's own limit."
     )
     temperature: float = Field(
-        default=0.0, ge=0.0, description="0 decodes greedily: the same answer every time."
+        default=0.0,
+        ge=0.0,
+        description="Sampling temperature of the answers; 0 decodes greedily: the same answer every time.",
+        json_schema_extra={"flag": "--temperature"},
     )
     repetition_penalty: float = Field(default=1.1, ge=1.0, description="Small models loop without it.")
     device: str | None = Field(default=None, description="cuda, cpu, ...; None picks CUDA when present.")

@@ -111,11 +111,16 @@ class IngestConfig(UserSettings):
         "minutes on a 2-core CPU).",
         json_schema_extra={"flag": "--max-file-mb", "per_unit": 1_000_000},
     )
-    delete_missing: bool = Field(default=False, description="Remove documents whose files left the folder.")
+    delete_missing: bool = Field(
+        default=False,
+        description="Remove documents whose files left the folder.",
+        json_schema_extra={"flag": "--delete-missing"},
+    )
     rechunk: bool = Field(
         default=False,
         description="Accept chunk settings other than the collection's: every document is re-split (and "
         "embedded again) with the new ones.",
+        json_schema_extra={"flag": "--rechunk"},
     )
 
     @model_validator(mode="after")

@@ -24,7 +24,15 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node
 from pydantic import BaseModel, ConfigDict, Field
 
 from llara_rag.errors import InvalidInputError
-from llara_rag.fusion import CANDIDATES, DEFAULT_ALPHA, DEFAULT_MODE, RetrievalMode, convex_fusion, top
+from llara_rag.fusion import (
+    CANDIDATES,
+    DEFAULT_ALPHA,
+    DEFAULT_MODE,
+    MEASURED_WITH_DEFAULT_ENCODER,
+    RetrievalMode,
+    convex_fusion,
+    top,
+)
 from llara_rag.validation import UserSettings
 
 if TYPE_CHECKING:
@@ -53,7 +61,11 @@ class RetrievalConfig(UserSettings):
     model_config = ConfigDict(frozen=True)
 
     mode: RetrievalMode = Field(
-        default=DEFAULT_MODE, description="lexical, dense or hybrid.", json_schema_extra={"flag": "--mode"}
+        default=DEFAULT_MODE,
+        description="Where chunks come from: lexical (BM25 over the collection's lexical index, as `eval` "
+        "scores BM25), dense (LLaRA vectors in Chroma) or hybrid (both, z-normalised scores summed as in "
+        f"`eval`'s hybrid). The default is the best measured, {MEASURED_WITH_DEFAULT_ENCODER}.",
+        json_schema_extra={"flag": "--mode"},
     )
     top_k: int = Field(default=5, gt=0, description="Chunks returned.", json_schema_extra={"flag": "-k"})
     alpha: float = Field(

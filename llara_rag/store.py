@@ -73,7 +73,7 @@ class StoreConfig(UserSettings):
 
     path: Path = Field(
         default=Path("llara-db"),
-        description="Folder of the embedded database (unused with host).",
+        description="Folder of the embedded Chroma database (unused with a server).",
         json_schema_extra={"flag": "--db"},
     )
     collection: str = Field(

@@ -113,3 +113,15 @@ def test_each_flow_imports_only_downstream(importer: str) -> None:
 def test_the_walk_sees_real_imports() -> None:
     assert "llara_rag.ranking.systems" in GRAPH["llara_rag.adaptation.pairs"]
     assert "llara_rag.adapter" in GRAPH["llara_rag.encoder"]
+
+
+def test_only_the_command_line_imports_the_command_line() -> None:
+    wrong = sorted(
+        (name, target)
+        for name, targets in GRAPH.items()
+        if not name.startswith("llara_rag.cli")
+        for target in targets
+        if target.startswith("llara_rag.cli")
+    )
+    assert not wrong, f"the library reaches up into the CLI: {wrong}"
+    assert "llara_rag.cli.flags" in GRAPH["llara_rag.cli.training"]

@@ -203,9 +203,8 @@ def test_query_command_retrieves_in_each_mode_and_says_which_side_found_each_chu
 def test_query_command_refuses_an_alpha_outside_0_to_1(
     indexed: StoreConfig, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit):
-        main(["query", "cats", "--alpha", "1.5", "--db", str(indexed.path)])
-    assert "not between 0 and 1" in capsys.readouterr().err
+    assert main(["query", "cats", "--alpha", "1.5", "--db", str(indexed.path)]) == 2
+    assert "--alpha 1.5: must be less than or equal to 1; pass e.g. --alpha 0.5." in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("question", ["", "  \n"])

@@ -20,21 +20,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from llara_rag.adaptation.corpus import document_key
 from llara_rag.adaptation.info_nce import DEFAULT_CHUNK_TOKENS, CachedInfoNCE, InfoNCEConfig
-from llara_rag.adaptation.pairs import MiningConfig, PairsSummary, TrainingGroup, load_groups
+from llara_rag.adaptation.pairs import Miner, MiningConfig, PairsSummary, TrainingGroup, load_groups
 from llara_rag.adaptation.trainer import (
     AdapterArguments,
     AdapterTrainer,
-    StageLoss,
     StepEvaluator,
     clear_checkpoints,
     continued_lora_model,
     finished_adapter,
-    last_checkpoint,
     lora_model,
+    run_stage,
 )
 from llara_rag.backbone import Backbone, load_backbone
 from llara_rag.encoder import EncoderConfig, PromptInputs, collate
@@ -46,9 +45,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ACCURACY_METRIC = "accuracy"
-"""Logged share of queries whose positive scores highest among all the passages they are compared with."""
-
 
 @dataclass
 class ContrastiveArguments(AdapterArguments):
@@ -57,37 +53,70 @@ class ContrastiveArguments(AdapterArguments):
     start_adapter: str | None = field(
         default=None,
         metadata={
-            "help": "an adapter to keep training ('default': the shipped one, or e.g. `llara-rag adapt`'s); "
-            "default: a fresh LoRA"
+            "flag": "--adapter",
+            "help": "an adapter to continue from: 'default' (the shipped one) or a directory, e.g. "
+            "`llara-rag adapt`'s (none: a fresh LoRA)",
         },
     )
-    split: str = field(default="train", metadata={"help": "qrels/<split>.tsv of a BEIR folder to train on"})
-    temperature: float = field(default=0.01, metadata={"help": "InfoNCE temperature τ over q·p"})
-    negatives: int = field(default=3, metadata={"help": "hard negatives per group (group = 1 positive + K)"})
-    miner: str = field(default="bm25", metadata={"help": "bm25, dense (the starting encoder) or none"})
-    skip_top: int = field(default=10, metadata={"help": "top ranks never mined (likely unjudged positives)"})
+    split: str = field(
+        default="train",
+        metadata={"flag": "--split", "help": "qrels/<split>.tsv of a BEIR folder to train on"},
+    )
+    temperature: float = field(
+        default=0.01, metadata={"flag": "--temperature", "help": "InfoNCE temperature τ over q·p"}
+    )
+    negatives: int = field(
+        default=3,
+        metadata={"flag": "--negatives", "help": "hard negatives per query (group = 1 positive + K)"},
+    )
+    miner: str = field(
+        default="bm25",
+        metadata={
+            "flag": "--miner",
+            "choices": get_args(Miner),
+            "help": "what ranks the negatives' candidates: bm25, the starting encoder (dense), or none (given "
+            "negatives only)",
+        },
+    )
+    skip_top: int = field(
+        default=10,
+        metadata={"flag": "--skip-top", "help": "top ranks never mined (likely unjudged positives)"},
+    )
     mine_depth: int = field(
-        default=100, metadata={"help": "negatives are drawn from ranks skip_top+1..depth"}
+        default=100,
+        metadata={
+            "flag": "--mine-depth",
+            "help": "deepest rank mined (negatives come from below --skip-top)",
+        },
     )
     query_max_length: int = field(
-        default=64, metadata={"help": "query text tokens kept (prompt not counted)"}
+        default=64,
+        metadata={"flag": "--query-max-length", "help": "query text tokens kept (prompt not counted)"},
     )
     passage_max_length: int = field(
-        default=160, metadata={"help": "passage text tokens kept (prompt not counted)"}
+        default=160,
+        metadata={"flag": "--passage-max-length", "help": "passage text tokens kept (prompt not counted)"},
     )
     cross_device_negatives: bool = field(
-        default=True, metadata={"help": "score each query against the passages of every device"}
+        default=True,
+        metadata={
+            "flag": "--no-cross-device",
+            "help": "score each query against the passages of every device",
+        },
     )
     chunk_tokens: int = field(
         default=DEFAULT_CHUNK_TOKENS,
         metadata={
-            "help": "tokens embedded with a graph at a time (gradient cache: memory no longer grows with "
-            "the batch); 0: the whole batch at once"
+            "flag": "--chunk-tokens",
+            "help": "tokens embedded with a graph at a time: bounds memory (about 2.4 MB a token for SmolLM2) "
+            "whatever the batch size; 0: the whole batch at once",
         },
     )
 
     learning_rate: float = 1e-4
-    per_device_train_batch_size: int = 64
+    per_device_train_batch_size: int = field(
+        default=64, metadata={"flag": "--batch-size", "help": "queries (groups) a step and device"}
+    )
     dataloader_drop_last: bool = True  # cross-device gathering needs equal batches on every rank
 
     def __post_init__(self) -> None:
@@ -185,20 +214,6 @@ class GroupCollator:
         return batch
 
 
-class ContrastiveTrainer(AdapterTrainer):
-    """Trains on InfoNCE over one forward pass of queries and passages; logs accuracy and embedding health."""
-
-    args: ContrastiveArguments
-
-    def __init__(self, *, loss: CachedInfoNCE, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.loss = loss
-
-    def stage_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> StageLoss:
-        loss, accuracy, passages = self.loss(model, inputs)
-        return StageLoss(loss, {ACCURACY_METRIC: accuracy}, passages)
-
-
 @dataclass
 class FinetuneResult:
     adapter: Path
@@ -236,7 +251,7 @@ def train_contrastive(
     *,
     resume: bool,
     evaluator: StepEvaluator | None = None,
-) -> ContrastiveTrainer:
+) -> AdapterTrainer:
     """Trains ``model`` with InfoNCE on ``samples``; a corpus smaller than a batch trains on smaller batches."""
     world = max(1, args.world_size)
     check_groups(samples, world)
@@ -248,30 +263,16 @@ def train_contrastive(
             args.per_device_train_batch_size,
         )
         args.per_device_train_batch_size = len(samples) // world
-    trainer = ContrastiveTrainer(
-        backbone=backbone,
-        evaluator=evaluator,
-        model=model,
-        args=args,
-        loss=CachedInfoNCE(args.loss, group_size=len(samples[0].passages)),
-        train_dataset=samples,
-        data_collator=GroupCollator(
-            PromptInputs(backbone.tokenizer, backbone.special_ids),
-            args.query_max_length,
-            args.passage_max_length,
-        ),
-        processing_class=backbone.tokenizer,
+    collator = GroupCollator(
+        PromptInputs(backbone.tokenizer, backbone.special_ids), args.query_max_length, args.passage_max_length
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(args, resume))
-    trainer.raise_if_collapsed("Try a lower --lr or a higher --temperature.")
-    return trainer
+    loss = CachedInfoNCE(args.loss, group_size=len(samples[0].passages))
+    return run_stage(backbone, model, loss, samples, collator, args, resume=resume, evaluator=evaluator)
 
 
-def objective_record(args: ContrastiveArguments) -> dict[str, Any]:
-    """What the model card says about the loss."""
+def inputs_record(args: ContrastiveArguments) -> dict[str, Any]:
+    """How the rows were made, beside the loss's own settings: negatives and text lengths."""
     return {
-        "loss": "InfoNCE",
-        **args.loss.model_dump(),
         "negatives": args.negatives,
         "in_batch_negatives": True,
         "query_max_length": args.query_max_length,
@@ -344,7 +345,7 @@ def finetune(
     training = {
         "recipe": recipe,
         **trainer.summary(),
-        "objective": objective_record(args),
+        "inputs": inputs_record(args),
         "mining": {"miner": args.miner, "skip_top": args.skip_top, "depth": args.mine_depth},
         "data": data.as_dict(),
         "continued_from": start_record(start) if start else None,

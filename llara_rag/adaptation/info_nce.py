@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from functools import partial
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llara_rag.adaptation.loss import LossOutput
 from llara_rag.encoder import pool_special
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 
 DEFAULT_CHUNK_TOKENS = 2048
 """About 5 GB of activations for SmolLM2 in fp32: a contrastive step of 64 pairs then peaks under 8 GB."""
+ACCURACY_METRIC = "accuracy"
+"""Logged share of queries whose positive scores highest among all the passages they are compared with."""
 
 
 class InfoNCEConfig(BaseModel):
@@ -45,13 +48,6 @@ class InfoNCEConfig(BaseModel):
         "about 2.4 MB of fp32 activations each for SmolLM2. 0 embeds the whole batch at once.",
     )
     cross_device: bool = Field(default=True, description="Score against the passages of every device.")
-
-
-class InfoNCEOutput(NamedTuple):
-    loss: torch.Tensor
-    accuracy: torch.Tensor
-    passages: torch.Tensor
-    """The detached passage embeddings, for the collapse guard."""
 
 
 def info_nce(
@@ -163,20 +159,26 @@ class CachedInfoNCE:
     ``batch`` holds ``query_*`` and ``passage_*`` inputs (each padded to its own length) and the rows'
     ``query_keys``/``passage_keys``. With gradients enabled, the returned loss carries a backward hook that
     re-embeds each chunk with a graph; under ``torch.no_grad`` (or ``chunk_tokens`` 0) it is a plain loss.
+    The metrics hold the top-1 accuracy, the embeddings the detached passage vectors.
     """
+
+    collapse_advice = "Try a lower --lr or a higher --temperature."
 
     def __init__(self, config: InfoNCEConfig, group_size: int) -> None:
         self.config = config
         self.group_size = group_size
 
-    def __call__(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> InfoNCEOutput:
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"loss": "InfoNCE", "group_size": self.group_size, **self.config.model_dump()}
+
+    def __call__(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
         import torch
 
         sides = {side: _side(batch, side) for side in ("query", "passage")}
         if not self.config.chunk_tokens or not torch.is_grad_enabled():
             queries, passages = (embed(model, sides[side]) for side in ("query", "passage"))
             loss, accuracy = self._loss(queries, passages, batch)
-            return InfoNCEOutput(loss, accuracy, passages.detach())
+            return LossOutput(loss, {ACCURACY_METRIC: accuracy}, passages.detach())
         plan = {side: chunks(inputs, self.config.chunk_tokens) for side, inputs in sides.items()}
         states: dict[str, list[_RandomState]] = {side: [] for side in plan}
         embeddings = {}
@@ -196,7 +198,7 @@ class CachedInfoNCE:
         cache = {side: vectors.grad for side, vectors in embeddings.items()}
         surrogate = loss.detach().requires_grad_()
         surrogate.register_hook(partial(self._backward, model, plan, states, cache))
-        return InfoNCEOutput(surrogate, accuracy, embeddings["passage"].detach())
+        return LossOutput(surrogate, {ACCURACY_METRIC: accuracy}, embeddings["passage"].detach())
 
     def _loss(
         self, queries: torch.Tensor, passages: torch.Tensor, batch: dict[str, torch.Tensor]

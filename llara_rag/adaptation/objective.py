@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llara_rag.adaptation.corpus import Record
+from llara_rag.adaptation.loss import LossOutput
 from llara_rag.encoder import PromptInputs
 from llara_rag.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts
 
@@ -306,6 +307,23 @@ def compute_objective(
         passages = F.normalize(_gather(hidden, batch["summarize_index"]).float().mean(dim=1), dim=-1)
         queries = F.normalize(_gather(hidden, batch["predict_index"]).float().mean(dim=1), dim=-1)
     return ObjectiveOutput(loss, lm.detach(), ebae.detach(), ebar.detach(), passages, queries)
+
+
+class LLaRALoss:
+    """The objective as a training loss: LM + EBAE + EBAR on collated :class:`Example` s."""
+
+    collapse_advice = "Try a lower --lr, a higher --lm-weight or a lower --bow-weight."
+
+    def __init__(self, config: ObjectiveConfig) -> None:
+        self.config = config
+
+    def __call__(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> LossOutput:
+        output = compute_objective(model, batch, self.config)
+        metrics = {"lm": output.lm, "ebae": output.ebae, "ebar": output.ebar}
+        return LossOutput(output.loss, metrics, output.passage_embeddings)
+
+    def get_config_dict(self) -> dict[str, object]:
+        return {"loss": "LLaRA (LM + EBAE + EBAR)", **self.config.model_dump()}
 
 
 def mean_offdiagonal_cosine(embeddings: torch.Tensor) -> float:

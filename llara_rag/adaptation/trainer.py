@@ -1,10 +1,10 @@
-"""What every llara-rag training stage shares: LoRA setup, a Trainer base, the collapse guard, adapter output.
+"""The one trainer every llara-rag stage runs on: LoRA setup, the collapse guard, checkpoints, adapter output.
 
-A stage (the unsupervised EBAE/EBAR adaptation, the supervised contrastive fine-tune) subclasses
-:class:`AdapterArguments` and :class:`AdapterTrainer` and supplies :meth:`AdapterTrainer.stage_loss`:
-its loss, the metrics logged beside it and the in-batch embeddings the collapse guard watches.
-Because this is a plain ``transformers.Trainer``, the same code runs on one CPU, under ``torchrun`` /
-``accelerate launch`` and with DeepSpeed (``--deepspeed ds.json``), with checkpoints and resume.
+A stage (the unsupervised EBAE/EBAR adaptation, the label-free and the supervised contrastive stages)
+is a loss object (:mod:`llara_rag.adaptation.loss`), a dataset and a collator, handed to
+:func:`run_stage`; its arguments subclass :class:`AdapterArguments`. Because this is a plain
+``transformers.Trainer``, the same code runs on one CPU, under ``torchrun`` / ``accelerate launch`` and
+with DeepSpeed (``--deepspeed ds.json``), with checkpoints and resume.
 
 The adapter directory is written to a hidden staging folder and renamed into place only when
 complete, so an interrupted run never leaves a directory that loads as an adapter.
@@ -16,12 +16,11 @@ import logging
 import os
 import shutil
 import time
-from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import TrainerControl, TrainerState
 
+    from llara_rag.adaptation.loss import TrainingLoss
     from llara_rag.prompts import Side
 
 logger = logging.getLogger(__name__)
@@ -60,28 +60,28 @@ SCHEDULE_FIELDS = (
 )
 """The TrainingArguments fields that change what is learnt (and so belong to a run's recipe)."""
 MEMORY_FIELDS = ("chunk_tokens",)
+"""Settings that only bound memory: changing them does not make a finished run a different one."""
 CHECKPOINT_SUBFOLDERS = ("contrastive", "ebae-ebar-adapter")
 """What a multi-stage run keeps beside its checkpoints: the later stage's, and the earlier stage's adapter."""
-"""Settings that only bound memory: changing them does not make a finished run a different one."""
-
-
-class StageLoss(NamedTuple):
-    """One batch's loss, the metrics logged beside it and the in-batch passage embeddings."""
-
-    loss: torch.Tensor
-    metrics: dict[str, torch.Tensor]
-    embeddings: torch.Tensor
 
 
 @dataclass
 class AdapterArguments(TrainingArguments):
-    """``TrainingArguments`` with the backbone, LoRA and collapse-guard settings; defaults suit one CPU."""
+    """``TrainingArguments`` with the backbone, LoRA and collapse-guard settings; defaults suit one CPU.
+
+    A field with a ``flag`` in its metadata is a `llara-rag adapt`/`finetune` option of that name, with
+    this default and help (:mod:`llara_rag.cli.flags`); subclasses change defaults alone.
+    """
 
     model: str = field(
-        default=DEFAULT_MODEL, metadata={"help": "backbone: embedded alias, .gguf, folder or Hub id"}
+        default=DEFAULT_MODEL,
+        metadata={"flag": ("--base", "--model"), "help": "backbone: embedded alias, .gguf, folder or Hub id"},
     )
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)"})
+    lora_r: int = field(default=16, metadata={"flag": "--lora-r", "help": "LoRA rank of a fresh adapter"})
+    lora_alpha: int = field(
+        default=32,
+        metadata={"flag": "--lora-alpha", "help": "LoRA alpha of a fresh adapter (scale = alpha / r)"},
+    )
     lora_dropout: float = field(
         default=0.0,
         metadata={"help": "LoRA dropout (0 by default: on a CPU 0.05 made training steps 1.3-1.8x slower)"},
@@ -95,25 +95,62 @@ class AdapterArguments(TrainingArguments):
     )
     special_tokens_lr_scale: float = field(
         default=1.0,
-        metadata={"help": "learning rate of the <s1>..<s16> rows, as a multiple of --learning-rate"},
+        metadata={
+            "flag": "--special-tokens-lr-scale",
+            "help": "learning rate of the <s1>..<s16> rows, as a multiple of --lr",
+        },
     )
     collapse_threshold: float = field(
         default=0.99,
         metadata={"help": "in-batch mean cosine at or above which embeddings count as collapsed"},
     )
     collapse_patience: int = field(default=3, metadata={"help": "consecutive collapsed logs before acting"})
-    stop_on_collapse: bool = field(default=True, metadata={"help": "stop (and write no adapter) on collapse"})
+    stop_on_collapse: bool = field(
+        default=True,
+        metadata={
+            "flag": "--allow-collapse",
+            "help": "stop (and write no adapter) when the embeddings collapse",
+        },
+    )
 
-    learning_rate: float = 2e-4
-    per_device_train_batch_size: int = 8
-    num_train_epochs: float = 1.0
+    max_steps: int = field(
+        default=-1, metadata={"flag": "--max-steps", "help": "optimizer steps (-1: --epochs decides)"}
+    )
+    num_train_epochs: float = field(
+        default=1.0, metadata={"flag": "--epochs", "help": "passes over the data"}
+    )
+    learning_rate: float = field(default=2e-4, metadata={"flag": "--lr", "help": "peak learning rate"})
+    per_device_train_batch_size: int = field(
+        default=8, metadata={"flag": "--batch-size", "help": "rows a step and device"}
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"flag": "--grad-accum", "help": "gradient accumulation steps"}
+    )
+    activation_checkpointing: bool | None = field(
+        default=False, metadata={"flag": "--gradient-checkpointing", "help": "trade compute for memory"}
+    )
+    save_steps: float = field(
+        default=50, metadata={"flag": "--save-steps", "help": "checkpoint every N steps"}
+    )
+    logging_steps: float = field(
+        default=10, metadata={"flag": "--logging-steps", "help": "log every N steps"}
+    )
+    deepspeed: dict | str | None = field(
+        default=None, metadata={"flag": "--deepspeed", "help": "a DeepSpeed config JSON (multi-GPU runs)"}
+    )
+    bf16: bool = field(default=False, metadata={"flag": "--bf16", "help": "bf16 mixed precision (GPUs)"})
+    seed: int = field(default=42, metadata={"flag": "--seed", "help": "seed of sampling and initialisation"})
+    report_to: None | str | list[str] = field(
+        default="none",
+        metadata={
+            "flag": "--report-to",
+            "help": "where the Trainer also logs: tensorboard, wandb, mlflow, ... comma-separated",
+        },
+    )
     warmup_steps: float = 0.05
-    logging_steps: float = 10
     logging_first_step: bool = True
-    save_steps: float = 50
     save_total_limit: int | None = 2
     remove_unused_columns: bool = False
-    report_to: None | str | list[str] = "none"
     activation_checkpointing_kwargs: dict[str, Any] | str | None = field(
         default_factory=lambda: {"use_reentrant": False}
     )
@@ -138,6 +175,8 @@ class AdapterArguments(TrainingArguments):
                 f"--special-tokens-lr-scale {self.special_tokens_lr_scale} is negative; pass 0 to freeze the "
                 "special-token rows or a positive multiple of --lr."
             )
+        if isinstance(self.report_to, str) and "," in self.report_to:
+            self.report_to = [name.strip() for name in self.report_to.split(",") if name.strip()]
         import torch
 
         if not torch.accelerator.is_available():
@@ -359,14 +398,22 @@ class EvaluateEvery(TrainerCallback):
         return control
 
 
-class AdapterTrainer(Trainer, ABC):
-    """A Trainer that logs per-stage metrics and writes a loadable llara-rag adapter directory."""
+class AdapterTrainer(Trainer):
+    """A Trainer that minimises a :class:`TrainingLoss`, logs its metrics and writes an adapter directory."""
 
     args: AdapterArguments
 
-    def __init__(self, *, backbone: Backbone, evaluator: StepEvaluator | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        loss: TrainingLoss,
+        evaluator: StepEvaluator | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.backbone = backbone
+        self.loss = loss
         self.evaluator = evaluator
         self.guard = CollapseGuard(
             self.args.collapse_threshold, self.args.collapse_patience, self.args.stop_on_collapse
@@ -419,10 +466,6 @@ class AdapterTrainer(Trainer, ABC):
         optimizer.add_param_group({**group, "name": SPECIAL_TOKENS_GROUP})
         return optimizer
 
-    @abstractmethod
-    def stage_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> StageLoss:
-        """The stage's objective on one batch."""
-
     def compute_loss(
         self,
         model: torch.nn.Module,
@@ -430,7 +473,7 @@ class AdapterTrainer(Trainer, ABC):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor:
-        loss, metrics, embeddings = self.stage_loss(model, inputs)
+        loss, metrics, embeddings = self.loss(model, inputs)
         if model.training:
             self.record_metrics(**metrics)
             self.record_embeddings(embeddings.detach())
@@ -491,6 +534,7 @@ class AdapterTrainer(Trainer, ABC):
             "first_log": history[0] if history else None,
             "last_log": history[-1] if history else None,
             "collapsed_at_step": self.guard.collapsed_at,
+            "objective": self.loss.get_config_dict(),
             "hyperparameters": {
                 "learning_rate": self.args.learning_rate,
                 "batch_size": self.args.per_device_train_batch_size * max(1, self.args.world_size),
@@ -542,6 +586,41 @@ class AdapterTrainer(Trainer, ABC):
             logger.info("Adapter written to %s", target)
         self.accelerator.wait_for_everyone()
         return target
+
+
+def run_stage(
+    backbone: Backbone,
+    model: torch.nn.Module,
+    loss: TrainingLoss,
+    dataset: Sequence[Any],
+    collator: Callable[[list[Any]], dict[str, torch.Tensor]],
+    args: AdapterArguments,
+    *,
+    resume: bool,
+    evaluator: StepEvaluator | None = None,
+    announce: Callable[[AdapterTrainer], None] | None = None,
+) -> AdapterTrainer:
+    """Trains ``model`` on ``loss`` over ``dataset``, from the last checkpoint when ``resume``; every stage's
+    one path. ``announce`` runs before a fresh (not resumed) run starts, e.g. to log its expected time.
+
+    Raises :class:`EmbeddingCollapseError` (with the loss's advice) when the guard stopped the run.
+    """
+    trainer = AdapterTrainer(
+        backbone=backbone,
+        loss=loss,
+        evaluator=evaluator,
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collator,
+        processing_class=backbone.tokenizer,
+    )
+    checkpoint = last_checkpoint(args, resume)
+    if announce is not None and checkpoint is None:
+        announce(trainer)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.raise_if_collapsed(loss.collapse_advice)
+    return trainer
 
 
 def _replace_directory(staging: Path, target: Path) -> None:

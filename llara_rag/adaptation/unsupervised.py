@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
@@ -27,7 +27,7 @@ from llara_rag.adaptation.contrastive import (
     ContrastiveArguments,
     check_contrastive_settings,
     check_groups,
-    objective_record,
+    inputs_record,
     start_record,
     train_contrastive,
 )
@@ -39,23 +39,17 @@ from llara_rag.adaptation.corpus import (
     write_records,
 )
 from llara_rag.adaptation.info_nce import DEFAULT_CHUNK_TOKENS
-from llara_rag.adaptation.objective import (
-    ExampleBuilder,
-    ObjectiveConfig,
-    collate_examples,
-    compute_objective,
-)
-from llara_rag.adaptation.pseudo_pairs import PairConfig, make_pairs
+from llara_rag.adaptation.objective import ExampleBuilder, LLaRALoss, ObjectiveConfig, collate_examples
+from llara_rag.adaptation.pseudo_pairs import PairConfig, PairMaker, make_pairs
 from llara_rag.adaptation.trainer import (
     AdapterArguments,
     AdapterTrainer,
-    StageLoss,
     StepEvaluator,
     clear_checkpoints,
     continued_lora_model,
     finished_adapter,
-    last_checkpoint,
     lora_model,
+    run_stage,
 )
 from llara_rag.adapter import adapter_digest, apply_adapter, resolve_adapter
 from llara_rag.backbone import DEFAULT_MODEL, load_backbone
@@ -63,15 +57,13 @@ from llara_rag.encoder import EncoderConfig, LLaRAEncoder
 from llara_rag.errors import InvalidInputError
 from llara_rag.whitening import default_dimensions, fit_whitening
 
-if TYPE_CHECKING:
-    import torch
-
 logger = logging.getLogger(__name__)
 
 RECORDS_FILE = "records.jsonl"
 """The training windows, saved beside the checkpoints so what the adapter learnt from can be inspected."""
 STAGES = ("ebae-ebar", "contrastive")
 STAGE_ONE_ADAPTER = "ebae-ebar-adapter"
+"""Stage 1's finished adapter, inside the checkpoint folder: stage 2 starts from it, a rerun skips stage 1."""
 CONTRASTIVE_FIELDS = frozenset(
     {
         "stages",
@@ -89,7 +81,6 @@ CONTRASTIVE_FIELDS = frozenset(
 WHITENING_FIELDS = frozenset({"whitening_dims", "whitening_samples"})
 CONTRASTIVE_DEFAULTS = frozenset({"output_dir", "logging_dir", "dataloader_drop_last", "run_name"})
 """Fields the contrastive stage keeps its own value of rather than taking stage 1's."""
-"""Stage 1's finished adapter, inside the checkpoint folder: stage 2 starts from it, a rerun skips stage 1."""
 
 
 @dataclass
@@ -99,56 +90,97 @@ class AdaptationArguments(AdapterArguments):
     start_adapter: str | None = field(
         default=None,
         metadata={
+            "flag": "--adapter",
             "help": "an adapter to keep training: 'default' (the one shipped for the default backbone) or a "
-            "directory; default: a fresh LoRA on the bare backbone"
+            "directory (none: a fresh LoRA on the bare backbone)",
         },
     )
-    window_tokens: int = field(default=128, metadata={"help": "tokens per window (text and EBAR target)"})
-    lm_weight: float = field(default=1.0, metadata={"help": "weight of the next-token LM loss"})
-    bow_weight: float = field(default=1.0, metadata={"help": "weight of (EBAE + EBAR) / 2 (reference: 0.1)"})
+    window_tokens: int = field(
+        default=128, metadata={"flag": "--window", "help": "tokens per window (text and EBAR target)"}
+    )
+    lm_weight: float = field(
+        default=1.0, metadata={"flag": "--lm-weight", "help": "weight of the next-token LM loss"}
+    )
+    bow_weight: float = field(
+        default=1.0, metadata={"flag": "--bow-weight", "help": "weight of (EBAE + EBAR) / 2 (reference: 0.1)"}
+    )
     remove_stopwords: bool = field(
-        default=True, metadata={"help": "drop stop words from bag-of-words targets"}
+        default=True,
+        metadata={"flag": "--keep-stopwords", "help": "drop stop words from bag-of-words targets"},
     )
     target_weighting: str = field(
         default="uniform",
         metadata={
-            "help": "bag-of-words targets count equally ('uniform') or by IDF over the windows ('idf')"
+            "flag": "--target-weighting",
+            "choices": get_args(ObjectiveConfig.model_fields["target_weighting"].annotation),
+            "help": "bag-of-words targets count equally (uniform) or by their IDF over the windows (idf)",
         },
     )
     whitening_dims: int = field(
         default=-1,
         metadata={
+            "flag": "--whitening-dims",
             "help": "directions kept by the domain whitening fitted after training on the windows (-1: a "
-            "quarter of the hidden size after EBAE/EBAR alone, none after the contrastive stage, where it "
-            "measured worse; 0: none)"
+            "quarter of the hidden size after --stages ebae-ebar alone, none after the contrastive stage, "
+            "where it measured worse; 0: none)",
         },
     )
     whitening_samples: int = field(default=512, metadata={"help": "windows the whitening is fitted on"})
     stages: str = field(
         default="ebae-ebar,contrastive",
-        metadata={"help": "the stages to run: ebae-ebar, contrastive or both (ebae-ebar always runs first)"},
+        metadata={
+            "flag": "--stages",
+            "help": "the stages to run, comma-separated: ebae-ebar, contrastive or both (ebae-ebar first)",
+        },
     )
     pair_maker: str = field(
-        default="ict", metadata={"help": "contrastive pairs: ict (inverse cloze), crop, next or title"}
+        default="ict",
+        metadata={
+            "flag": "--pair-maker",
+            "choices": get_args(PairMaker),
+            "help": "contrastive pairs from the documents: ict (a sentence against the rest of its passage), "
+            "crop (two random spans), next (a window against the next one), title (first line against the "
+            "text)",
+        },
     )
     contrastive_max_steps: int = field(
-        default=-1, metadata={"help": "contrastive optimizer steps (default: --contrastive-epochs decides)"}
+        default=-1,
+        metadata={
+            "flag": "--contrastive-steps",
+            "help": "contrastive optimizer steps (-1: --contrastive-epochs decides)",
+        },
     )
-    contrastive_epochs: float = field(default=1.0, metadata={"help": "contrastive passes over the pairs"})
+    contrastive_epochs: float = field(
+        default=1.0, metadata={"flag": "--contrastive-epochs", "help": "contrastive passes over the pairs"}
+    )
     contrastive_learning_rate: float = field(
         default=6e-4,
         metadata={
+            "flag": "--contrastive-lr",
             "help": "contrastive peak learning rate: 3x stage 1's, as a short stage's loss still falls steeply "
-            "at 2e-4"
+            "at 2e-4",
         },
     )
     contrastive_batch_size: int = field(
-        default=64, metadata={"help": "pairs a contrastive step (each query's negatives: the other passages)"}
+        default=64,
+        metadata={
+            "flag": "--contrastive-batch-size",
+            "help": "pairs a contrastive step (each query's negatives: the other passages)",
+        },
     )
-    temperature: float = field(default=0.05, metadata={"help": "contrastive InfoNCE temperature"})
+    temperature: float = field(
+        default=0.05, metadata={"flag": "--temperature", "help": "contrastive InfoNCE temperature"}
+    )
     chunk_tokens: int = field(
         default=DEFAULT_CHUNK_TOKENS,
-        metadata={"help": "tokens embedded with a graph at a time (bounds memory); 0: all"},
+        metadata={
+            "flag": "--chunk-tokens",
+            "help": "tokens embedded with a graph at a time in contrastive training: bounds memory (about 2.4 "
+            "MB a token for SmolLM2) whatever the batch size; 0: the whole batch at once",
+        },
+    )
+    per_device_train_batch_size: int = field(
+        default=8, metadata={"flag": "--batch-size", "help": "windows a stage-1 step and device"}
     )
     query_max_length: int = field(default=64, metadata={"help": "pseudo-query tokens kept"})
     passage_max_length: int = field(
@@ -220,24 +252,13 @@ class AdaptationArguments(AdapterArguments):
         return ContrastiveArguments(**(kept | stage))
 
 
-class AdaptationTrainer(AdapterTrainer):
-    """Trains on the one-pass LM + EBAE + EBAR objective and logs its parts and the embedding health."""
-
-    args: AdaptationArguments
-
-    def stage_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> StageLoss:
-        output = compute_objective(model, inputs, self.args.objective)
-        metrics = {"lm": output.lm, "ebae": output.ebae, "ebar": output.ebar}
-        return StageLoss(output.loss, metrics, output.passage_embeddings)
-
-
 @dataclass
 class AdaptationResult:
     adapter: Path
     training: dict[str, Any]
 
 
-def _probe_seconds(trainer: AdaptationTrainer) -> float:
+def _probe_seconds(trainer: AdapterTrainer) -> float:
     """Times a forward and backward pass on a real batch, for the estimate shown before training.
 
     The second of two passes is timed: the first pays one-off costs (allocation, kernel selection)
@@ -247,8 +268,7 @@ def _probe_seconds(trainer: AdaptationTrainer) -> float:
     batch = next(iter(trainer.get_train_dataloader()))
     for _ in range(2):
         start = time.perf_counter()
-        output = compute_objective(model, batch, trainer.args.objective)
-        output.loss.backward()
+        trainer.loss(model, batch).loss.backward()
         model.zero_grad(set_to_none=True)
     return time.perf_counter() - start
 
@@ -300,7 +320,7 @@ def _stage_one(
     *,
     resume: bool,
     evaluator: StepEvaluator | None = None,
-) -> tuple[AdaptationTrainer, CorpusSummary]:
+) -> tuple[AdapterTrainer, CorpusSummary]:
     """Trains EBAE/EBAR (continuing ``start`` when given) on the windows of ``source``; returns the trainer
     and what was read."""
     backbone = load_backbone(args.model, device="cpu")
@@ -319,18 +339,9 @@ def _stage_one(
         write_records(records, Path(args.output_dir) / RECORDS_FILE)
     pad_id = backbone.tokenizer.pad_token_id
     pad_id = pad_id if pad_id is not None else backbone.tokenizer.eos_token_id or 0
-    trainer = AdaptationTrainer(
-        backbone=backbone,
-        evaluator=evaluator,
-        model=continued_lora_model(backbone, start, args) if start else lora_model(backbone, args),
-        args=args,
-        train_dataset=examples,
-        data_collator=partial(collate_examples, pad_id=pad_id),
-        processing_class=backbone.tokenizer,
-    )
-    checkpoint = last_checkpoint(args, resume)
     steps = planned_steps(len(examples), args)
-    if not checkpoint:
+
+    def announce(trainer: AdapterTrainer) -> None:
         seconds = _probe_seconds(trainer)
         logger.info(
             "Stage ebae-ebar: %d steps of %d records (%d records, %.2f epochs): about %.0f minutes at %.1f s a step",
@@ -341,17 +352,21 @@ def _stage_one(
             steps * seconds * args.gradient_accumulation_steps / 60,
             seconds * args.gradient_accumulation_steps,
         )
-    trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.raise_if_collapsed("Try a lower --lr, a higher --lm-weight or a lower --bow-weight.")
+
+    model = continued_lora_model(backbone, start, args) if start else lora_model(backbone, args)
+    collator = partial(collate_examples, pad_id=pad_id)
+    loss = LLaRALoss(args.objective)
+    trainer = run_stage(
+        backbone, model, loss, examples, collator, args, resume=resume, evaluator=evaluator, announce=announce
+    )
     return trainer, corpus
 
 
 def _stage_one_record(
-    trainer: AdaptationTrainer, args: AdaptationArguments, corpus: CorpusSummary
+    trainer: AdapterTrainer, args: AdaptationArguments, corpus: CorpusSummary
 ) -> dict[str, Any]:
     return {
         **trainer.summary(),
-        "objective": args.objective.model_dump(),
         "window_tokens": args.window_tokens,
         "corpus": corpus.as_dict(),
     }
@@ -434,7 +449,7 @@ def adapt(
         trainer = train_contrastive(backbone, model, samples, cargs, resume=resume, evaluator=evaluator)
         records["contrastive"] = {
             **trainer.summary(),
-            "objective": objective_record(cargs),
+            "inputs": inputs_record(cargs),
             "pairs": pairs.as_dict(),
             "continued_from": start_record(str(first)) if first else None,
             "cpu_seconds": round(time.process_time() - cpu, 1),

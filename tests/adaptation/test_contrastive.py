@@ -13,13 +13,12 @@ torch = pytest.importorskip("torch")
 
 from llara_rag.adaptation import AdaptationArguments, adapt
 from llara_rag.adaptation.contrastive import (
-    ACCURACY_METRIC,
     ContrastiveArguments,
     GroupCollator,
     draw_samples,
     finetune,
 )
-from llara_rag.adaptation.info_nce import embed, info_nce
+from llara_rag.adaptation.info_nce import ACCURACY_METRIC, embed, info_nce
 from llara_rag.adaptation.pairs import (
     MiningConfig,
     PairsSummary,
@@ -204,6 +203,8 @@ def test_short_run_writes_an_adapter_that_loads_and_changes_embeddings(
     assert info is not None and info.stage == "contrastive"
     assert info.training["steps"] == 2 and info.training["data"]["groups"] == len(PAIRS)
     assert {ACCURACY_METRIC, COSINE_METRIC} <= set(info.training["last_log"])
+    objective = info.training["objective"]
+    assert (objective["loss"], objective["group_size"], objective["temperature"]) == ("InfoNCE", 2, 0.01)
     assert info.training["continued_from"] is None
     base = LLaRAEncoder(model=str(tiny_backbone_dir))
     tuned = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(result.adapter))

@@ -7,7 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from llara_rag.adaptation.contrastive import GroupCollator, GroupSample
-from llara_rag.adaptation.info_nce import CachedInfoNCE, InfoNCEConfig, InfoNCEOutput, chunks, embed, info_nce
+from llara_rag.adaptation.info_nce import CachedInfoNCE, InfoNCEConfig, chunks, embed, info_nce
+from llara_rag.adaptation.loss import LossOutput
 from llara_rag.backbone import load_backbone
 from llara_rag.encoder import PromptInputs
 
@@ -60,7 +61,7 @@ def _chunked_with_graph(max_tokens: int):
             query_keys=batch["query_keys"],
             passage_keys=batch["passage_keys"],
         )
-        return InfoNCEOutput(loss, accuracy, embedded["passage"].detach())
+        return LossOutput(loss, {"accuracy": accuracy}, embedded["passage"].detach())
 
     return loss_fn
 
