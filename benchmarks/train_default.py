@@ -69,6 +69,7 @@ def unsupervised(args: argparse.Namespace) -> Path:
             output_dir=str(WORK / "checkpoints" / "unsupervised"),
             max_steps=args.steps,
             contrastive_max_steps=args.contrastive_steps,
+            contrastive_learning_rate=args.contrastive_lr,
             whitening_dims=0,
             save_steps=args.save_steps,
             seed=args.seed,
@@ -123,11 +124,11 @@ def export(source: Path, target: Path, args: argparse.Namespace) -> None:
         "`LLaRAEmbedding()` and the command line unless `adapter='none'` is asked for. Made by "
         f"`python benchmarks/train_default.py`: (1) unsupervised, on the corpus text of {corpora} (documents "
         f"only, no query or judgment): {stages['ebae-ebar']['steps']} EBAE/EBAR steps of 8 windows, then "
-        f"{stages['contrastive']['steps']} label-free inverse-cloze InfoNCE steps of 64 pairs; (2) supervised, "
-        f"continuing that LoRA on SciFact's `qrels/train.tsv` ({supervised.training['steps']} steps of 64 "
-        f"train queries, {args.negatives} BM25 hard "
-        f"negative(s) each, τ={args.temperature}). Test queries and test judgments were never read. Weights "
-        "stored in fp16."
+        f"{stages['contrastive']['steps']} label-free inverse-cloze InfoNCE steps of 64 pairs (lr "
+        f"{args.contrastive_lr:g}); (2) supervised, continuing that LoRA on SciFact's `qrels/train.tsv` "
+        f"({supervised.training['steps']} steps of 64 train queries, {args.negatives} BM25 hard negative(s) "
+        f"each, τ={args.temperature}, lr {args.supervised_lr:g}). Test queries and test judgments were never "
+        "read. Weights stored in fp16."
     )
     write_model_card(target, info, description)
 
@@ -137,12 +138,22 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--stage", choices=STAGES, action="append", help="default: every stage, in order")
-    parser.add_argument("--steps", type=int, default=20, help="EBAE/EBAR steps (8 windows each)")
-    parser.add_argument("--contrastive-steps", type=int, default=8, help="label-free steps (64 pairs each)")
-    parser.add_argument("--supervised-steps", type=int, default=8, help="SciFact steps (64 queries each)")
+    contrastive_lr = AdaptationArguments.contrastive_learning_rate
+    parser.add_argument("--steps", type=int, default=40, help="EBAE/EBAR steps (8 windows each)")
+    parser.add_argument("--contrastive-steps", type=int, default=18, help="label-free steps (64 pairs each)")
+    parser.add_argument("--contrastive-lr", type=float, default=contrastive_lr)
+    parser.add_argument(
+        "--supervised-steps", type=int, default=12, help="SciFact steps (64 queries each; 12: one pass)"
+    )
     parser.add_argument("--negatives", type=int, default=1, help="BM25 hard negatives per SciFact query")
     parser.add_argument("--temperature", type=float, default=0.05)
-    parser.add_argument("--supervised-lr", type=float, default=1e-4)
+    parser.add_argument(
+        "--supervised-lr",
+        type=float,
+        default=contrastive_lr,
+        help="as the label-free stage's: a stage of a dozen InfoNCE steps is under-trained at 1e-4-2e-4 "
+        "(benchmarks/results/adaptation.md)",
+    )
     parser.add_argument("--passage-tokens", type=int, default=128, help="SciFact passage tokens trained on")
     parser.add_argument("--save-steps", type=int, default=4)
     parser.add_argument("--seed", type=int, default=42)

@@ -268,7 +268,12 @@ class ObjectiveOutput:
 def compute_objective(
     model: PreTrainedModel, batch: dict[str, torch.Tensor], config: ObjectiveConfig
 ) -> ObjectiveOutput:
-    """One forward pass over a collated batch and the weighted LM + EBAE + EBAR loss."""
+    """One forward pass over a collated batch and the weighted LM + EBAE + EBAR loss.
+
+    The LM head runs only where a loss reads it (the text's next tokens and the 16 special positions),
+    not over prompts and padding: about half the vocabulary-sized logits of a batch, and their backward,
+    are never computed. ``logits_to_keep=1`` keeps the model from computing them all itself.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -283,18 +288,21 @@ def compute_objective(
         position_ids=batch["position_ids"],
         output_hidden_states=True,
         use_cache=False,
+        logits_to_keep=1,
     )
-    logits = outputs.logits
+    hidden = outputs.hidden_states[-1]  # the final norm's output: what the LM head reads
+    head = model.get_output_embeddings()
     labels = batch["lm_labels"]
-    if (labels != IGNORE).any():
-        lm = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE)
+    text = labels != IGNORE
+    if text.any():
+        lm = F.cross_entropy(head(hidden[text]).float(), labels[text])
     else:
-        lm = logits.sum() * 0.0
+        lm = hidden.sum() * 0.0
     ebae = bag_of_words_loss(
-        _gather(logits, batch["summarize_index"]), batch["ebae_targets"], batch["ebae_weights"]
+        head(_gather(hidden, batch["summarize_index"])), batch["ebae_targets"], batch["ebae_weights"]
     )
     ebar = bag_of_words_loss(
-        _gather(logits, batch["predict_index"]), batch["ebar_targets"], batch["ebar_weights"]
+        head(_gather(hidden, batch["predict_index"])), batch["ebar_targets"], batch["ebar_weights"]
     )
     # A batch without any next window has no EBAR term: average the terms present, as the reference does.
     present = [
@@ -302,7 +310,7 @@ def compute_objective(
     ]
     bow = sum(present) / len(present) if present else ebae
     loss = config.lm_weight * lm + config.bow_weight * bow
-    hidden = outputs.hidden_states[-1].detach()
+    hidden = hidden.detach()
     with torch.no_grad():
         passages = F.normalize(_gather(hidden, batch["summarize_index"]).float().mean(dim=1), dim=-1)
         queries = F.normalize(_gather(hidden, batch["predict_index"]).float().mean(dim=1), dim=-1)

@@ -83,61 +83,68 @@ def _print_adapter(adapter: Path, training: dict[str, Any], model: str) -> None:
     print(f"Use it with: llara-rag embed --model {model} --adapter {adapter} ...")
 
 
+def _add_training_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    source: tuple[str, str],
+    settings: str,
+    generated: bool,
+    **texts: str,
+) -> None:
+    """A training command: its data (``source``: name and help), how the run goes, and, when ``generated``,
+    the options of ``settings`` (an ``llara_rag.adaptation`` arguments class, imported only then)."""
+    parser = sub.add_parser(name, **texts)
+    parser.add_argument(source[0], help=source[1])
+    _add_run_arguments(parser)
+    if generated:
+        import llara_rag.adaptation
+
+        add_options(
+            parser.add_argument_group("training"), options_of(getattr(llara_rag.adaptation, settings))
+        )
+    parser.set_defaults(run=run_training)
+
+
 def add_adapt(sub: argparse._SubParsersAction, generated: bool) -> None:
-    parser = sub.add_parser(
+    _add_training_command(
+        sub,
         "adapt",
+        ("docs", "a folder of documents, a .jsonl file with a 'text' field, or a BEIR folder"),
+        "AdaptationArguments",
+        generated,
         help="adapt the embedder to your documents, without labels (LLaRA EBAE/EBAR, then contrastive pairs)",
         description="Trains a LoRA adapter on DOCS (a folder of txt/md/html/pdf/docx, a .jsonl file or a BEIR "
         "folder) and writes it to --output. Rerun the same command to resume after an interruption. "
         "On many GPUs: torchrun --nproc-per-node 8 $(which llara-rag) adapt DOCS --output DIR [--deepspeed ds.json].",
     )
-    parser.add_argument(
-        "docs", help="a folder of documents, a .jsonl file with a 'text' field, or a BEIR folder"
-    )
-    _add_run_arguments(parser)
-    if generated:
-        from llara_rag.adaptation import AdaptationArguments
-
-        add_options(parser.add_argument_group("training"), options_of(AdaptationArguments))
-    parser.set_defaults(run=run_adapt)
-
-
-def run_adapt(args: argparse.Namespace) -> int:
-    from llara_rag.adaptation import AdaptationArguments, adapt
-
-    training = AdaptationArguments(**_training_values(args, AdaptationArguments))
-    result = adapt(args.docs, args.output, training, **_run_options(args))
-    _print_adapter(result.adapter, result.training, args.model)
-    return 0
 
 
 def add_finetune(sub: argparse._SubParsersAction, generated: bool) -> None:
-    parser = sub.add_parser(
+    _add_training_command(
+        sub,
         "finetune",
+        ("pairs", 'a .jsonl file ({"query", "pos": [...], "neg": [...]}) or a BEIR folder'),
+        "ContrastiveArguments",
+        generated,
         help="fine-tune the embedder on labelled queries (contrastive, with mined hard negatives)",
         description="Trains a LoRA adapter with InfoNCE on PAIRS (a JSONL file of {query, pos, neg} or a BEIR folder, "
         "whose --split qrels are read and nothing else) and writes it to --output. --adapter continues training an "
         "adapter from `llara-rag adapt`. Rerun the same command to resume. On many GPUs: torchrun --nproc-per-node 8 "
         "$(which llara-rag) finetune PAIRS --output DIR (passages of all devices serve as negatives).",
     )
-    parser.add_argument(
-        "pairs", help='a .jsonl file ({"query", "pos": [...], "neg": [...]}) or a BEIR folder'
-    )
-    _add_run_arguments(parser)
-    if generated:
-        from llara_rag.adaptation import ContrastiveArguments
-
-        add_options(parser.add_argument_group("training"), options_of(ContrastiveArguments))
-    parser.set_defaults(run=run_finetune)
 
 
-def run_finetune(args: argparse.Namespace) -> int:
-    from llara_rag.adaptation import ContrastiveArguments, finetune
+def run_training(args: argparse.Namespace) -> int:
+    from llara_rag.adaptation import AdaptationArguments, ContrastiveArguments, adapt, finetune
 
-    training = ContrastiveArguments(**_training_values(args, ContrastiveArguments))
-    result = finetune(args.pairs, args.output, training, **_run_options(args))
-    if result.data:
-        print(result.data.describe())
+    if args.command == "adapt":
+        training = AdaptationArguments(**_training_values(args, AdaptationArguments))
+        result = adapt(args.docs, args.output, training, **_run_options(args))
+    else:
+        arguments = ContrastiveArguments(**_training_values(args, ContrastiveArguments))
+        result = finetune(args.pairs, args.output, arguments, **_run_options(args))
+        if result.data:
+            print(result.data.describe())
     _print_adapter(result.adapter, result.training, args.model)
     return 0
 

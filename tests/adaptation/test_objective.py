@@ -148,3 +148,47 @@ def test_a_batch_without_next_windows_weighs_ebae_alone(backbone):
         output = compute_objective(backbone.model, batch, config)
     assert output.ebar.item() == 0.0
     assert output.loss.item() == pytest.approx(output.lm.item() + 2.0 * output.ebae.item(), rel=1e-6)
+
+
+def test_the_head_on_needed_positions_equals_full_logits_with_lora_and_token_rows(
+    tiny_backbone_dir, tmp_path
+):
+    """Logits computed only where losses read them: same loss and same gradients as from every position,
+    through peft's LoRA and its trainable special-token rows on the tied head."""
+    import torch.nn.functional as F
+
+    from llara_rag.adaptation import AdaptationArguments
+    from llara_rag.adaptation.objective import _gather, additive_mask
+    from llara_rag.adaptation.trainer import lora_model
+
+    tuned = load_backbone(str(tiny_backbone_dir))
+    model = lora_model(tuned, AdaptationArguments(output_dir=str(tmp_path), model=str(tiny_backbone_dir)))
+    builder = ExampleBuilder(tuned.tokenizer, tuned.special_ids, max_text_tokens=64, remove_stopwords=False)
+    batch = collate_examples([builder(r) for r in RECORDS], pad_id=tuned.tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    for parameter in model.parameters():
+        if parameter.requires_grad:  # away from peft's zero init, so every path carries a gradient
+            parameter.data.add_(0.05 * torch.randn_like(parameter))
+
+    def gradients(loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    config = ObjectiveConfig(remove_stopwords=False)
+    fast = compute_objective(model, batch, config)
+    full = model(
+        input_ids=batch["input_ids"],
+        attention_mask=additive_mask(batch["allowed"], torch.float32),
+        position_ids=batch["position_ids"],
+    ).logits
+    lm = F.cross_entropy(full.flatten(0, 1), batch["lm_labels"].flatten(), ignore_index=IGNORE)
+    ebae = bag_of_words_loss(_gather(full, batch["summarize_index"]), batch["ebae_targets"])
+    ebar = bag_of_words_loss(_gather(full, batch["predict_index"]), batch["ebar_targets"])
+    reference = lm + (ebae + ebar) / 2
+    assert fast.loss.item() == pytest.approx(reference.item(), rel=1e-5)
+    fast_grads, reference_grads = gradients(fast.loss), gradients(reference)
+    assert fast_grads.keys() == reference_grads.keys()
+    assert any("trainable_tokens" in name for name in fast_grads), "the special-token rows are trained"
+    for name, grad in reference_grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
