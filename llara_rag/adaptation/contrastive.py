@@ -29,11 +29,10 @@ from llara_rag.adaptation.trainer import (
     AdapterArguments,
     AdapterTrainer,
     StepEvaluator,
-    clear_checkpoints,
     continued_lora_model,
-    finished_adapter,
     lora_model,
     run_stage,
+    start_run,
 )
 from llara_rag.backbone import Backbone, load_backbone
 from llara_rag.encoder import EncoderConfig, PromptInputs, collate
@@ -50,14 +49,6 @@ logger = logging.getLogger(__name__)
 class ContrastiveArguments(AdapterArguments):
     """Training arguments of the supervised stage; the defaults follow the reference where one CPU allows."""
 
-    start_adapter: str | None = field(
-        default=None,
-        metadata={
-            "flag": "--adapter",
-            "help": "an adapter to continue from: 'default' (the shipped one) or a directory, e.g. "
-            "`llara-rag adapt`'s (none: a fresh LoRA)",
-        },
-    )
     split: str = field(
         default="train",
         metadata={"flag": "--split", "help": "qrels/<split>.tsv of a BEIR folder to train on"},
@@ -313,20 +304,10 @@ def finetune(
     A finished run re-run returns the adapter it wrote; an adapter of other settings is replaced only
     with ``overwrite``, which trains from scratch. ``evaluator`` scores the model as it trains (``eval_*``).
     """
-    from llara_rag.adapter import adapter_digest, resolve_adapter
-    from llara_rag.backbone import DEFAULT_MODEL
-
-    start = resolve_adapter(args.start_adapter, default_backbone=args.model == DEFAULT_MODEL)
-    recipe = {
-        "source": source_digest(source),
-        "start_adapter_digest": adapter_digest(start) if start else None,
-        **args.recipe(),
-    }
-    if not overwrite and (done := finished_adapter(adapter_dir, recipe)):
-        return FinetuneResult(adapter=Path(adapter_dir), data=None, training=done.training)
-    if overwrite or not resume:
-        clear_checkpoints(args.output_dir)
-        resume = False
+    run = start_run(args, adapter_dir, {"source": source_digest(source)}, resume=resume, overwrite=overwrite)
+    if run.finished:
+        return FinetuneResult(adapter=Path(adapter_dir), data=None, training=run.finished.training)
+    start, recipe, resume = run.start, run.recipe, run.resume
     started = time.perf_counter()
     # Before the backbone loads: a dense miner loads (and frees) its own model. Rank 0 first, so the other
     # ranks of a distributed run read its cached corpus vectors instead of encoding the corpus again.

@@ -77,6 +77,14 @@ class AdapterArguments(TrainingArguments):
         default=DEFAULT_MODEL,
         metadata={"flag": ("--base", "--model"), "help": "backbone: embedded alias, .gguf, folder or Hub id"},
     )
+    start_adapter: str | None = field(
+        default=None,
+        metadata={
+            "flag": "--adapter",
+            "help": "an adapter to keep training: 'default' (the one shipped for the default backbone) or a "
+            "directory, e.g. `llara-rag adapt`'s (none: a fresh LoRA on the bare backbone)",
+        },
+    )
     lora_r: int = field(default=16, metadata={"flag": "--lora-r", "help": "LoRA rank of a fresh adapter"})
     lora_alpha: int = field(
         default=32,
@@ -239,6 +247,36 @@ def continued_lora_model(backbone: Backbone, directory: str | Path, args: Adapte
         100 * trainable / total,
     )
     return model
+
+
+@dataclass(frozen=True)
+class Run:
+    """Where a stage command starts: the adapter it continues, its recipe, and whether it resumes."""
+
+    start: str | None
+    recipe: dict[str, Any]
+    resume: bool
+    finished: AdapterInfo | None
+    """The adapter already written with this recipe: nothing is left to do."""
+
+
+def start_run(
+    args: AdapterArguments, adapter_dir: str | Path, data: dict[str, Any], *, resume: bool, overwrite: bool
+) -> Run:
+    """Resolves the adapter ``args`` continue and the run's recipe (``data``: digests of what it trains on).
+
+    A finished adapter of the same recipe is returned as such; ``overwrite`` or ``resume=False`` clears the
+    checkpoints of an earlier run, so training starts from scratch.
+    """
+    from llara_rag.adapter import adapter_digest, resolve_adapter
+
+    start = resolve_adapter(args.start_adapter, default_backbone=args.model == DEFAULT_MODEL)
+    recipe = {**data, **args.recipe(), "start_adapter_digest": adapter_digest(start) if start else None}
+    finished = None if overwrite else finished_adapter(adapter_dir, recipe)
+    if finished is None and (overwrite or not resume):
+        clear_checkpoints(args.output_dir)
+        resume = False
+    return Run(start, recipe, resume, finished)
 
 
 def finished_adapter(directory: str | Path, recipe: dict[str, Any]) -> AdapterInfo | None:
