@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+MINING = MiningConfig.model_fields
+"""The miner's settings, whose defaults the fine-tuning flags take."""
+
 
 @dataclass
 class ContrastiveArguments(AdapterArguments):
@@ -57,11 +60,11 @@ class ContrastiveArguments(AdapterArguments):
         default=0.01, metadata={"flag": "--temperature", "help": "InfoNCE temperature τ over q·p"}
     )
     negatives: int = field(
-        default=3,
+        default=MINING["negatives"].default,
         metadata={"flag": "--negatives", "help": "hard negatives per query (group = 1 positive + K)"},
     )
     miner: str = field(
-        default="bm25",
+        default=MINING["miner"].default,
         metadata={
             "flag": "--miner",
             "choices": get_args(Miner),
@@ -70,11 +73,11 @@ class ContrastiveArguments(AdapterArguments):
         },
     )
     skip_top: int = field(
-        default=10,
+        default=MINING["skip_top"].default,
         metadata={"flag": "--skip-top", "help": "top ranks never mined (likely unjudged positives)"},
     )
     mine_depth: int = field(
-        default=100,
+        default=MINING["depth"].default,
         metadata={
             "flag": "--mine-depth",
             "help": "deepest rank mined (negatives come from below --skip-top)",
