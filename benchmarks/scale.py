@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -121,9 +122,12 @@ def main() -> None:
         ),
         "",
         (
-            f"`python benchmarks/scale.py{' --gpu' if args.gpu else ''}` on {record['machine']}. Peak RSS "
-            "is the measuring process's (worker processes not included)."
+            f"`python benchmarks/scale.py{' --gpu' if args.gpu else ''}` on {record['machine']} "
+            f"({os.cpu_count()} cores). Peak RSS is the measuring process's (worker processes not included). "
+            "CPU workers split the cores one process already runs its matmuls on, and add the pool's "
+            "transfers: on a few cores they are no gain; the pool is for machines with several GPUs."
         ),
+        *(() if args.gpu else ("", "GPU rows: `--gpu` on a machine with CUDA (none was lent to this run).")),
     ]
     (RESULTS / "scale.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
