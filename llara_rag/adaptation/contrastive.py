@@ -26,8 +26,8 @@ from llara_rag.adaptation.corpus import document_key
 from llara_rag.adaptation.info_nce import DEFAULT_CHUNK_TOKENS, CachedInfoNCE, InfoNCEConfig
 from llara_rag.adaptation.pairs import Miner, MiningConfig, PairsSummary, TrainingGroup, load_groups
 from llara_rag.adaptation.trainer import (
-    AdapterArguments,
     AdapterTrainer,
+    StageArguments,
     StepEvaluator,
     continued_lora_model,
     lora_model,
@@ -49,7 +49,7 @@ MINING = MiningConfig.model_fields
 
 
 @dataclass
-class ContrastiveArguments(AdapterArguments):
+class ContrastiveArguments(StageArguments):
     """Training arguments of the supervised stage; the defaults follow the reference where one CPU allows."""
 
     split: str = field(

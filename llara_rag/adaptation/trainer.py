@@ -2,7 +2,7 @@
 
 A stage (the unsupervised EBAE/EBAR adaptation, the label-free and the supervised contrastive stages)
 is a loss object (:mod:`llara_rag.adaptation.loss`), a dataset and a collator, handed to
-:func:`run_stage`; its arguments subclass :class:`AdapterArguments`. Because this is a plain
+:func:`run_stage`; its arguments subclass :class:`StageArguments`. Because this is a plain
 ``transformers.Trainer``, the same code runs on one CPU, under ``torchrun`` / ``accelerate launch`` and
 with DeepSpeed (``--deepspeed ds.json``), with checkpoints and resume.
 
@@ -66,7 +66,7 @@ CHECKPOINT_SUBFOLDERS = ("contrastive", "ebae-ebar-adapter")
 
 
 @dataclass
-class AdapterArguments(TrainingArguments):
+class StageArguments(TrainingArguments):
     """``TrainingArguments`` with the backbone, LoRA and collapse-guard settings; defaults suit one CPU.
 
     A field with a ``flag`` in its metadata is a `llara-rag adapt`/`finetune` option of that name, with
@@ -194,7 +194,7 @@ class AdapterArguments(TrainingArguments):
         super().__post_init__()
 
 
-def lora_model(backbone: Backbone, args: AdapterArguments) -> PeftModel:
+def lora_model(backbone: Backbone, args: StageArguments) -> PeftModel:
     """Wraps the backbone in LoRA; the special-token rows train through peft's ``trainable_token_indices``.
 
     Only those 16 rows are stored in the adapter (megabytes, not the whole vocabulary matrix), and
@@ -224,7 +224,7 @@ def lora_model(backbone: Backbone, args: AdapterArguments) -> PeftModel:
     return model
 
 
-def continued_lora_model(backbone: Backbone, directory: str | Path, args: AdapterArguments) -> PeftModel:
+def continued_lora_model(backbone: Backbone, directory: str | Path, args: StageArguments) -> PeftModel:
     """Loads an earlier stage's adapter onto the backbone to keep training it, LoRA shape and all.
 
     Training the same LoRA on (rather than merging it and stacking a fresh one) keeps the result one
@@ -261,7 +261,7 @@ class Run:
 
 
 def start_run(
-    args: AdapterArguments, adapter_dir: str | Path, data: dict[str, Any], *, resume: bool, overwrite: bool
+    args: StageArguments, adapter_dir: str | Path, data: dict[str, Any], *, resume: bool, overwrite: bool
 ) -> Run:
     """Resolves the adapter ``args`` continue and the run's recipe (``data``: digests of what it trains on).
 
@@ -318,7 +318,7 @@ def clear_checkpoints(output_dir: str | Path) -> None:
             shutil.rmtree(item)
 
 
-def last_checkpoint(args: AdapterArguments, resume: bool) -> str | None:
+def last_checkpoint(args: StageArguments, resume: bool) -> str | None:
     """The newest checkpoint in ``args.output_dir`` to resume from, or None for a fresh start."""
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -439,7 +439,7 @@ class EvaluateEvery(TrainerCallback):
 class AdapterTrainer(Trainer):
     """A Trainer that minimises a :class:`TrainingLoss`, logs its metrics and writes an adapter directory."""
 
-    args: AdapterArguments
+    args: StageArguments
 
     def __init__(
         self,
@@ -632,7 +632,7 @@ def run_stage(
     loss: TrainingLoss,
     dataset: Sequence[Any],
     collator: Callable[[list[Any]], dict[str, torch.Tensor]],
-    args: AdapterArguments,
+    args: StageArguments,
     *,
     resume: bool,
     evaluator: StepEvaluator | None = None,

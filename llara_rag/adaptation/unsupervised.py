@@ -42,8 +42,8 @@ from llara_rag.adaptation.info_nce import DEFAULT_CHUNK_TOKENS
 from llara_rag.adaptation.objective import ExampleBuilder, LLaRALoss, ObjectiveConfig, collate_examples
 from llara_rag.adaptation.pseudo_pairs import PairConfig, PairMaker, make_pairs
 from llara_rag.adaptation.trainer import (
-    AdapterArguments,
     AdapterTrainer,
+    StageArguments,
     StepEvaluator,
     continued_lora_model,
     lora_model,
@@ -83,7 +83,7 @@ CONTRASTIVE_DEFAULTS = frozenset({"output_dir", "logging_dir", "dataloader_drop_
 
 
 @dataclass
-class AdaptationArguments(AdapterArguments):
+class AdaptationArguments(StageArguments):
     """Training arguments of the unsupervised stage: windows and loss weights on top of the shared ones."""
 
     window_tokens: int = field(
