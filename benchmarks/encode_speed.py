@@ -60,7 +60,7 @@ def run_llara(passages: list[str], batch_size: int) -> dict:
     start = time.perf_counter()
     vectors = encoder.encode_passages(passages, show_progress=False)
     seconds = time.perf_counter() - start
-    params = non_embedding_parameters(encoder.backbone.model.base_model)
+    params = non_embedding_parameters(encoder.backbone.network.base_model)
     return {"seconds": seconds, "real_tokens": tokens, "params": params, "vectors": vectors}
 
 
@@ -70,7 +70,7 @@ def run_reference(passages: list[str], batch_size: int) -> dict:
     from llara_rag.prompts import DEFAULT_PROMPTS
 
     backbone = load_backbone("smollm2")
-    tokenizer, model = backbone.tokenizer, backbone.model.base_model
+    tokenizer, model = backbone.tokenizer, backbone.network.base_model
     tokenizer.padding_side = "left"
     special = tokenizer.convert_ids_to_tokens(list(backbone.special_ids.summarize))
     prefix_ids = [tokenizer.bos_token_id] + tokenizer('"', add_special_tokens=False)["input_ids"]

@@ -179,7 +179,7 @@ def load_peft(backbone: Backbone, directory: str | Path, *, trainable: bool = Fa
 
     info = check_adapter(backbone, directory)
     try:
-        return PeftModel.from_pretrained(backbone.model, str(directory), is_trainable=trainable)
+        return PeftModel.from_pretrained(backbone.network, str(directory), is_trainable=trainable)
     except (RuntimeError, ValueError, KeyError) as error:
         first = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), None)
         detail = first or (str(error).strip().splitlines() or [type(error).__name__])[0]
@@ -199,8 +199,8 @@ def apply_adapter(backbone: Backbone, directory: str | Path) -> None:
     Both training stages write one LoRA relative to the base backbone (the contrastive stage keeps
     training the adaptation LoRA rather than stacking a second one), so one load serves either stage.
     """
-    backbone.model = load_peft(backbone, directory).merge_and_unload()
-    backbone.model.eval()
+    backbone.network = load_peft(backbone, directory).merge_and_unload()
+    backbone.network.eval()
 
 
 CARD_TAGS = ["llara-rag", "llara", "llama2vec", "dense-retrieval", "lora"]

@@ -274,7 +274,7 @@ def resolve_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
 class Backbone:
     """A loaded causal LM with its tokenizer and the ids of its LLaRA special tokens."""
 
-    model: PreTrainedModel
+    network: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     special_ids: SpecialTokenIds
     source: BackboneSource
@@ -282,7 +282,7 @@ class Backbone:
     @property
     def hidden_size(self) -> int:
         """The width of the final hidden states, i.e. of an unwhitened LLaRA vector."""
-        return int(self.model.config.get_text_config().hidden_size)
+        return int(self.network.config.get_text_config().hidden_size)
 
 
 Quantization = Literal["8bit", "4bit"]
@@ -349,4 +349,4 @@ def load_backbone(
     if not placed:  # placed weights are where device_map put them
         network.to(target_device)
     network.eval()
-    return Backbone(model=network, tokenizer=tokenizer, special_ids=special_ids, source=source)
+    return Backbone(network=network, tokenizer=tokenizer, special_ids=special_ids, source=source)

@@ -291,7 +291,7 @@ class LLaRAEncoder:
 
     @property
     def device(self) -> torch.device:
-        return self.backbone.model.device
+        return self.backbone.network.device
 
     @property
     def dimension(self) -> int:
@@ -328,7 +328,7 @@ class LLaRAEncoder:
         inputs = self.build_inputs(texts, side)
         if not inputs:
             return np.empty((0, self.dimension), dtype=np.float32)
-        encoder = self.backbone.model.base_model
+        encoder = self.backbone.network.base_model
 
         def embed(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
             hidden = encoder(**tensors).last_hidden_state

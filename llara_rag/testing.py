@@ -94,7 +94,7 @@ def write_random_adapter(backbone_dir: Path, target: Path, seed: int = 1) -> Pat
     backbone = load_backbone(str(backbone_dir))
     torch.manual_seed(seed)
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    get_peft_model(backbone.model, config).save_pretrained(target)
+    get_peft_model(backbone.network, config).save_pretrained(target)
     info = AdapterInfo(
         backbone=str(backbone_dir),
         backbone_identity=backbone.source.identity,

@@ -20,7 +20,7 @@ def encoder(tiny_backbone_dir: Path) -> LLaRAEncoder:
 
 
 def test_added_special_tokens_start_at_the_mean_embedding(encoder: LLaRAEncoder) -> None:
-    weight = encoder.backbone.model.get_input_embeddings().weight
+    weight = encoder.backbone.network.get_input_embeddings().weight
     first_new = min(encoder.backbone.special_ids.all)
     assert sorted(encoder.backbone.special_ids.all) == list(range(first_new, first_new + 16))
     torch.testing.assert_close(weight[first_new:], weight[:first_new].mean(0).expand(16, -1))
@@ -34,7 +34,7 @@ def test_scrambled_special_token_ids_are_honoured(tmp_path: Path) -> None:
     assert encoder.special_ids("passage") == tuple(vocab[t] for t in SUMMARIZE_TOKENS)
     assert encoder.special_ids("query") == tuple(vocab[t] for t in PREDICT_TOKENS)
     assert vocab["<s9>"] < vocab["<s1>"]
-    assert encoder.backbone.model.get_input_embeddings().weight.shape[0] == len(vocab)
+    assert encoder.backbone.network.get_input_embeddings().weight.shape[0] == len(vocab)
     assert encoder.build_inputs(["cats"], "passage")[0][-8:] == [vocab[t] for t in SUMMARIZE_TOKENS]
 
 

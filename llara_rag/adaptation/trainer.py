@@ -214,9 +214,9 @@ def lora_model(backbone: Backbone, args: StageArguments) -> PeftModel:
         trainable_token_indices=list(backbone.special_ids.all) if args.train_special_tokens else None,
         task_type="CAUSAL_LM",
     )
-    backbone.model.train()
+    backbone.network.train()
     set_seed(args.seed)
-    model = get_peft_model(backbone.model, config)
+    model = get_peft_model(backbone.network, config)
     if args.activation_checkpointing:
         model.enable_input_require_grads()
     trainable, total = model.get_nb_trainable_parameters()
@@ -231,7 +231,7 @@ def continued_lora_model(backbone: Backbone, directory: str | Path, args: StageA
     adapter relative to the base backbone, which every loader already handles; ``args``' LoRA shape is
     then ignored in favour of the adapter's own.
     """
-    backbone.model.train()
+    backbone.network.train()
     model = load_peft(backbone, directory, trainable=True)
     if args.activation_checkpointing:
         model.enable_input_require_grads()

@@ -111,7 +111,7 @@ def load_raw_llm(config: EncoderConfig) -> MeanPoolingEncoder:
 
     backbone = load_backbone(config.model, device=config.device, dtype=config.dtype)
     return MeanPoolingEncoder(
-        backbone.model.base_model,
+        backbone.network.base_model,
         backbone.tokenizer,
         backbone.source.identity,
         config.passage_max_length,

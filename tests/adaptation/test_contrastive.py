@@ -82,7 +82,7 @@ def test_groups_are_laid_out_queries_first_then_positive_and_negatives(tiny_back
         return {k: batch[f"{name}_{k}"] for k in ("input_ids", "attention_mask", "position_ids")}
 
     with torch.no_grad():
-        trained = embed(encoder.backbone.model, side("passage")).numpy()
+        trained = embed(encoder.backbone.network, side("passage")).numpy()
     served = encoder.encode_passages([text for s in samples for text in s.passages])
     np.testing.assert_allclose(
         trained, served, atol=1e-5, err_msg="training must embed what the encoder serves"

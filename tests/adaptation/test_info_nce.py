@@ -29,7 +29,7 @@ def _lora(model_dir, dropout: float):
     config = LoraConfig(
         r=4, lora_alpha=8, lora_dropout=dropout, target_modules="all-linear", init_lora_weights=False
     )
-    model = get_peft_model(backbone.model, config)
+    model = get_peft_model(backbone.network, config)
     model.train()
     return backbone, model
 

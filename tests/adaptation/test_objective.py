@@ -36,7 +36,7 @@ def _two_pass(backbone, builder: ExampleBuilder, record: Record, config: Objecti
     """The reference computation: the encoder's passage input and query input run separately."""
     import torch.nn.functional as F
 
-    model = backbone.model
+    model = backbone.network
     text = builder.head + builder.text_ids(record.text)
     passage = torch.tensor([text + builder.passage_block])
     query = torch.tensor([text + builder.query_block])
@@ -65,7 +65,7 @@ def test_one_pass_equals_two_passes(backbone):
     )
     batch = collate_examples([builder(r) for r in RECORDS], pad_id=backbone.tokenizer.pad_token_id)
     with torch.no_grad():
-        one = compute_objective(backbone.model, batch, config)
+        one = compute_objective(backbone.network, batch, config)
         refs = [_two_pass(backbone, builder, r, config) for r in RECORDS]
     for row, ref in enumerate(refs):
         assert torch.allclose(one.passage_embeddings[row], ref["passage_state"], atol=1e-5)
@@ -145,7 +145,7 @@ def test_a_batch_without_next_windows_weighs_ebae_alone(backbone):
     batch = collate_examples([builder(RECORDS[1])], pad_id=0)
     config = ObjectiveConfig(lm_weight=1.0, bow_weight=2.0)
     with torch.no_grad():
-        output = compute_objective(backbone.model, batch, config)
+        output = compute_objective(backbone.network, batch, config)
     assert output.ebar.item() == 0.0
     assert output.loss.item() == pytest.approx(output.lm.item() + 2.0 * output.ebae.item(), rel=1e-6)
 

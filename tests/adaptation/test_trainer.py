@@ -80,15 +80,15 @@ def test_adapter_loads_and_changes_embeddings(tiny_backbone_dir, trained, unwhit
     texts = ["cats purr", "the wing"]
     assert np.abs(base.encode_passages(texts) - adapted.encode_passages(texts)).max() > 1e-3
     special = list(base.backbone.special_ids.all)
-    base_rows = base.backbone.model.get_input_embeddings().weight[special]
-    adapted_rows = adapted.backbone.model.get_input_embeddings().weight[special]
+    base_rows = base.backbone.network.get_input_embeddings().weight[special]
+    adapted_rows = adapted.backbone.network.get_input_embeddings().weight[special]
     assert not torch.allclose(base_rows, adapted_rows)
-    assert adapted.backbone.model.get_output_embeddings().weight.data_ptr() == (
-        adapted.backbone.model.get_input_embeddings().weight.data_ptr()
+    assert adapted.backbone.network.get_output_embeddings().weight.data_ptr() == (
+        adapted.backbone.network.get_input_embeddings().weight.data_ptr()
     ), "merging must keep SmolLM2-style tied embeddings tied"
     from safetensors import safe_open
 
-    vocabulary = base.backbone.model.get_input_embeddings().weight.shape[0]
+    vocabulary = base.backbone.network.get_input_embeddings().weight.shape[0]
     with safe_open(result.adapter / "adapter_model.safetensors", "pt") as weights:
         rows = {name: weights.get_slice(name).get_shape()[0] for name in weights.keys()}  # noqa: SIM118
     assert vocabulary not in rows.values(), "the adapter must store the 16 new rows, not the whole vocabulary"
@@ -153,7 +153,7 @@ def test_special_token_rows_learn_at_their_own_rate(tiny_backbone_dir, docs, tmp
     from llara_rag.backbone import load_backbone
 
     backbone = load_backbone(str(tiny_backbone_dir), device="cpu")
-    start = backbone.model.get_input_embeddings().weight[list(backbone.special_ids.all)].detach()
+    start = backbone.network.get_input_embeddings().weight[list(backbone.special_ids.all)].detach()
 
     def train(scale: float) -> dict:
         # step 1 runs at the warm-up's learning rate 0, so step 2 is the only update, taken from the same state

@@ -81,7 +81,7 @@ def test_scores_are_logged_every_n_steps_from_the_weights_being_trained(
         (tmp_path / "checkpoints").joinpath("..", "adapter", "llara_config.json").read_text()
     )
     assert history["training"]["steps"] == 3
-    scores = evaluator(TrainingEncoder(trained.backbone.model, trained.backbone, step=3))
+    scores = evaluator(TrainingEncoder(trained.backbone.network, trained.backbone, step=3))
     assert {"nDCG@10", "Recall@100"} <= set(scores) and 0 < scores["nDCG@10"] <= 1
 
 
