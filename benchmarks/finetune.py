@@ -29,7 +29,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from llara_rag.adaptation import AdaptationArguments, ContrastiveArguments, adapt, finetune
 from llara_rag.adapter import read_adapter_info
 from llara_rag.encoder import EncoderConfig
 from llara_rag.evaluation import (
@@ -43,6 +42,7 @@ from llara_rag.evaluation import (
     minilm_system,
 )
 from llara_rag.ranking.collections import QRELS_DIR, read_qrels
+from llara_rag.training import AdaptationArguments, ContrastiveArguments, adapt, finetune
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "scifact"

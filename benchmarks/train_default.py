@@ -24,7 +24,6 @@ import logging
 import os
 from pathlib import Path
 
-from llara_rag.adaptation import AdaptationArguments, ContrastiveArguments, adapt, finetune
 from llara_rag.adapter import (
     DEFAULT_ADAPTER,
     PEFT_FILES,
@@ -32,6 +31,7 @@ from llara_rag.adapter import (
     write_adapter_info,
     write_model_card,
 )
+from llara_rag.training import AdaptationArguments, ContrastiveArguments, adapt, finetune
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path("../shared/data")

@@ -28,7 +28,7 @@ CORPUS = ROOT.parent / "shared" / "data" / "cranfield"
 
 
 def _arguments(stage: str):
-    from llara_rag.adaptation import AdaptationArguments
+    from llara_rag.training import AdaptationArguments
 
     return AdaptationArguments(output_dir="/tmp/llara-train-speed", stages=stage, disable_tqdm=True)
 
@@ -53,10 +53,10 @@ def timed_steps(
 def _stage_one_steps(steps: int) -> dict:
     from functools import partial
 
-    from llara_rag.adaptation.corpus import build_records
-    from llara_rag.adaptation.objective import ExampleBuilder, collate_examples, compute_objective
-    from llara_rag.adaptation.trainer import lora_model
     from llara_rag.backbone import load_backbone
+    from llara_rag.training.corpus import build_records
+    from llara_rag.training.objective import ExampleBuilder, collate_examples, compute_objective
+    from llara_rag.training.trainer import lora_model
 
     args = _arguments("ebae-ebar")
     backbone = load_backbone(args.model, device="cpu")
@@ -85,12 +85,12 @@ def _stage_one_steps(steps: int) -> dict:
 
 
 def _contrastive_steps(steps: int) -> dict:
-    from llara_rag.adaptation.contrastive import GroupCollator
-    from llara_rag.adaptation.info_nce import CachedInfoNCE
-    from llara_rag.adaptation.pseudo_pairs import make_pairs
-    from llara_rag.adaptation.trainer import lora_model
     from llara_rag.backbone import load_backbone
     from llara_rag.encoder import PromptInputs
+    from llara_rag.training.info_nce import CachedInfoNCE
+    from llara_rag.training.pseudo_pairs import make_pairs
+    from llara_rag.training.supervised import GroupCollator
+    from llara_rag.training.trainer import lora_model
 
     args = _arguments("contrastive")
     cargs = args.contrastive(None)

@@ -16,13 +16,13 @@ import logging
 import tempfile
 from pathlib import Path
 
-from llara_rag.adaptation import AdaptationArguments, adapt
 from llara_rag.chat import ChatConfig, open_chat_session
 from llara_rag.embedding import LLaRAEmbedding
 from llara_rag.generator import GeneratorConfig
 from llara_rag.ingest import index_folder
 from llara_rag.retrieval import RetrievalConfig, open_retriever, search
 from llara_rag.store import StoreConfig
+from llara_rag.training import AdaptationArguments, adapt
 
 SAMPLE_DOCS = Path(__file__).resolve().parent / "sample_docs"
 QUESTIONS = {

@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "llara_rag"
 
 FORBIDDEN = {
-    "llara_rag.adaptation": (
+    "llara_rag.training": (
         "llara_rag.evaluation",
         "llara_rag.store",
         "llara_rag.ingest",
@@ -18,31 +18,31 @@ FORBIDDEN = {
     ),
     "llara_rag.ranking": (
         "llara_rag.evaluation",
-        "llara_rag.adaptation",
+        "llara_rag.training",
         "llara_rag.store",
         "llara_rag.serving",
     ),
-    "llara_rag.evaluation": ("llara_rag.adaptation", "llara_rag.store", "llara_rag.serving"),
+    "llara_rag.evaluation": ("llara_rag.training", "llara_rag.store", "llara_rag.serving"),
     "llara_rag.encoder": (
         "llara_rag.store",
         "llara_rag.ingest",
         "llara_rag.retrieval",
-        "llara_rag.adaptation",
+        "llara_rag.training",
     ),
     "llara_rag.store": (
-        "llara_rag.adaptation",
+        "llara_rag.training",
         "llara_rag.evaluation",
         "llara_rag.serving",
         "llara_rag.chat",
     ),
     "llara_rag.retrieval": (
-        "llara_rag.adaptation",
+        "llara_rag.training",
         "llara_rag.evaluation",
         "llara_rag.serving",
         "llara_rag.chat",
     ),
     "llara_rag.distributed": (
-        "llara_rag.adaptation",
+        "llara_rag.training",
         "llara_rag.evaluation",
         "llara_rag.serving",
         "llara_rag.chat",
@@ -111,7 +111,7 @@ def test_each_flow_imports_only_downstream(importer: str) -> None:
 
 
 def test_the_walk_sees_real_imports() -> None:
-    assert "llara_rag.ranking.systems" in GRAPH["llara_rag.adaptation.pairs"]
+    assert "llara_rag.ranking.systems" in GRAPH["llara_rag.training.pairs"]
     assert "llara_rag.adapter" in GRAPH["llara_rag.encoder"]
 
 

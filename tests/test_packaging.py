@@ -158,3 +158,18 @@ def test_install_keeps_an_installed_torch(tmp_path: Path) -> None:
     torch = str(requirements(project()["dependencies"])["torch"])
     calls, _ = run_install(tmp_path, torch_installed=True, cpu_index_status=1)
     assert not [call for call in calls if torch in call.split()]
+
+
+def test_the_old_adaptation_import_path_warns_and_gives_the_training_api() -> None:
+    """Scripts written against the old path keep running for a release and are told where the API moved."""
+    sys.modules.pop("llara_rag.adaptation", None)
+    with pytest.warns(DeprecationWarning, match="llara_rag.training"):
+        import llara_rag.adaptation as old
+
+    import llara_rag.training as new
+
+    assert (old.adapt, old.finetune, old.AdaptationArguments) == (
+        new.adapt,
+        new.finetune,
+        new.AdaptationArguments,
+    )

@@ -1,7 +1,7 @@
 """`llara-rag adapt`, `finetune` and `push`: train an adapter on documents or labelled pairs, publish it.
 
-Their training options are generated from :class:`~llara_rag.adaptation.AdaptationArguments` and
-:class:`~llara_rag.adaptation.ContrastiveArguments` (:mod:`llara_rag.cli.flags`): a flag's name, default
+Their training options are generated from :class:`~llara_rag.training.AdaptationArguments` and
+:class:`~llara_rag.training.ContrastiveArguments` (:mod:`llara_rag.cli.flags`): a flag's name, default
 and help live on the field it sets. Only how a run goes (output, checkpoints, resume, evaluation while
 training) is declared here.
 """
@@ -92,16 +92,14 @@ def _add_training_command(
     **texts: str,
 ) -> None:
     """A training command: its data (``source``: name and help), how the run goes, and, when ``generated``,
-    the options of ``settings`` (an ``llara_rag.adaptation`` arguments class, imported only then)."""
+    the options of ``settings`` (an ``llara_rag.training`` arguments class, imported only then)."""
     parser = sub.add_parser(name, **texts)
     parser.add_argument(source[0], help=source[1])
     _add_run_arguments(parser)
     if generated:
-        import llara_rag.adaptation
+        import llara_rag.training
 
-        add_options(
-            parser.add_argument_group("training"), options_of(getattr(llara_rag.adaptation, settings))
-        )
+        add_options(parser.add_argument_group("training"), options_of(getattr(llara_rag.training, settings)))
     parser.set_defaults(run=run_training)
 
 
@@ -135,7 +133,7 @@ def add_finetune(sub: argparse._SubParsersAction, generated: bool) -> None:
 
 
 def run_training(args: argparse.Namespace) -> int:
-    from llara_rag.adaptation import AdaptationArguments, ContrastiveArguments, adapt, finetune
+    from llara_rag.training import AdaptationArguments, ContrastiveArguments, adapt, finetune
 
     if args.command == "adapt":
         training = AdaptationArguments(**_training_values(args, AdaptationArguments))

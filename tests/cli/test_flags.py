@@ -36,7 +36,7 @@ def test_choices_come_from_a_literal_and_a_command_may_change_a_default() -> Non
 
 def test_training_flags_follow_the_dataclass_and_its_subclasses() -> None:
     pytest.importorskip("transformers")
-    from llara_rag.adaptation import AdaptationArguments, ContrastiveArguments
+    from llara_rag.training import AdaptationArguments, ContrastiveArguments
 
     adapt = _parse(AdaptationArguments, ["--keep-stopwords", "--report-to", "tensorboard,wandb"])
     assert adapt["learning_rate"] == 2e-4 and adapt["remove_stopwords"] is False

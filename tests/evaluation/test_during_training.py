@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llara_rag.adaptation.contrastive import ContrastiveArguments, finetune
-from llara_rag.adaptation.trainer import TrainingEncoder
 from llara_rag.cli import main
 from llara_rag.encoder import LLaRAEncoder
 from llara_rag.evaluation import RetrievalEvaluator
 from llara_rag.testing import PAIRS
+from llara_rag.training.supervised import ContrastiveArguments, finetune
+from llara_rag.training.trainer import TrainingEncoder
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llara_rag.adaptation.corpus import SkipLog, jsonl_rows
 from llara_rag.encoder import EncoderConfig
 from llara_rag.errors import InvalidInputError
 from llara_rag.fusion import Run
 from llara_rag.ranking.collections import Collection, load_collection
 from llara_rag.ranking.systems import RetrievalSystem
+from llara_rag.training.corpus import SkipLog, jsonl_rows
 
 logger = logging.getLogger(__name__)
 

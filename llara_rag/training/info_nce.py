@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llara_rag.adaptation.loss import LossOutput
 from llara_rag.encoder import pool_special
+from llara_rag.training.loss import LossOutput
 
 if TYPE_CHECKING:
     import torch

@@ -8,11 +8,11 @@ import random
 import numpy as np
 import pytest
 
-from llara_rag.adaptation import AdaptationArguments, adapt
-from llara_rag.adaptation.pseudo_pairs import PairConfig, crop_pair, ict_pair, make_pairs, title_pair
 from llara_rag.adapter import adapter_digest, read_adapter_info
 from llara_rag.encoder import LLaRAEncoder
 from llara_rag.errors import InvalidInputError
+from llara_rag.training import AdaptationArguments, adapt
+from llara_rag.training.pseudo_pairs import PairConfig, crop_pair, ict_pair, make_pairs, title_pair
 
 DOCUMENT = (
     "Cats purr when happy. Dogs bark when a stock market fell on monday. "

@@ -4,7 +4,7 @@
 1. ``ebae-ebar``: the documents cut into (window, next window) records; LoRA (+ the special-token rows)
    trained on the one-pass EBAE/EBAR objective, which teaches the special tokens to stand for a passage;
 2. ``contrastive``: InfoNCE on (pseudo-query, passage) pairs made from the same documents
-   (:mod:`llara_rag.adaptation.pseudo_pairs`), continuing stage 1's LoRA, which teaches it to rank;
+   (:mod:`llara_rag.training.pseudo_pairs`), continuing stage 1's LoRA, which teaches it to rank;
 then fits the domain whitening (:mod:`llara_rag.whitening`) on a sample of the windows and writes one
 adapter directory that ``LLaRAEncoder(adapter=...)`` loads. ``stages`` runs either stage alone.
 Checkpoints go to ``args.output_dir`` (the CLI uses ``OUTPUT.checkpoints``), stage 1's finished adapter
@@ -23,7 +23,21 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from llara_rag.adaptation.contrastive import (
+from llara_rag.adapter import apply_adapter
+from llara_rag.backbone import load_backbone
+from llara_rag.encoder import EncoderConfig, LLaRAEncoder
+from llara_rag.errors import InvalidInputError
+from llara_rag.training.corpus import (
+    CorpusSummary,
+    build_records,
+    check_source,
+    corpus_digest,
+    write_records,
+)
+from llara_rag.training.info_nce import DEFAULT_CHUNK_TOKENS
+from llara_rag.training.objective import ExampleBuilder, LLaRALoss, ObjectiveConfig, collate_examples
+from llara_rag.training.pseudo_pairs import PairConfig, PairMaker, make_pairs
+from llara_rag.training.supervised import (
     ContrastiveArguments,
     check_contrastive_settings,
     check_groups,
@@ -31,17 +45,7 @@ from llara_rag.adaptation.contrastive import (
     start_record,
     train_contrastive,
 )
-from llara_rag.adaptation.corpus import (
-    CorpusSummary,
-    build_records,
-    check_source,
-    corpus_digest,
-    write_records,
-)
-from llara_rag.adaptation.info_nce import DEFAULT_CHUNK_TOKENS
-from llara_rag.adaptation.objective import ExampleBuilder, LLaRALoss, ObjectiveConfig, collate_examples
-from llara_rag.adaptation.pseudo_pairs import PairConfig, PairMaker, make_pairs
-from llara_rag.adaptation.trainer import (
+from llara_rag.training.trainer import (
     AdapterTrainer,
     StageArguments,
     StepEvaluator,
@@ -50,10 +54,6 @@ from llara_rag.adaptation.trainer import (
     run_stage,
     start_run,
 )
-from llara_rag.adapter import apply_adapter
-from llara_rag.backbone import load_backbone
-from llara_rag.encoder import EncoderConfig, LLaRAEncoder
-from llara_rag.errors import InvalidInputError
 from llara_rag.whitening import default_dimensions, fit_whitening
 
 logger = logging.getLogger(__name__)

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llara_rag.adaptation.corpus import Record
-from llara_rag.adaptation.loss import LossOutput
 from llara_rag.encoder import PromptInputs
 from llara_rag.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts
+from llara_rag.training.corpus import Record
+from llara_rag.training.loss import LossOutput
 
 if TYPE_CHECKING:
     import torch

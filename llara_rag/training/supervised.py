@@ -1,7 +1,7 @@
 """The supervised LLaRA stage: contrastive fine-tuning on labelled queries with hard negatives.
 
 ``finetune(PAIRS, OUTPUT, ContrastiveArguments(...))`` builds groups of one query, one positive and K
-hard negatives (:mod:`llara_rag.adaptation.pairs`), embeds queries and passages exactly as the encoder
+hard negatives (:mod:`llara_rag.training.pairs`), embeds queries and passages exactly as the encoder
 serves them (same prompt ids, same pooling) and minimises InfoNCE over ``q·p / τ``: each query must pick
 its positive among its own negatives, every other group's passages in the batch and, when run
 distributed, every other device's passages too. The result is an adapter directory like the
@@ -22,10 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
-from llara_rag.adaptation.corpus import document_key
-from llara_rag.adaptation.info_nce import DEFAULT_CHUNK_TOKENS, CachedInfoNCE, InfoNCEConfig
-from llara_rag.adaptation.pairs import Miner, MiningConfig, PairsSummary, TrainingGroup, load_groups
-from llara_rag.adaptation.trainer import (
+from llara_rag.backbone import Backbone, load_backbone
+from llara_rag.encoder import EncoderConfig, PromptInputs, collate
+from llara_rag.errors import InvalidInputError
+from llara_rag.training.corpus import document_key
+from llara_rag.training.info_nce import DEFAULT_CHUNK_TOKENS, CachedInfoNCE, InfoNCEConfig
+from llara_rag.training.pairs import Miner, MiningConfig, PairsSummary, TrainingGroup, load_groups
+from llara_rag.training.trainer import (
     AdapterTrainer,
     StageArguments,
     StepEvaluator,
@@ -34,9 +37,6 @@ from llara_rag.adaptation.trainer import (
     run_stage,
     start_run,
 )
-from llara_rag.backbone import Backbone, load_backbone
-from llara_rag.encoder import EncoderConfig, PromptInputs, collate
-from llara_rag.errors import InvalidInputError
 
 if TYPE_CHECKING:
     import torch

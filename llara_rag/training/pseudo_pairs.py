@@ -13,7 +13,7 @@ several) into one (pseudo-query, positive passage) pair:
 - ``title``: a document's first line, when it is short and followed by text, against that text.
 
 Every pair carries its document's key, so two pairs of one document (or of duplicate documents) never serve
-as each other's negatives (:mod:`llara_rag.adaptation.info_nce`).
+as each other's negatives (:mod:`llara_rag.training.info_nce`).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llara_rag.adaptation.contrastive import GroupSample
-from llara_rag.adaptation.corpus import CorpusSummary, distinct_documents, document_key, window_texts
 from llara_rag.errors import InvalidInputError
+from llara_rag.training.corpus import CorpusSummary, distinct_documents, document_key, window_texts
+from llara_rag.training.supervised import GroupSample
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

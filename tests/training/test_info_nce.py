@@ -6,11 +6,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from llara_rag.adaptation.contrastive import GroupCollator, GroupSample
-from llara_rag.adaptation.info_nce import CachedInfoNCE, InfoNCEConfig, chunks, embed, info_nce
-from llara_rag.adaptation.loss import LossOutput
 from llara_rag.backbone import load_backbone
 from llara_rag.encoder import PromptInputs
+from llara_rag.training.info_nce import CachedInfoNCE, InfoNCEConfig, chunks, embed, info_nce
+from llara_rag.training.loss import LossOutput
+from llara_rag.training.supervised import GroupCollator, GroupSample
 
 TEXTS = [
     ("cats purr", "cats purr when happy and dogs bark"),

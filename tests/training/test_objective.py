@@ -8,8 +8,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from llara_rag.adaptation.corpus import Record
-from llara_rag.adaptation.objective import (
+from llara_rag.backbone import load_backbone
+from llara_rag.training.corpus import Record
+from llara_rag.training.objective import (
     IGNORE,
     ExampleBuilder,
     ObjectiveConfig,
@@ -18,7 +19,6 @@ from llara_rag.adaptation.objective import (
     compute_objective,
     mean_offdiagonal_cosine,
 )
-from llara_rag.backbone import load_backbone
 
 RECORDS = [
     Record("a", 0, "cats purr when happy and dogs bark", "the stock market fell on monday"),
@@ -157,9 +157,9 @@ def test_the_head_on_needed_positions_equals_full_logits_with_lora_and_token_row
     through peft's LoRA and its trainable special-token rows on the tied head."""
     import torch.nn.functional as F
 
-    from llara_rag.adaptation import AdaptationArguments
-    from llara_rag.adaptation.objective import _gather, additive_mask
-    from llara_rag.adaptation.trainer import lora_model
+    from llara_rag.training import AdaptationArguments
+    from llara_rag.training.objective import _gather, additive_mask
+    from llara_rag.training.trainer import lora_model
 
     tuned = load_backbone(str(tiny_backbone_dir))
     model = lora_model(tuned, AdaptationArguments(output_dir=str(tmp_path), model=str(tiny_backbone_dir)))

@@ -1,7 +1,7 @@
 """The one trainer every llara-rag stage runs on: LoRA setup, the collapse guard, checkpoints, adapter output.
 
 A stage (the unsupervised EBAE/EBAR adaptation, the label-free and the supervised contrastive stages)
-is a loss object (:mod:`llara_rag.adaptation.loss`), a dataset and a collator, handed to
+is a loss object (:mod:`llara_rag.training.loss`), a dataset and a collator, handed to
 :func:`run_stage`; its arguments subclass :class:`StageArguments`. Because this is a plain
 ``transformers.Trainer``, the same code runs on one CPU, under ``torchrun`` / ``accelerate launch`` and
 with DeepSpeed (``--deepspeed ds.json``), with checkpoints and resume.
@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import TrainerControl, TrainerState
 
-    from llara_rag.adaptation.loss import TrainingLoss
     from llara_rag.prompts import Side
+    from llara_rag.training.loss import TrainingLoss
 
 logger = logging.getLogger(__name__)
 
@@ -389,8 +389,8 @@ class TrainingEncoder:
         import numpy as np
         import torch
 
-        from llara_rag.adaptation.info_nce import embed
         from llara_rag.encoder import collate
+        from llara_rag.training.info_nce import embed
 
         ids = self.inputs(texts, side, self.max_length[side])
         output = np.empty((len(ids), 0), dtype=np.float32)
@@ -532,7 +532,7 @@ class AdapterTrainer(Trainer):
             self._running[name].append(float(value))
 
     def record_embeddings(self, embeddings: torch.Tensor) -> None:
-        from llara_rag.adaptation.objective import mean_offdiagonal_cosine
+        from llara_rag.training.objective import mean_offdiagonal_cosine
 
         self.record_metrics(**{COSINE_METRIC: mean_offdiagonal_cosine(embeddings)})
 

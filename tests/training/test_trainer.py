@@ -10,11 +10,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from llara_rag.adaptation import AdaptationArguments, adapt
-from llara_rag.adaptation.trainer import COSINE_METRIC, CollapseGuard
 from llara_rag.adapter import LLARA_CONFIG_FILE, WHITENING_FILE, read_adapter_info
 from llara_rag.encoder import LLaRAEncoder
 from llara_rag.errors import AdapterError, EmbeddingCollapseError
+from llara_rag.training import AdaptationArguments, adapt
+from llara_rag.training.trainer import COSINE_METRIC, CollapseGuard
 from llara_rag.whitening import default_dimensions
 
 TEXTS = [
@@ -124,7 +124,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_backbone_dir, docs, trai
 
 
 def test_interrupted_run_leaves_no_loadable_adapter(tiny_backbone_dir, docs, tmp_path, monkeypatch):
-    from llara_rag.adaptation import trainer as trainer_module
+    from llara_rag.training import trainer as trainer_module
 
     def fail(*_: object, **__: object) -> str:
         raise KeyboardInterrupt

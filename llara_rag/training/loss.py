@@ -1,7 +1,7 @@
 """What a training loss is to the trainer: an object holding its settings, called on (model, batch).
 
 As in sentence-transformers, each loss is a module of its own with its config (``objective.LLaRALoss``,
-``info_nce.CachedInfoNCE``); the one trainer (:class:`~llara_rag.adaptation.trainer.AdapterTrainer`)
+``info_nce.CachedInfoNCE``); the one trainer (:class:`~llara_rag.training.trainer.AdapterTrainer`)
 calls whichever it is given and records its ``get_config_dict()`` with the adapter. This module stays
 free of heavy imports, so a loss can import it without pulling in the Trainer.
 """
