@@ -36,6 +36,7 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
+from llara_rag.adapter import DEFAULT
 from llara_rag.cli import main as cli
 from llara_rag.embedding import LLaRAEmbedding
 from llara_rag.encoder import EncoderConfig
@@ -82,7 +83,7 @@ def document_of(file_name: str | None) -> str:
     return unquote(Path(file_name or "").stem.removeprefix(FILE_PREFIX))
 
 
-def index_with_cli(docs: Path, store: StoreConfig, model: str, adapter: str | None) -> None:
+def index_with_cli(docs: Path, store: StoreConfig, model: str, adapter: str) -> None:
     command = [
         "index",
         str(docs),
@@ -93,7 +94,7 @@ def index_with_cli(docs: Path, store: StoreConfig, model: str, adapter: str | No
         "--model",
         model,
     ]
-    command += ["--chunk-size", str(CHUNK_TOKENS)] + (["--adapter", adapter] if adapter else [])
+    command += ["--chunk-size", str(CHUNK_TOKENS), "--adapter", adapter]
     started = time.perf_counter()
     if cli(command) != 0:
         raise SystemExit(f"`llara-rag {' '.join(command)}` failed")
@@ -163,7 +164,7 @@ def measure(name: str, args: argparse.Namespace, embed_model: LLaRAEmbedding) ->
 
 
 def markdown(results: list[dict], args: argparse.Namespace, minutes: float) -> str:
-    adapter = f" + adapter `{args.adapter}`" if args.adapter else ""
+    adapter = f" + adapter `{args.adapter}`"
     lines = [
         "# Retrieval paths: `llara-rag index` + `query` against `eval`",
         "",
@@ -204,7 +205,11 @@ def main() -> None:
         "collections", nargs="*", default=list(COLLECTIONS), help="folders under ../shared/data"
     )
     parser.add_argument("--model", default=EncoderConfig().model)
-    parser.add_argument("--adapter", default=None)
+    parser.add_argument(
+        "--adapter",
+        default=DEFAULT,
+        help="as `llara-rag index --adapter`: 'default' (shipped), 'none' or a folder",
+    )
     parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "llara-rag-retrieval-paths"
     )

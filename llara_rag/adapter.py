@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -169,6 +172,18 @@ def check_adapter(backbone: Backbone, directory: str | Path) -> AdapterInfo | No
     return info
 
 
+@contextmanager
+def peft_wrapping() -> Iterator[None]:
+    """Wrapping a model in peft without its FutureWarning about transformers' ``is_gradient_checkpointing``:
+    peft (through 0.21) reads that deprecated property on every wrap, so each load of an adapter would
+    warn about code that is neither the user's nor ours."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+        )
+        yield
+
+
 def load_peft(backbone: Backbone, directory: str | Path, *, trainable: bool = False) -> PeftModel:
     """The adapter's LoRA on the backbone, after its files and its recorded backbone are checked.
 
@@ -179,7 +194,8 @@ def load_peft(backbone: Backbone, directory: str | Path, *, trainable: bool = Fa
 
     info = check_adapter(backbone, directory)
     try:
-        return PeftModel.from_pretrained(backbone.network, str(directory), is_trainable=trainable)
+        with peft_wrapping():
+            return PeftModel.from_pretrained(backbone.network, str(directory), is_trainable=trainable)
     except (RuntimeError, ValueError, KeyError) as error:
         first = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), None)
         detail = first or (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -64,6 +64,18 @@ def test_a_truncated_weights_file_is_named(tiny_backbone_dir, adapter, tmp_path)
         LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(damaged))
 
 
+def test_loading_an_adapter_shows_no_warning_from_inside_peft(tiny_backbone_dir, adapter, tmp_path):
+    """peft reads transformers' deprecated ``is_gradient_checkpointing``; users must not see that on each load."""
+    import shutil
+    import warnings
+
+    copy = shutil.copytree(adapter, tmp_path / "copy")  # a new folder: loaded afresh, not shared
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(copy))
+    assert [str(w.message) for w in caught if "is_gradient_checkpointing" in str(w.message)] == []
+
+
 def test_without_llara_config_a_mismatch_says_why_it_was_not_caught(adapter, tmp_path):
     damaged = _damaged(adapter, tmp_path, LLARA_CONFIG_FILE, None)
     assert read_adapter_info(damaged) is None

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from llara_rag.adapter import AdapterInfo, load_peft, write_adapter_info, write_model_card
+from llara_rag.adapter import AdapterInfo, load_peft, peft_wrapping, write_adapter_info, write_model_card
 from llara_rag.backbone import DEFAULT_MODEL, Backbone
 from llara_rag.errors import AdapterError, EmbeddingCollapseError, InvalidInputError
 
@@ -216,7 +216,8 @@ def lora_model(backbone: Backbone, args: StageArguments) -> PeftModel:
     )
     backbone.network.train()
     set_seed(args.seed)
-    model = get_peft_model(backbone.network, config)
+    with peft_wrapping():
+        model = get_peft_model(backbone.network, config)
     if args.activation_checkpointing:
         model.enable_input_require_grads()
     trainable, total = model.get_nb_trainable_parameters()
