@@ -6,26 +6,11 @@ The package was renamed because it holds both stages, the label-free ``adapt`` a
 
 import warnings
 
-from llara_rag.training import (
-    AdaptationArguments,
-    AdaptationResult,
-    ContrastiveArguments,
-    FinetuneResult,
-    adapt,
-    finetune,
-)
+from llara_rag.training import *  # the whole public API, under its old name
+from llara_rag.training import __all__  # noqa: F401
 
 warnings.warn(
     "llara_rag.adaptation is now llara_rag.training; import adapt/finetune and their arguments from there.",
     DeprecationWarning,
     stacklevel=2,
 )
-
-__all__ = [
-    "AdaptationArguments",
-    "AdaptationResult",
-    "ContrastiveArguments",
-    "FinetuneResult",
-    "adapt",
-    "finetune",
-]
