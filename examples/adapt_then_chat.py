@@ -75,7 +75,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     base = LLaRAEmbedding(args.model)
-    base_store = StoreConfig(path=args.workdir / "db", collection="handbook-base")
+    base_store = StoreConfig(path=args.workdir / "db", collection=f"handbook-base-{base.fingerprint}")
     print(index_folder(args.docs, base_store, base).report())
 
     adapter_dir = args.workdir / "adapter"

@@ -4,8 +4,8 @@
     python examples/chat_with_your_docs.py --interactive        # then your own questions (Ctrl-D quits)
     python examples/chat_with_your_docs.py --docs ~/my-notes --interactive
 
-Re-running is incremental: only new or changed files are embedded again. Each folder gets its own
-database unless --db says otherwise, so chatting with your notes never cites the sample handbook.
+Re-running is incremental: only new or changed files are embedded again. Each folder (and encoder) gets
+its own database unless --db says otherwise, so chatting with your notes never cites the sample handbook.
 Chunks are retrieved as `llara-rag chat` retrieves them (``--mode lexical``, ``dense`` or ``hybrid``).
 """
 
@@ -33,10 +33,15 @@ CONVERSATION = [
 ]
 
 
-def default_db(docs: Path) -> Path:
-    """A database per documents folder, in the temp directory."""
+def default_db(docs: Path, fingerprint: str) -> Path:
+    """A database per documents folder and encoder, in the temp directory: chatting with your notes never
+    cites the sample, and an upgrade that changes the default encoder starts a fresh database."""
     digest = hashlib.sha256(str(docs.resolve()).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / "llara-rag-examples" / f"db-{docs.resolve().name}-{digest}"
+    return (
+        Path(tempfile.gettempdir())
+        / "llara-rag-examples"
+        / f"db-{docs.resolve().name}-{digest}-{fingerprint}"
+    )
 
 
 def main() -> None:
@@ -56,7 +61,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     embed_model = LLaRAEmbedding(args.model)
-    store = StoreConfig(path=args.db or default_db(args.docs), collection="chat-with-your-docs")
+    store = StoreConfig(
+        path=args.db or default_db(args.docs, embed_model.fingerprint), collection="chat-with-your-docs"
+    )
     print(index_folder(args.docs, store, embed_model).report())
 
     session = open_chat_session(

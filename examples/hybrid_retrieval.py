@@ -35,10 +35,15 @@ QUESTIONS = [
 ]
 
 
-def default_db(docs: Path) -> Path:
-    """A database per documents folder, in the temp directory."""
+def default_db(docs: Path, fingerprint: str) -> Path:
+    """A database per documents folder and encoder, in the temp directory: chatting with your notes never
+    cites the sample, and an upgrade that changes the default encoder starts a fresh database."""
     digest = hashlib.sha256(str(docs.resolve()).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / "llara-rag-examples" / f"db-{docs.resolve().name}-{digest}"
+    return (
+        Path(tempfile.gettempdir())
+        / "llara-rag-examples"
+        / f"db-{docs.resolve().name}-{digest}-{fingerprint}"
+    )
 
 
 def main() -> None:
@@ -57,7 +62,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     embed_model = LLaRAEmbedding(args.model)
-    store = StoreConfig(path=args.db or default_db(args.docs), collection="hybrid-retrieval")
+    store = StoreConfig(
+        path=args.db or default_db(args.docs, embed_model.fingerprint), collection="hybrid-retrieval"
+    )
     print(index_folder(args.docs, store, embed_model).report())
     retrievers = {
         mode: open_retriever(store, embed_model, RetrievalConfig(mode=mode, top_k=args.k, alpha=args.alpha))

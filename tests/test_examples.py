@@ -68,8 +68,11 @@ def test_chat_example_keeps_one_database_per_folder(tmp_path: Path) -> None:
     """Chatting with your notes after the sample must not cite the sample handbook."""
     default_db = runpy.run_path(str(EXAMPLES / "chat_with_your_docs.py"))["default_db"]
     notes = tmp_path / "notes"
-    assert default_db(notes) == default_db(tmp_path / "x" / ".." / "notes")
-    assert default_db(notes) != default_db(EXAMPLES / "sample_docs")
+    assert default_db(notes, "f1") == default_db(tmp_path / "x" / ".." / "notes", "f1")
+    assert default_db(notes, "f1") != default_db(EXAMPLES / "sample_docs", "f1")
+    assert default_db(notes, "f1") != default_db(notes, "f2"), (
+        "a new default encoder must not meet the old vectors"
+    )
 
 
 def test_query_engine(
