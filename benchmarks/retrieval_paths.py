@@ -19,8 +19,9 @@ is split instead of truncated.
 
     python benchmarks/retrieval_paths.py [cranfield scifact] [--model smollm2] [--adapter DIR] [--workdir DIR]
 
-Writes benchmarks/results/retrieval_paths.{md,json}; the work folder keeps each collection's database, so
-a rerun only indexes what is not indexed yet.
+Writes benchmarks/results/retrieval_paths.{md,json}, keeping the rows of collections not measured this time
+(same encoder); the work folder keeps each collection's database, so a rerun only indexes what is not
+indexed yet.
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def latency(
 
 
 def measure(name: str, args: argparse.Namespace, embed_model: LLaRAEmbedding) -> dict:
+    started = time.perf_counter()
     collection = load_collection(DATA / name)
     work = args.workdir / name
     write_documents(collection, work / "docs")
@@ -159,18 +161,36 @@ def measure(name: str, args: argparse.Namespace, embed_model: LLaRAEmbedding) ->
         "collection": name,
         "documents": len(collection.doc_ids),
         "queries": len(collection.queries),
+        "minutes": round((time.perf_counter() - started) / 60, 1),
         "modes": modes,
     }
 
 
-def markdown(results: list[dict], args: argparse.Namespace, minutes: float) -> str:
+def merged(results: list[dict], args: argparse.Namespace) -> list[dict]:
+    """This run's collections replace their earlier rows; other collections' rows stay when they were
+    measured with the same encoder and chunks (a collection can be measured in a sitting of its own)."""
+    path = RESULTS / "retrieval_paths.json"
+    if not path.is_file():
+        return results
+    earlier = json.loads(path.read_text(encoding="utf-8"))
+    if (earlier["model"], earlier["adapter"], earlier["chunk_tokens"]) != (
+        args.model,
+        args.adapter,
+        CHUNK_TOKENS,
+    ):
+        return results
+    fresh = {result["collection"] for result in results}
+    return [result for result in earlier["results"] if result["collection"] not in fresh] + results
+
+
+def markdown(results: list[dict], args: argparse.Namespace) -> str:
     adapter = f" + adapter `{args.adapter}`"
     lines = [
         "# Retrieval paths: `llara-rag index` + `query` against `eval`",
         "",
         (
             f"`python benchmarks/retrieval_paths.py` on {platform.machine()}, model `{args.model}`{adapter}; "
-            f"chunks of {CHUNK_TOKENS} tokens, a document scored as its best chunk; {minutes:.0f} min. Goal: "
+            f"chunks of {CHUNK_TOKENS} tokens, a document scored as its best chunk. Goal: "
             f"each mode within ±{GOAL} nDCG@10 of `eval`'s system. Latency: one query as `llara-rag query -k "
             f"{LATENCY_K}` retrieves it, query encoding included."
         ),
@@ -178,7 +198,10 @@ def markdown(results: list[dict], args: argparse.Namespace, minutes: float) -> s
     ]
     for result in results:
         lines += [
-            f"### {result['collection']} ({result['documents']} documents, {result['queries']} queries)",
+            (
+                f"### {result['collection']} ({result['documents']} documents, {result['queries']} queries; "
+                f"{result['minutes']} min)"
+            ),
             "",
             "| mode | eval system | "
             + " | ".join(f"{metric} query / eval" for metric in SHOWN)
@@ -215,15 +238,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    started = time.time()
     embed_model = LLaRAEmbedding(model_name=args.model, adapter=args.adapter)
-    results = [measure(name, args, embed_model) for name in args.collections]
-    minutes = (time.time() - started) / 60
+    results = merged([measure(name, args, embed_model) for name in args.collections], args)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "retrieval_paths.md").write_text(markdown(results, args, minutes), encoding="utf-8")
+    (RESULTS / "retrieval_paths.md").write_text(markdown(results, args), encoding="utf-8")
     payload = {"model": args.model, "adapter": args.adapter, "chunk_tokens": CHUNK_TOKENS, "results": results}
     (RESULTS / "retrieval_paths.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    print(markdown(results, args, minutes))
+    print(markdown(results, args))
 
 
 if __name__ == "__main__":
