@@ -4,7 +4,8 @@ For each BEIR collection (cranfield and scifact by default):
 
 1. every document is written to a file of its own (the text ``eval`` reads: title and text) and the
    folder goes through ``llara-rag index`` itself (``cli.main``; ``--chunk-size 512``, the encoder's
-   passage limit, so most documents are one chunk);
+   passage limit, so most documents are one chunk; ``--no-file-name``, as the file names here are ids
+   that ``eval`` never sees, unless ``--embed-file-names``);
 2. each judged test query goes through what ``llara-rag query`` runs (``open_retriever`` + ``search``)
    in each mode; a document scores as its best chunk, and the 100 best documents are kept;
 3. those runs are scored by the harness's metrics, beside ``eval``'s BM25, LLaRA and hybrid on the same
@@ -13,11 +14,11 @@ For each BEIR collection (cranfield and scifact by default):
    included; the collection and the lexical index are opened once).
 
 The goal (issue #18) is each mode within ±0.005 nDCG@10 of ``eval``'s system. Known differences that
-remain: ingestion embeds a chunk with its ``file_name`` metadata line, which ``eval`` does not; Chroma's
-HNSW search is approximate where ``eval`` computes exact dot products; a document longer than a chunk
-is split instead of truncated.
+remain: Chroma's HNSW search is approximate where ``eval`` computes exact dot products; a document longer
+than a chunk is split instead of truncated.
 
     python benchmarks/retrieval_paths.py [cranfield scifact] [--model smollm2] [--adapter DIR] [--workdir DIR]
+                                         [--embed-file-names]
 
 Writes benchmarks/results/retrieval_paths.{md,json}, keeping the rows of collections not measured this time
 (same encoder); the work folder keeps each collection's database, so a rerun only indexes what is not
@@ -69,6 +70,8 @@ LATENCY_K = 10
 GOAL = 0.005
 SHOWN = ("nDCG@10", "Recall@100")
 FILE_PREFIX = "doc-"
+NAMING = {True: "chunks embedded with their file_name line", False: "--no-file-name"}
+"""Rows measured before ``--no-file-name`` existed embedded the file name."""
 
 
 def write_documents(collection: Collection, folder: Path) -> None:
@@ -84,7 +87,7 @@ def document_of(file_name: str | None) -> str:
     return unquote(Path(file_name or "").stem.removeprefix(FILE_PREFIX))
 
 
-def index_with_cli(docs: Path, store: StoreConfig, model: str, adapter: str) -> None:
+def index_with_cli(docs: Path, store: StoreConfig, model: str, adapter: str, embed_file_names: bool) -> None:
     command = [
         "index",
         str(docs),
@@ -96,6 +99,8 @@ def index_with_cli(docs: Path, store: StoreConfig, model: str, adapter: str) -> 
         model,
     ]
     command += ["--chunk-size", str(CHUNK_TOKENS), "--adapter", adapter]
+    if not embed_file_names:  # --rechunk: a database indexed the other way is re-embedded, not refused
+        command += ["--no-file-name", "--rechunk"]
     started = time.perf_counter()
     if cli(command) != 0:
         raise SystemExit(f"`llara-rag {' '.join(command)}` failed")
@@ -136,7 +141,7 @@ def measure(name: str, args: argparse.Namespace, embed_model: LLaRAEmbedding) ->
     work = args.workdir / name
     write_documents(collection, work / "docs")
     store = StoreConfig(path=work / "db", collection=name)
-    index_with_cli(work / "docs", store, args.model, args.adapter)
+    index_with_cli(work / "docs", store, args.model, args.adapter, args.embed_file_names)
 
     evaluation = EvaluationConfig(
         encoder=EncoderConfig(model=args.model, adapter=args.adapter), systems=("bm25", "llara", "hybrid")
@@ -161,6 +166,7 @@ def measure(name: str, args: argparse.Namespace, embed_model: LLaRAEmbedding) ->
         "collection": name,
         "documents": len(collection.doc_ids),
         "queries": len(collection.queries),
+        "file_name_embedded": args.embed_file_names,
         "minutes": round((time.perf_counter() - started) / 60, 1),
         "modes": modes,
     }
@@ -200,7 +206,7 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
         lines += [
             (
                 f"### {result['collection']} ({result['documents']} documents, {result['queries']} queries; "
-                f"{result['minutes']} min)"
+                f"{result['minutes']} min; {NAMING[result.get('file_name_embedded', True)]})"
             ),
             "",
             "| mode | eval system | "
@@ -235,6 +241,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "llara-rag-retrieval-paths"
+    )
+    parser.add_argument(
+        "--embed-file-names",
+        action="store_true",
+        help="index as `llara-rag index` does by default: each chunk embedded with its 'file_name: doc-ID.txt' line",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -73,8 +73,14 @@ VERSION_KEY = "document_version"
 HIDDEN_FROM_MODELS = ["file_path", "file_type", "file_size", VERSION_KEY]
 """Metadata kept for filters and citations but left out of the text the encoder and the LLM see."""
 PART_SUFFIX = re.compile(r"_part_\d+$")
-CHUNKING_KEYS = {"chunk_size": "llara:chunk-size", "chunk_overlap": "llara:chunk-overlap"}
-"""Collection metadata: the chunk settings its documents are cut with."""
+CHUNKING_KEYS = {
+    "chunk_size": "llara:chunk-size",
+    "chunk_overlap": "llara:chunk-overlap",
+    "embed_file_name": "llara:embed-file-name",
+}
+"""Collection metadata: the chunk settings its documents are cut and embedded with."""
+RECORDED_LATER = {"embed_file_name": True}
+"""Chunk settings collections began recording after others, with the value every earlier release used."""
 
 
 class IngestConfig(UserSettings):
@@ -116,6 +122,12 @@ class IngestConfig(UserSettings):
         description="Remove documents whose files left the folder.",
         json_schema_extra={"flag": "--delete-missing"},
     )
+    embed_file_name: bool = Field(
+        default=True,
+        description="Embed each chunk with a 'file_name: NAME' line above its text; id-like names "
+        "(scan_0042.pdf) are better left out.",
+        json_schema_extra={"flag": "--no-file-name"},
+    )
     rechunk: bool = Field(
         default=False,
         description="Accept chunk settings other than the collection's: every document is re-split (and "
@@ -134,8 +146,18 @@ class IngestConfig(UserSettings):
         return self
 
     @property
-    def chunking(self) -> dict[str, int]:
-        return {"chunk_size": self.chunk_size, "chunk_overlap": self.chunk_overlap}
+    def chunking(self) -> dict[str, int | bool]:
+        return {field: getattr(self, field) for field in CHUNKING_KEYS}
+
+    @property
+    def hidden_from_encoder(self) -> list[str]:
+        return HIDDEN_FROM_MODELS if self.embed_file_name else [*HIDDEN_FROM_MODELS, "file_name"]
+
+
+def chunking_flags(chunking: dict[str, int | bool]) -> str:
+    """The ``index`` flags that give these chunk settings."""
+    flags = f"--chunk-size {chunking['chunk_size']} --chunk-overlap {chunking['chunk_overlap']}"
+    return flags if chunking["embed_file_name"] else f"{flags} --no-file-name"
 
 
 class IngestSummary(BaseModel):
@@ -245,19 +267,28 @@ def source_file(document_id: str) -> str:
 
 def document_version(document: Document, config: IngestConfig) -> str:
     """What a document's chunks are cut from: its content and metadata (hash) and the chunk settings."""
-    settings = f"{config.chunk_size}/{config.chunk_overlap}"
+    settings = f"{config.chunk_size}/{config.chunk_overlap}" + (
+        "" if config.embed_file_name else "/no-file-name"
+    )
     return hashlib.sha256(f"{document.hash}:{settings}".encode()).hexdigest()
 
 
-def recorded_chunking(collection: Collection) -> dict[str, int] | None:
+def recorded_chunking(collection: Collection) -> dict[str, int | bool] | None:
     """The chunk settings the collection's documents are cut with; None before any were recorded."""
-    metadata = collection.metadata or {}
+    metadata = {CHUNKING_KEYS[field]: value for field, value in RECORDED_LATER.items()} | (
+        collection.metadata or {}
+    )
     if any(key not in metadata for key in CHUNKING_KEYS.values()):
         return None
-    return {field: int(metadata[key]) for field, key in CHUNKING_KEYS.items()}
+    return {
+        field: value if isinstance(value := metadata[key], bool) else int(value)
+        for field, key in CHUNKING_KEYS.items()
+    }
 
 
-def check_chunking(collection: Collection, config: IngestConfig, location: str) -> dict[str, int] | None:
+def check_chunking(
+    collection: Collection, config: IngestConfig, location: str
+) -> dict[str, int | bool] | None:
     """The collection's recorded chunk settings when ``config`` changes them (with ``rechunk``), else None.
 
     Other settings without ``rechunk`` are refused: they would re-split and embed every document again.
@@ -267,10 +298,10 @@ def check_chunking(collection: Collection, config: IngestConfig, location: str) 
         return None
     if config.rechunk:
         return recorded
-    flags = f"--chunk-size {recorded['chunk_size']} --chunk-overlap {recorded['chunk_overlap']}"
+    flags = chunking_flags(recorded)
     raise InvalidInputError(
-        f"Collection {collection.name!r} in {location} is chunked with {flags}, not --chunk-size "
-        f"{config.chunk_size} --chunk-overlap {config.chunk_overlap}; pass {flags} to keep its chunks, add "
+        f"Collection {collection.name!r} in {location} is chunked with {flags}, not "
+        f"{chunking_flags(config.chunking)}; pass {flags} to keep its chunks, add "
         "--rechunk to re-split and embed every document again with the new settings, or index into a new "
         "--collection."
     )
@@ -382,22 +413,18 @@ def ingest_folder(
     splitter = build_splitter(embed_model, config)
     if previous is not None:
         logger.warning(
-            "Re-chunking the documents of %r: --chunk-size %d --chunk-overlap %d instead of %d and %d",
+            "Re-chunking the documents of %r: %s instead of %s",
             store.collection.name,
-            config.chunk_size,
-            config.chunk_overlap,
-            previous["chunk_size"],
-            previous["chunk_overlap"],
+            chunking_flags(config.chunking),
+            chunking_flags(previous),
         )
     if recorded_chunking(store.collection) != config.chunking:
         if previous is None and store.collection.count():
             logger.warning(
-                "Collection %r was indexed before chunk settings were recorded; recording --chunk-size %d "
-                "--chunk-overlap %d. If its documents were cut otherwise, run again with --rechunk to "
-                "re-split them.",
+                "Collection %r was indexed before chunk settings were recorded; recording %s. If its "
+                "documents were cut otherwise, run again with --rechunk to re-split them.",
                 store.collection.name,
-                config.chunk_size,
-                config.chunk_overlap,
+                chunking_flags(config.chunking),
             )
         update_metadata(
             store.collection, {CHUNKING_KEYS[field]: value for field, value in config.chunking.items()}
@@ -422,7 +449,7 @@ def ingest_folder(
                     logger.info("Skipped %s: %s", path, read)
                 else:
                     for document in read:
-                        document.excluded_embed_metadata_keys = list(HIDDEN_FROM_MODELS)
+                        document.excluded_embed_metadata_keys = list(config.hidden_from_encoder)
                         document.excluded_llm_metadata_keys = list(HIDDEN_FROM_MODELS)
                     documents.extend(read)
             seen.update(document.id_ for document in documents)

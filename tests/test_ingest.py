@@ -350,6 +350,36 @@ def test_other_chunk_settings_are_refused_or_re_chunk_every_document(tmp_path: P
     assert len(again.unchanged) == 4 and again.chunks_written == 0, "the new settings are the collection's"
 
 
+def test_no_file_name_embeds_the_text_alone_and_is_pinned_like_the_chunk_sizes(
+    tmp_path: Path, embed_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = write_corpus(tmp_path / "docs", n_files=2)
+    encoded: list[str] = []
+    original = embed_model.encoder.encode
+
+    def recording_encode(texts, *args, **kwargs):
+        encoded.extend(texts)
+        return original(texts, *args, **kwargs)
+
+    monkeypatch.setattr(embed_model.encoder, "encode", recording_encode)
+    named = StoreConfig(path=tmp_path / "db", collection="named")
+    index_folder(docs, named, embed_model, SMALL)
+    assert encoded and all(text.startswith("file_name: doc") for text in encoded)
+
+    encoded.clear()
+    plain = SMALL.model_copy(update={"embed_file_name": False})
+    with pytest.raises(
+        InvalidInputError, match="chunked with --chunk-size 64 --chunk-overlap 8, not .* --no-file-name"
+    ):
+        index_folder(docs, named, embed_model, plain)
+    assert encoded == []
+    rechunked = index_folder(docs, named, embed_model, plain.model_copy(update={"rechunk": True}))
+    assert len(rechunked.updated) == 2 and encoded and not any("file_name" in text for text in encoded)
+    assert {text for _, text in stored(named, embed_model).values()} <= {text for text in encoded}
+    again = index_folder(docs, named, embed_model, plain)
+    assert len(again.unchanged) == 2 and again.chunks_written == 0
+
+
 def test_a_folder_that_is_missing_or_empty_is_refused_without_creating_a_database(
     tmp_path: Path, embed_model
 ) -> None:
