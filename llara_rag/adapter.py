@@ -57,6 +57,13 @@ def resolve_adapter(adapter: str | None, *, default_backbone: bool) -> str | Non
     return adapter
 
 
+class TrainedLengths(BaseModel):
+    """The most text tokens (prompts not counted) the adapter's last training stage read on each side."""
+
+    query: int = Field(gt=0)
+    passage: int = Field(gt=0)
+
+
 class AdapterInfo(BaseModel):
     """The contents of ``llara_config.json``."""
 
@@ -66,6 +73,9 @@ class AdapterInfo(BaseModel):
     prompts: LLaRAPrompts = DEFAULT_PROMPTS
     pooling: str = "mean-special-8"
     stage: str = Field(default="adaptation", description="adaptation (EBAE+EBAR) or contrastive.")
+    trained_lengths: TrainedLengths | None = Field(
+        default=None, description="None for adapters written before the lengths were recorded."
+    )
     training: dict[str, Any] = Field(default_factory=dict, description="A summary of the run.")
 
 
@@ -222,6 +232,15 @@ def apply_adapter(backbone: Backbone, directory: str | Path) -> None:
 CARD_TAGS = ["llara-rag", "llara", "llama2vec", "dense-retrieval", "lora"]
 
 
+def _lengths_line(lengths: TrainedLengths | None) -> str:
+    if lengths is None:
+        return ""
+    return (
+        f"\nTrained on queries of up to {lengths.query} text tokens and passages of up to {lengths.passage}; "
+        "served, texts are cut at the encoder's `query_max_length` and `passage_max_length` instead.\n"
+    )
+
+
 def write_model_card(directory: str | Path, info: AdapterInfo, description: str) -> None:
     """``README.md``: Hub metadata (``base_model`` a Hub id the Hub can link, when there is one), what the
     adapter is, how to load it, and how it was trained."""
@@ -258,7 +277,7 @@ Command line: `llara-rag embed --model {info.backbone} --adapter path/to/this/fo
 ## Prompts
 - passage: `{info.prompts.prefix}TEXT{info.prompts.passage_suffix}<s1>..<s8>`
 - query: `{info.prompts.prefix}TEXT{info.prompts.query_suffix}<s9>..<s16>`
-
+{_lengths_line(info.trained_lengths)}
 ## Training
 ```json
 {json.dumps(info.training, indent=2, default=str)}

@@ -270,16 +270,22 @@ class LLaRAEncoder:
         self.fingerprint = self._fingerprint()
         self._pool: EncoderPool | None = None
         if self.config.adapter:
-            self._check_trained_prompts(self.config.adapter)
+            self._compare_with_training(self.config.adapter)
         logger.info("Loaded LLaRA encoder %s", self.describe())
 
-    def _check_trained_prompts(self, adapter: str) -> None:
-        """An adapter learnt to read its special tokens after its own prompts: served with others, its
-        vectors are not what training made, so say so (the prompts recorded in ``llara_config.json``)."""
+    def _compare_with_training(self, adapter: str) -> None:
+        """Says where serving differs from what ``llara_config.json`` records of the adapter's training.
+
+        Other prompts are a warning: the special tokens learnt to read what follows its own prompts.
+        Other lengths are information: chunks are commonly longer than training windows, and the
+        benchmarks serve every adapter at the encoder's lengths.
+        """
         from llara_rag.adapter import LLARA_CONFIG_FILE, read_adapter_info
 
         info = read_adapter_info(adapter)
-        if info is not None and info.prompts != self.config.prompts:
+        if info is None:
+            return
+        if info.prompts != self.config.prompts:
             logger.warning(
                 "Adapter %s was trained with the prompts %s but is served with %s; pass prompts as recorded "
                 "in its %s unless the change is meant.",
@@ -287,6 +293,17 @@ class LLaRAEncoder:
                 info.prompts.model_dump(),
                 self.config.prompts.model_dump(),
                 LLARA_CONFIG_FILE,
+            )
+        trained = info.trained_lengths
+        served = (self.config.query_max_length, self.config.passage_max_length)
+        if trained is not None and (trained.query, trained.passage) != served:
+            logger.info(
+                "Adapter %s was trained on queries of up to %d tokens and passages of up to %d; it is served "
+                "with query_max_length=%d and passage_max_length=%d.",
+                adapter,
+                trained.query,
+                trained.passage,
+                *served,
             )
 
     @property

@@ -158,3 +158,24 @@ def test_serving_an_adapter_with_other_prompts_than_it_was_trained_with_warns(
         assert not caplog.records
         LLaRAEncoder(model=str(tiny_backbone_dir), adapter=adapter, prompts=LLaRAPrompts(prefix="<<"))
     assert "was trained with the prompts" in caplog.text and "'prefix': '<<'" in caplog.text
+
+
+def test_serving_an_adapter_at_other_lengths_than_it_was_trained_with_says_so(
+    tiny_backbone_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from llara_rag.adapter import TrainedLengths, read_adapter_info, write_adapter_info
+
+    adapter = write_random_adapter(tiny_backbone_dir, tmp_path / "adapter")
+    info = read_adapter_info(adapter)
+    assert info is not None
+    write_adapter_info(
+        adapter, info.model_copy(update={"trained_lengths": TrainedLengths(query=64, passage=160)})
+    )
+    with caplog.at_level("INFO", logger="llara_rag.encoder"):
+        LLaRAEncoder(
+            model=str(tiny_backbone_dir), adapter=str(adapter), query_max_length=64, passage_max_length=160
+        )
+        assert "was trained on" not in caplog.text
+        LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(adapter))
+    assert "trained on queries of up to 64 tokens and passages of up to 160" in caplog.text
+    assert "served with query_max_length=128 and passage_max_length=512" in caplog.text

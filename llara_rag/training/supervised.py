@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
+from llara_rag.adapter import TrainedLengths
 from llara_rag.backbone import Backbone, load_backbone
 from llara_rag.encoder import EncoderConfig, PromptInputs, collate
 from llara_rag.errors import InvalidInputError
@@ -135,6 +136,10 @@ class ContrastiveArguments(StageArguments):
             seed=self.seed,
             encoder=EncoderConfig(model=self.model, adapter=self.start_adapter),
         )
+
+    @property
+    def trained_lengths(self) -> TrainedLengths:
+        return TrainedLengths(query=self.query_max_length, passage=self.passage_max_length)
 
 
 def check_contrastive_settings(temperature: float, chunk_tokens: int, batch_size: int) -> None:
@@ -342,6 +347,10 @@ def finetune(
         f"queries of `{source}`{split}, each with 1 positive and {args.negatives} hard negatives ({args.miner})."
     )
     adapter = trainer.write_adapter(
-        adapter_dir, stage="contrastive", training=training, description=description
+        adapter_dir,
+        stage="contrastive",
+        training=training,
+        description=description,
+        lengths=args.trained_lengths,
     )
     return FinetuneResult(adapter=adapter, data=data, training=training)

@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from llara_rag.adapter import AdapterInfo, load_peft, peft_wrapping, write_adapter_info, write_model_card
+from llara_rag.adapter import (
+    AdapterInfo,
+    TrainedLengths,
+    load_peft,
+    peft_wrapping,
+    write_adapter_info,
+    write_model_card,
+)
 from llara_rag.backbone import DEFAULT_MODEL, Backbone
 from llara_rag.errors import AdapterError, EmbeddingCollapseError, InvalidInputError
 
@@ -596,6 +603,7 @@ class AdapterTrainer(Trainer):
         stage: str,
         training: dict[str, Any],
         description: str,
+        lengths: TrainedLengths,
         finish: Callable[[Path], None] | None = None,
     ) -> Path:
         """Saves adapter, tokenizer, ``llara_config.json`` and a model card, then renames them into place.
@@ -615,6 +623,7 @@ class AdapterTrainer(Trainer):
                 backbone_identity=self.backbone.source.identity,
                 special_token_ids=list(self.backbone.special_ids.all),
                 stage=stage,
+                trained_lengths=lengths,
                 training=training,
             )
             write_adapter_info(staging, info)

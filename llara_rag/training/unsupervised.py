@@ -23,7 +23,7 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from llara_rag.adapter import apply_adapter
+from llara_rag.adapter import TrainedLengths, apply_adapter
 from llara_rag.backbone import load_backbone
 from llara_rag.encoder import EncoderConfig, LLaRAEncoder
 from llara_rag.errors import InvalidInputError
@@ -209,6 +209,11 @@ class AdaptationArguments(StageArguments):
     @property
     def objective(self) -> ObjectiveConfig:
         return ObjectiveConfig(**self._objective_values())
+
+    @property
+    def window_lengths(self) -> TrainedLengths:
+        """EBAE reads a window as the passage and EBAR the same window as the query."""
+        return TrainedLengths(query=self.window_tokens, passage=self.window_tokens)
 
     @property
     def stage_list(self) -> tuple[str, ...]:
@@ -416,6 +421,7 @@ def adapt(
                     stage="adaptation",
                     training=records["ebae-ebar"],
                     description=f"Stage 1 (EBAE + EBAR) of an adaptation to `{source}`.",
+                    lengths=args.window_lengths,
                 )
                 del trainer  # its model and optimizer state are not needed by stage 2
                 trainer = None
@@ -464,6 +470,7 @@ def adapt(
         stage="adaptation",
         training=training,
         description=description,
+        lengths=cargs.trained_lengths if with_contrastive else args.window_lengths,
         finish=finish,
     )
     return AdaptationResult(adapter=adapter, training=training)

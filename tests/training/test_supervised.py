@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from llara_rag.adapter import adapter_digest, read_adapter_info
+from llara_rag.adapter import TrainedLengths, adapter_digest, read_adapter_info
 from llara_rag.cli import main
 from llara_rag.encoder import LLaRAEncoder
 from llara_rag.errors import AdapterError, InvalidInputError
@@ -201,6 +201,7 @@ def test_short_run_writes_an_adapter_that_loads_and_changes_embeddings(
     result = finetune(pairs_file, tmp_path / "adapter", _args(tiny_backbone_dir, tmp_path / "checkpoints"))
     info = read_adapter_info(result.adapter)
     assert info is not None and info.stage == "contrastive"
+    assert info.trained_lengths == TrainedLengths(query=64, passage=160)
     assert info.training["steps"] == 2 and info.training["data"]["groups"] == len(PAIRS)
     assert {ACCURACY_METRIC, COSINE_METRIC} <= set(info.training["last_log"])
     objective = info.training["objective"]

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from llara_rag.adapter import LLARA_CONFIG_FILE, WHITENING_FILE, read_adapter_info
+from llara_rag.adapter import LLARA_CONFIG_FILE, WHITENING_FILE, TrainedLengths, read_adapter_info
 from llara_rag.encoder import LLaRAEncoder
 from llara_rag.errors import AdapterError, EmbeddingCollapseError
 from llara_rag.training import AdaptationArguments, adapt
@@ -71,6 +71,7 @@ def test_adapter_loads_and_changes_embeddings(tiny_backbone_dir, trained, unwhit
     _, result = trained
     info = read_adapter_info(result.adapter)
     assert info is not None and info.stage == "adaptation"
+    assert info.trained_lengths == TrainedLengths(query=8, passage=8), "EBAE and EBAR read one 8-token window"
     stage = info.training["stages"]["ebae-ebar"]
     assert stage["steps"] == 4 and info.training["corpus"]["documents"] == len(TEXTS)
     assert COSINE_METRIC in stage["last_log"]
