@@ -33,7 +33,9 @@ import logging
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote
 
 import numpy as np
@@ -135,6 +137,32 @@ def latency(
     }
 
 
+def hybrid_parts(store: StoreConfig, embed_model: LLaRAEmbedding, questions: list[str]) -> dict[str, float]:
+    """p50 ms of what a hybrid query spends, part by part: the query's encoding, the dense search at k=10
+    (what dense mode asks Chroma) and at the hybrid's candidate depth, and the lexical search at that depth."""
+    retriever = open_retriever(store, embed_model, RetrievalConfig(mode="hybrid", top_k=LATENCY_K))
+    assert retriever.lexical is not None
+    depth = min(retriever.config.candidates, retriever.collection.count())
+
+    def dense(embedding: list[float], k: int) -> object:
+        return retriever.collection.query(query_embeddings=[embedding], n_results=k, include=["distances"])
+
+    parts: dict[str, list[float]] = {}
+
+    def timed(part: str, work: Callable[..., Any], *arguments: Any) -> Any:
+        started = time.perf_counter()
+        result = work(*arguments)
+        parts.setdefault(part, []).append(time.perf_counter() - started)
+        return result
+
+    for question in questions:
+        embedding = timed("encode_query", embed_model.get_query_embedding, question)
+        timed(f"dense_k{LATENCY_K}", dense, embedding, LATENCY_K)
+        timed(f"dense_k{depth}", dense, embedding, depth)
+        timed(f"lexical_k{depth}", retriever.lexical.search, question, depth)
+    return {part: round(float(np.percentile(seconds, 50) * 1e3), 2) for part, seconds in parts.items()}
+
+
 def measure(name: str, args: argparse.Namespace, embed_model: LLaRAEmbedding) -> dict:
     started = time.perf_counter()
     collection = load_collection(DATA / name)
@@ -162,8 +190,10 @@ def measure(name: str, args: argparse.Namespace, embed_model: LLaRAEmbedding) ->
             "latency_k10": latency(store, embed_model, list(collection.queries.values()), mode),
         }
         logger.info("%s %s: %s", name, mode, modes[mode])
+    questions = list(collection.queries.values())
     return {
         "collection": name,
+        "hybrid_parts_p50_ms": hybrid_parts(store, embed_model, questions),
         "documents": len(collection.doc_ids),
         "queries": len(collection.queries),
         "file_name_embedded": args.embed_file_names,
@@ -222,6 +252,9 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
             lines.append(
                 f"| {mode} | {row['eval_system']} | {' | '.join(cells)} | {delta:+.4f} | {goal} | {speed} |"
             )
+        if "hybrid_parts_p50_ms" in result:
+            parts = ", ".join(f"{part} {ms:g}" for part, ms in result["hybrid_parts_p50_ms"].items())
+            lines += ["", f"A hybrid query's parts (p50 ms): {parts}."]
         lines.append("")
     return "\n".join(lines)
 
