@@ -45,6 +45,19 @@ def lexical(config: StoreConfig, embed_model) -> dict[str, dict[str, dict[str, f
     return {word: index.search(word, 1000) for word in WORDS}
 
 
+def recorded_encodes(embed_model, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts the encoder is given from now on, as the encoder sees them (metadata lines included)."""
+    encoded: list[str] = []
+    original = embed_model.encoder.encode
+
+    def recording_encode(texts, *args, **kwargs):
+        encoded.extend(texts)
+        return original(texts, *args, **kwargs)
+
+    monkeypatch.setattr(embed_model.encoder, "encode", recording_encode)
+    return encoded
+
+
 def test_rerun_upserts_changed_skips_unchanged_and_removes_deleted_on_request(
     tmp_path: Path, embed_model, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -53,14 +66,7 @@ def test_rerun_upserts_changed_skips_unchanged_and_removes_deleted_on_request(
     first = index_folder(docs, config, embed_model, SMALL)
     assert len(first.added) == 5 and len(stored(config, embed_model)) == first.chunks_written
 
-    encoded: list[str] = []
-    original = embed_model.encoder.encode
-
-    def counting_encode(texts, *args, **kwargs):
-        encoded.extend(texts)
-        return original(texts, *args, **kwargs)
-
-    monkeypatch.setattr(embed_model.encoder, "encode", counting_encode)
+    encoded = recorded_encodes(embed_model, monkeypatch)
     unchanged = index_folder(docs, config, embed_model, SMALL)
     assert len(unchanged.unchanged) == 5 and unchanged.chunks_written == 0 and encoded == []
 
@@ -354,14 +360,7 @@ def test_no_file_name_embeds_the_text_alone_and_is_pinned_like_the_chunk_sizes(
     tmp_path: Path, embed_model, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     docs = write_corpus(tmp_path / "docs", n_files=2)
-    encoded: list[str] = []
-    original = embed_model.encoder.encode
-
-    def recording_encode(texts, *args, **kwargs):
-        encoded.extend(texts)
-        return original(texts, *args, **kwargs)
-
-    monkeypatch.setattr(embed_model.encoder, "encode", recording_encode)
+    encoded = recorded_encodes(embed_model, monkeypatch)
     named = StoreConfig(path=tmp_path / "db", collection="named")
     index_folder(docs, named, embed_model, SMALL)
     assert encoded and all(text.startswith("file_name: doc") for text in encoded)
