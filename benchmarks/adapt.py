@@ -89,10 +89,14 @@ def is_default_weighting(recipe: dict[str, float | int]) -> bool:
     return (recipe["lm_weight"], recipe["bow_weight"]) == (1, 1)
 
 
-def describe_recipe(recipe: dict) -> str:
+def describe_recipe(recipe: dict, training: dict) -> str:
+    """The recipe in words; a start adapter is named with its digest, as the shipped default changes."""
     dims = int(recipe["whitening"])
     whitening = {0: "no whitening", -1: "whitened"}.get(dims, f"whitened to {dims}")
-    parts = [f"from the {recipe['start']} adapter"] if "start" in recipe else []
+    parts = []
+    if "start" in recipe:
+        digest = (training.get("continued_from") or {}).get("digest")
+        parts.append(f"from the {recipe['start']} adapter" + (f" {digest[:8]}" if digest else ""))
     if "ebae-ebar" in recipe["stages"]:
         rate = f"lr {recipe['lr']:g}"
         if recipe["token_lr_scale"] != 1:
@@ -204,7 +208,7 @@ def markdown(runs: list[dict], model: str) -> str:
         for run in tried:
             recipe, training = run["recipe"], run["training"]
             cost = (
-                f"{describe_recipe(recipe)}: {training_epochs(training)}, "
+                f"{describe_recipe(recipe, training)}: {training_epochs(training)}, "
                 f"{training['cpu_seconds'] / 60:.0f} CPU min"
             )
             goals = ", ".join(goal for goal, ok in verdict(run["scores"]).items() if ok) or "none"
