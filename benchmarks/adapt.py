@@ -292,8 +292,9 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.05)
     parser.add_argument(
         "--start-adapter",
-        default=NONE,
-        help="adapter the training continues: 'none' (a fresh LoRA), 'default' (the shipped one) or a folder",
+        default=AdaptationArguments.start_adapter,
+        help="adapter the training continues: 'default' (the shipped one, as `adapt` does), 'none' (a fresh "
+        "LoRA) or a folder",
     )
     parser.add_argument(
         "--unwhitened", action="store_true", help="also measure the adapter with its whitening left out"

@@ -67,6 +67,7 @@ def unsupervised(args: argparse.Namespace) -> Path:
         adapter,
         AdaptationArguments(
             output_dir=str(WORK / "checkpoints" / "unsupervised"),
+            start_adapter=None,  # made from the bare backbone, not from the adapter it replaces
             max_steps=args.steps,
             contrastive_max_steps=args.contrastive_steps,
             contrastive_learning_rate=args.contrastive_lr,

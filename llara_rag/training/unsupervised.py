@@ -23,7 +23,7 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from llara_rag.adapter import TrainedLengths, apply_adapter
+from llara_rag.adapter import DEFAULT, TrainedLengths, apply_adapter
 from llara_rag.backbone import load_backbone
 from llara_rag.encoder import EncoderConfig, LLaRAEncoder
 from llara_rag.errors import InvalidInputError
@@ -86,6 +86,15 @@ CONTRASTIVE_DEFAULTS = frozenset({"output_dir", "logging_dir", "dataloader_drop_
 class AdaptationArguments(StageArguments):
     """Training arguments of the unsupervised stage: windows and loss weights on top of the shared ones."""
 
+    start_adapter: str | None = field(
+        default=DEFAULT,
+        metadata={
+            "flag": "--adapter",
+            "help": "the adapter adaptation continues: 'default' (the one shipped for the default backbone; "
+            "from it both stages measured better on Cranfield and CACM than from a fresh LoRA), 'none' (a "
+            "fresh LoRA on the bare backbone, as on any other backbone) or a directory",
+        },
+    )
     window_tokens: int = field(
         default=128, metadata={"flag": "--window", "help": "tokens per window (text and EBAR target)"}
     )

@@ -10,11 +10,19 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from llara_rag.adapter import LLARA_CONFIG_FILE, WHITENING_FILE, TrainedLengths, read_adapter_info
+from llara_rag.adapter import (
+    DEFAULT_ADAPTER,
+    LLARA_CONFIG_FILE,
+    WHITENING_FILE,
+    TrainedLengths,
+    adapter_digest,
+    read_adapter_info,
+)
+from llara_rag.backbone import DEFAULT_MODEL
 from llara_rag.encoder import LLaRAEncoder
 from llara_rag.errors import AdapterError, EmbeddingCollapseError
 from llara_rag.training import AdaptationArguments, adapt
-from llara_rag.training.trainer import COSINE_METRIC, CollapseGuard
+from llara_rag.training.trainer import COSINE_METRIC, CollapseGuard, start_run
 from llara_rag.whitening import default_dimensions
 
 TEXTS = [
@@ -226,3 +234,15 @@ def test_memory_is_pinned_only_for_an_accelerator(tiny_backbone_dir: Path, tmp_p
 
     args = _args(tiny_backbone_dir, tmp_path)
     assert args.dataloader_pin_memory is torch.accelerator.is_available()
+
+
+def test_adapt_continues_the_shipped_default_on_its_backbone_only(tiny_backbone_dir, tmp_path):
+    def start(**fields: object):
+        args = AdaptationArguments(output_dir=str(tmp_path / "checkpoints"), **fields)
+        return start_run(args, tmp_path / "adapter", {}, resume=True, overwrite=False)
+
+    shipped = start(model=DEFAULT_MODEL)
+    assert shipped.start == str(DEFAULT_ADAPTER)
+    assert shipped.recipe["start_adapter_digest"] == adapter_digest(DEFAULT_ADAPTER)
+    assert start(model=DEFAULT_MODEL, start_adapter="none").start is None
+    assert start(model=str(tiny_backbone_dir)).start is None, "the default adapter fits its backbone alone"
