@@ -3,8 +3,8 @@
     python examples/adapt_then_chat.py                  # the sample handbook, 40 training steps
     python examples/adapt_then_chat.py --max-steps 400  # a longer budget retrieves better
 
-LLaRA's adaptation trains a small LoRA adapter on the folder's own text, so the embedder learns the
-folder's vocabulary (SEV1, Keel, TravelDesk...). The vectors change, so the adapted model gets its own
+LLaRA's adaptation keeps training the shipped default's small LoRA adapter on the folder's own text, so
+the embedder learns the folder's vocabulary (SEV1, Keel, TravelDesk...). The vectors change, so the adapted model gets its own
 collection: the store refuses to mix vectors of two encoders. Each question below names the file that
 answers it, so the comparison is a small, honest retrieval test, not an impression.
 """
