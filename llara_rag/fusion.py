@@ -7,6 +7,7 @@ when scores are fused): the command line reads the retrieval modes from here to 
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping, Sequence
 from typing import Literal, get_args
 
@@ -36,7 +37,7 @@ measures its hybrid (``EvaluationConfig.bm25_weight`` 0.5)."""
 def top(run: Mapping[str, Mapping[str, float]], depth: int) -> Run:
     """The ``depth`` best-scored documents of each query (ties broken by id, as trec_eval breaks them)."""
     return {
-        query_id: dict(sorted(scores.items(), key=lambda item: (item[1], item[0]), reverse=True)[:depth])
+        query_id: dict(heapq.nlargest(depth, scores.items(), key=lambda item: (item[1], item[0])))
         for query_id, scores in run.items()
     }
 
@@ -60,17 +61,21 @@ def convex_fusion(
     nDCG@10, cacm 0.482 vs 0.459; BM25 + MiniLM on cacm 0.556 vs 0.538, scifact 0.734 vs 0.714,
     cranfield 0.417 vs 0.419.
     """
-    normalised = [{query_id: z_scores(scores) for query_id, scores in run.items() if scores} for run in runs]
+    import numpy as np
+
     fused: Run = {}
-    for query_id in set().union(*normalised):
-        per_run = [run.get(query_id, {}) for run in normalised]
-        floors = [min(scores.values(), default=0.0) for scores in per_run]
-        summed = {
-            doc_id: sum(
-                w * scores.get(doc_id, floor)
-                for w, scores, floor in zip(weights, per_run, floors, strict=True)
-            )
-            for doc_id in set().union(*per_run)
-        }
-        fused[query_id] = summed
+    for query_id in {query_id for run in runs for query_id, scores in run.items() if scores}:
+        per_run = [run.get(query_id) or {} for run in runs]
+        doc_ids = list(dict.fromkeys(doc_id for scores in per_run for doc_id in scores))
+        summed = np.zeros(len(doc_ids))
+        for weight, scores in zip(weights, per_run, strict=True):
+            if scores:
+                normalised = z_scores(scores)
+                floor = min(normalised.values())
+                summed += weight * np.fromiter(
+                    (normalised.get(doc_id, floor) for doc_id in doc_ids),
+                    dtype=np.float64,
+                    count=len(doc_ids),
+                )
+        fused[query_id] = dict(zip(doc_ids, summed.tolist()))
     return top(fused, depth)

@@ -180,10 +180,12 @@ class LLaRAHybridRetriever(BaseRetriever):
         super().__init__(callback_manager=callback_manager)
 
     def _depth(self) -> int:
-        """Chunks each side returns: the top k alone, or the hybrid's candidates."""
+        """Chunks each side returns: the top k alone, or the hybrid's candidates (counted in the lexical
+        index, which holds the collection's chunks and saves asking Chroma on every query)."""
         if self.config.mode != "hybrid":
             return self.config.top_k
-        return min(self.config.candidates, self.collection.count())
+        assert self.lexical is not None
+        return min(self.config.candidates, len(self.lexical.ids))
 
     def _dense(self, query_bundle: QueryBundle, depth: int) -> dict[str, float]:
         if query_bundle.embedding is None:
