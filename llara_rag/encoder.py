@@ -269,22 +269,22 @@ class LLaRAEncoder:
         self._pad_id = self.inputs.pad_id
         self.fingerprint = self._fingerprint()
         self._pool: EncoderPool | None = None
-        if self.config.adapter:
-            self._compare_with_training(self.config.adapter)
-        logger.info("Loaded LLaRA encoder %s", self.describe())
+        lengths = self._compare_with_training(self.config.adapter) if self.config.adapter else ""
+        logger.info("Loaded LLaRA encoder %s%s", self.describe(), lengths)
 
-    def _compare_with_training(self, adapter: str) -> None:
+    def _compare_with_training(self, adapter: str) -> str:
         """Says where serving differs from what ``llara_config.json`` records of the adapter's training.
 
         Other prompts are a warning: the special tokens learnt to read what follows its own prompts.
-        Other lengths are information: chunks are commonly longer than training windows, and the
-        benchmarks serve every adapter at the encoder's lengths.
+        Other lengths are information, returned for the load message (not a line of their own on every
+        command): chunks are commonly longer than training windows, and the benchmarks serve every
+        adapter at the encoder's lengths.
         """
         from llara_rag.adapter import LLARA_CONFIG_FILE, read_adapter_info
 
         info = read_adapter_info(adapter)
         if info is None:
-            return
+            return ""
         if info.prompts != self.config.prompts:
             logger.warning(
                 "Adapter %s was trained with the prompts %s but is served with %s; pass prompts as recorded "
@@ -296,15 +296,12 @@ class LLaRAEncoder:
             )
         trained = info.trained_lengths
         served = (self.config.query_max_length, self.config.passage_max_length)
-        if trained is not None and (trained.query, trained.passage) != served:
-            logger.info(
-                "Adapter %s was trained on queries of up to %d tokens and passages of up to %d; it is served "
-                "with query_max_length=%d and passage_max_length=%d.",
-                adapter,
-                trained.query,
-                trained.passage,
-                *served,
-            )
+        if trained is None or (trained.query, trained.passage) == served:
+            return ""
+        return (
+            f"; its adapter trained on queries of up to {trained.query} tokens and passages of up to "
+            f"{trained.passage}, served with query_max_length={served[0]} and passage_max_length={served[1]}"
+        )
 
     @property
     def device(self) -> torch.device:
