@@ -246,3 +246,14 @@ def test_adapt_continues_the_shipped_default_on_its_backbone_only(tiny_backbone_
     assert shipped.recipe["start_adapter_digest"] == adapter_digest(DEFAULT_ADAPTER)
     assert start(model=DEFAULT_MODEL, start_adapter="none").start is None
     assert start(model=str(tiny_backbone_dir)).start is None, "the default adapter fits its backbone alone"
+
+
+def test_training_flushes_subnormal_floats_and_restores_them_after():
+    import torch
+
+    from llara_rag.training.trainer import flushed_denormals
+
+    subnormal = torch.tensor([1e-40])
+    with flushed_denormals():
+        assert (subnormal * 1.0).item() == 0.0
+    assert (subnormal * 1.0).item() > 0.0
