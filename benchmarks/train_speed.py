@@ -124,8 +124,11 @@ STAGES = {"ebae-ebar": _stage_one_steps, "contrastive": _contrastive_steps}
 
 
 def _child(stage: str, steps: int) -> dict:
+    from llara_rag.training.trainer import flushed_denormals
+
     torch.manual_seed(0)
-    return STAGES[stage](steps)
+    with flushed_denormals():  # as every training stage runs
+        return STAGES[stage](steps)
 
 
 def main() -> None:

@@ -222,11 +222,12 @@ class FinetuneResult:
 
 
 def start_record(directory: str) -> dict[str, Any]:
-    from llara_rag.adapter import adapter_digest, read_adapter_info
+    """The adapter a stage continued; the shipped one by its name, not by where this machine installed it."""
+    from llara_rag.adapter import DEFAULT, DEFAULT_ADAPTER, adapter_digest, read_adapter_info
 
     info = read_adapter_info(directory)
     return {
-        "path": str(directory),
+        "path": DEFAULT if Path(directory).resolve() == DEFAULT_ADAPTER.resolve() else str(directory),
         "digest": adapter_digest(directory),
         "stage": info.stage if info else None,
     }

@@ -22,6 +22,7 @@ from llara_rag.backbone import DEFAULT_MODEL
 from llara_rag.encoder import LLaRAEncoder
 from llara_rag.errors import AdapterError, EmbeddingCollapseError
 from llara_rag.training import AdaptationArguments, adapt
+from llara_rag.training.supervised import start_record
 from llara_rag.training.trainer import COSINE_METRIC, CollapseGuard, start_run
 from llara_rag.whitening import default_dimensions
 
@@ -246,6 +247,7 @@ def test_adapt_continues_the_shipped_default_on_its_backbone_only(tiny_backbone_
     assert shipped.recipe["start_adapter_digest"] == adapter_digest(DEFAULT_ADAPTER)
     assert start(model=DEFAULT_MODEL, start_adapter="none").start is None
     assert start(model=str(tiny_backbone_dir)).start is None, "the default adapter fits its backbone alone"
+    assert start_record(shipped.start)["path"] == "default", "not this machine's install path"
 
 
 def test_training_flushes_subnormal_floats_and_restores_them_after():
