@@ -26,6 +26,7 @@ from pathlib import Path
 
 from llara_rag.adapter import read_adapter_info
 from llara_rag.encoder import EncoderConfig
+from llara_rag.errors import AdapterError
 from llara_rag.evaluation import (
     BM25System,
     HybridSystem,
@@ -108,7 +109,10 @@ def main() -> None:
     train_queries = check_disjoint_splits(args.data)
     start = None if args.start == "none" else args.start
     finetuned = args.finetuned or train(args, start)
-    info = read_adapter_info(finetuned)
+    try:
+        info = read_adapter_info(finetuned)
+    except AdapterError as error:
+        raise SystemExit(str(error)) from None
     if info is None or info.training.get("data", {}).get("split") != "train":
         raise SystemExit(f"{finetuned} was not fine-tuned on a train split; refusing to score it on test.")
 
