@@ -3,7 +3,9 @@
 Runs the evaluation harness over the shared BEIR collections in tiers (:data:`TIERS`): BM25 on all,
 then the encoders one collection at a time, smallest first, and rewrites ``results/quality.md`` and
 ``results/quality.json`` after each system, so an interrupted run keeps what it finished and names what
-is pending. Corpus vectors are cached: a rerun only encodes what has not been encoded yet.
+is pending. Corpus vectors are cached: a rerun only encodes what has not been encoded yet. A run on
+some collections keeps the other collections' tables from the last run with the same encoder, so the
+collections can be measured in separate sittings:
 
     python benchmarks/quality.py [cranfield cacm scifact] [--model smollm2] [--adapter DIR]
 """
@@ -39,14 +41,20 @@ TIERS = (("bm25",), ("minilm", "llara", "hybrid", "raw-llm"))
 
 
 def write(
-    results: list[EvaluationResult], pending: list[str], config: EvaluationConfig, started: float
+    results: list[EvaluationResult],
+    kept: list[str],
+    pending: list[str],
+    config: EvaluationConfig,
+    started: float,
 ) -> None:
-    """Rewrites quality.md and quality.json with every finished row; ``pending`` names what is not done."""
+    """Rewrites quality.md and quality.json with every finished row; ``kept`` names the collections whose
+    tables come from an earlier run, ``pending`` what is not done."""
     adapter = f" + adapter `{config.encoder.adapter}`" if config.encoder.adapter else ""
     summary = (
         f"`python benchmarks/quality.py` on {platform.machine()}, model `{config.encoder.model}`{adapter}; "
         f"{config.split} split; metrics by pytrec_eval, averaged over judged queries; "
-        f"{(time.time() - started) / 60:.0f} min of run time (cached corpus vectors make reruns fast)."
+        f"{(time.time() - started) / 60:.0f} min of run time (cached corpus vectors make reruns fast)"
+        + (f"; {', '.join(kept)} from an earlier run with the same configuration." if kept else ".")
     )
     header = ["# Retrieval quality", "", summary, ""]
     tables = [markdown_table(result) for result in results]
@@ -57,9 +65,29 @@ def write(
     payload = {
         "config": json.loads(config.model_dump_json()),
         "pending": pending,
+        "kept_from_earlier_run": kept,
         "results": [json.loads(result.model_dump_json()) for result in results],
     }
     (RESULTS / "quality.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+def shown_first(collection: str) -> tuple[int, str]:
+    """:data:`COLLECTIONS` in their order, then any other collection by name."""
+    return (
+        (COLLECTIONS.index(collection), "") if collection in COLLECTIONS else (len(COLLECTIONS), collection)
+    )
+
+
+def earlier_results(config: EvaluationConfig, rerun: list[str]) -> dict[str, EvaluationResult]:
+    """The last run's tables of the collections not in ``rerun``, if that run had the same configuration."""
+    path = RESULTS / "quality.json"
+    if not path.is_file():
+        return {}
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    if EvaluationConfig.model_validate(stored["config"]) != config:
+        return {}
+    results = (EvaluationResult.model_validate(result) for result in stored["results"])
+    return {result.collection: result for result in results if result.collection not in rerun}
 
 
 def main() -> None:
@@ -80,6 +108,7 @@ def main() -> None:
     collections = {name: load_collection(DATA / name, config.split) for name in args.collections}
     systems = {system.name: system for system in build_systems(config, VectorCache())}
     work = [(collection, system) for tier in TIERS for collection in collections for system in tier]
+    kept = earlier_results(config, args.collections)
     results: dict[str, EvaluationResult] = {}
     for done, (name, system) in enumerate(work, start=1):
         row = evaluate_systems(collections[name], [systems[system]])
@@ -88,7 +117,15 @@ def main() -> None:
             update={"systems": sorted(rows, key=lambda r: SHOWN_ORDER.index(r.name))}
         )
         write_report(results[name], RESULTS / "quality")
-        write(list(results.values()), [f"{later} {system}" for later, system in work[done:]], config, started)
+        tables = {**kept, **results}
+        pending = [f"{later} {system}" for later, system in work[done:]]
+        write(
+            [tables[shown] for shown in sorted(tables, key=shown_first)],
+            sorted(kept),
+            pending,
+            config,
+            started,
+        )
     for result in results.values():
         print(markdown_table(result), flush=True)
 
