@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llara_rag.adapter import DEFAULT, PEFT_FILES, resolve_adapter
+from llara_rag.adapter import DEFAULT, PEFT_FILES, adapter_name, resolve_adapter
 from llara_rag.backbone import DEFAULT_MODEL, Backbone, Quantization, load_backbone
 from llara_rag.errors import InvalidInputError
 from llara_rag.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts, Side
@@ -400,7 +400,8 @@ class LLaRAEncoder:
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
     def describe(self) -> str:
-        adapter = f" + adapter {self.config.adapter}" if self.config.adapter else ""
+        """The model and adapter by name (the shipped adapter as 'default', not this machine's path)."""
+        adapter = f" + adapter {adapter_name(self.config.adapter)}" if self.config.adapter else ""
         return f"{self.config.model}{adapter} ({self.dimension}-d, fingerprint {self.fingerprint})"
 
 

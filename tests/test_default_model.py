@@ -56,6 +56,7 @@ def test_the_shipped_default_tells_the_handbook_files_apart() -> None:
         @ encoder.encode_passages([path.read_text() for path in files]).T
     )
     assert (scores.max(axis=1) - scores.min(axis=1)).mean() > 0.1
+    assert encoder.describe().startswith("smollm2 + adapter default (")  # never this machine's install path
 
 
 def test_the_readme_first_command_finds_each_answer_in_its_file(tmp_path: Path) -> None:
