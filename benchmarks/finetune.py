@@ -76,6 +76,7 @@ def train(args: argparse.Namespace, start: str | None) -> Path:
             num_train_epochs=args.epochs,
             learning_rate=args.lr,
             logging_steps=1,
+            save_steps=1,  # minutes a step here: an interrupted run resumes from its last step
         ),
     ).adapter
 
