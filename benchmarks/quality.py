@@ -4,7 +4,7 @@ Runs the evaluation harness over the shared BEIR collections in tiers (:data:`TI
 then the encoders one collection at a time, smallest first, and rewrites ``results/quality.md`` and
 ``results/quality.json`` after each system, so an interrupted run keeps what it finished and names what
 is pending. Corpus vectors are cached: a rerun only encodes what has not been encoded yet. A run on
-some collections keeps the other collections' tables from the last run with the same encoder, so the
+some collections keeps the other collections' tables from the last run with the same settings, so the
 collections can be measured in separate sittings:
 
     python benchmarks/quality.py [cranfield cacm scifact] [--model smollm2] [--adapter DIR]
