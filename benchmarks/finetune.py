@@ -6,6 +6,7 @@ harder kind — and scores BM25, the start, the fine-tuned adapter and its hybri
 
     python benchmarks/finetune.py                 # continue the default on train, evaluate on test
     python benchmarks/finetune.py --start none    # the same recipe from the bare backbone
+    python benchmarks/finetune.py --dtype float32 --passage-max-length 512 --epochs 4   # on a GPU
 
 Leakage guard: training reads the collection through ``load_collection(data, "train")``, which holds only
 the queries judged in ``qrels/train.tsv``, and mines negatives for those queries alone; test queries and
@@ -58,6 +59,14 @@ def check_disjoint_splits(data: Path) -> int:
     return len(train)
 
 
+def machine() -> str:
+    """The processor, and the GPU where one trained and scored."""
+    import torch
+
+    gpu = f" + {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return platform.machine() + gpu
+
+
 def train(args: argparse.Namespace, start: str | None) -> Path:
     target = args.work / "finetuned"
     return finetune(
@@ -73,6 +82,7 @@ def train(args: argparse.Namespace, start: str | None) -> Path:
             temperature=args.temperature,
             per_device_train_batch_size=args.batch_size,
             passage_max_length=args.passage_max_length,
+            chunk_tokens=args.chunk_tokens,
             num_train_epochs=args.epochs,
             learning_rate=args.lr,
             logging_steps=1,
@@ -103,6 +113,12 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.05, help="InfoNCE τ")
     parser.add_argument("--passage-max-length", type=int, default=128, help="passage tokens in training")
     parser.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
+    parser.add_argument(
+        "--chunk-tokens", type=int, default=ContrastiveArguments.chunk_tokens, help="bounds training memory"
+    )
+    parser.add_argument(
+        "--dtype", default=None, help="the scored encoders' dtype (default: fp32 on CPU, bf16 on GPU)"
+    )
     parser.add_argument("--output", default="finetune", help="results/<output>.{json,md}")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -123,13 +139,17 @@ def main() -> None:
     cache = VectorCache()
     bm25 = BM25System()
     tuned = llara_system(
-        EncoderConfig(model=recipe["model"], adapter=str(finetuned)), cache, name="finetuned"
+        EncoderConfig(model=recipe["model"], adapter=str(finetuned), dtype=args.dtype),
+        cache,
+        name="finetuned",
     )
     weight = EvaluationConfig().bm25_weight
     systems = [
         bm25,
         llara_system(
-            EncoderConfig(model=recipe["model"], adapter=recipe["start_adapter"]), cache, name="start"
+            EncoderConfig(model=recipe["model"], adapter=recipe["start_adapter"], dtype=args.dtype),
+            cache,
+            name="start",
         ),
         tuned,
         HybridSystem([bm25, tuned], [weight, 1 - weight], name="finetuned-hybrid"),
@@ -140,7 +160,8 @@ def main() -> None:
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {
-        "machine": platform.machine(),
+        "machine": machine(),
+        "dtype": args.dtype,
         "data": os.path.relpath(args.data, ROOT),
         "evaluation_seconds": round(time.perf_counter() - started, 1),
         "train_queries_in_qrels": train_queries,
@@ -155,7 +176,7 @@ def main() -> None:
         "# Supervised contrastive fine-tuning on SciFact train, scored on SciFact test",
         "",
         (
-            f"`python benchmarks/finetune.py` on {platform.machine()}, model `{recipe['model']}`: `finetune` "
+            f"`python benchmarks/finetune.py` on {machine()}, model `{recipe['model']}`: `finetune` "
             f"continues `{recipe['start_adapter']}` on the {train_queries} train queries of `qrels/train.tsv` — "
             f"{training['steps']} steps of {recipe['per_device_train_batch_size']} queries, "
             f"{recipe['negatives']} hard negative(s) each mined by {recipe['miner']} (ranks "

@@ -55,6 +55,8 @@ class MeanPoolingEncoder:
             "max_length": max_length,
             "dimension": self.dimension,
         }
+        if str(network.dtype) != "torch.float32":  # half-precision vectors are other vectors; fp32 keys stay
+            key["dtype"] = str(network.dtype).removeprefix("torch.")
         self.fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = True) -> np.ndarray:

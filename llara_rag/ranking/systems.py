@@ -146,15 +146,14 @@ def llara_label(config: EncoderConfig) -> str:
 
 def llara_system(config: EncoderConfig, cache: VectorCache, name: str = "llara") -> DenseSystem:
     """The LLaRA encoder of ``config`` as a dense system, sharing the process-wide loaded encoder."""
+    from llara_rag.backbone import resolve_device, resolve_dtype
     from llara_rag.encoder import get_encoder
 
-    return DenseSystem(
-        name,
-        llara_label(config),
-        lambda: get_encoder(config),
-        cache,
-        settings={"passage_max_length": config.passage_max_length},
-    )
+    settings: dict[str, object] = {"passage_max_length": config.passage_max_length}
+    dtype = str(resolve_dtype(config.dtype, resolve_device(config.device))).removeprefix("torch.")
+    if dtype != "float32":  # bf16 vectors score differently in the third decimal; fp32 keys stay as they were
+        settings["dtype"] = dtype
+    return DenseSystem(name, llara_label(config), lambda: get_encoder(config), cache, settings=settings)
 
 
 class BM25System(RetrievalSystem):
@@ -178,7 +177,7 @@ class BM25System(RetrievalSystem):
             "library": f"bm25s {version('bm25s')}",
             "k1": self.k1,
             "b": self.b,
-            "stemmer": STEMMER,
+            "stemmer": f"{STEMMER} (PyStemmer {version('PyStemmer')})",
             "stopwords": STOPWORDS,
             "fields": "title + text",
         }

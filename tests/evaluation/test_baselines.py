@@ -47,6 +47,8 @@ def test_raw_llm_pools_real_tokens_only_and_has_no_prompt(tiny_backbone_dir: Pat
     assert again.fingerprint == encoder.fingerprint
     shorter = load_raw_llm(EncoderConfig(model=str(tiny_backbone_dir), passage_max_length=8))
     assert shorter.fingerprint != encoder.fingerprint
+    half = load_raw_llm(EncoderConfig(model=str(tiny_backbone_dir), dtype="bfloat16"))
+    assert half.fingerprint != encoder.fingerprint  # bf16 vectors never answer for fp32 ones in the cache
 
 
 def test_minilm_embeds_meaning() -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from llara_rag.encoder import EncoderConfig
 from llara_rag.ranking.cache import VectorCache
 from llara_rag.ranking.collections import Collection, load_collection
-from llara_rag.ranking.systems import DenseSystem
+from llara_rag.ranking.systems import DenseSystem, llara_system
 
 
 class CountingEncoder:
@@ -89,3 +90,19 @@ def test_default_directory_is_under_the_package_cache(
 ) -> None:
     monkeypatch.setenv("LLARA_RAG_CACHE", str(tmp_path))
     assert VectorCache().directory == tmp_path / "vectors"
+
+
+def test_llara_vectors_of_another_dtype_are_cached_apart(
+    adi: Collection, tiny_backbone_dir: Path, tmp_path: Path
+) -> None:
+    """The fingerprint ignores dtype (a store accepts bf16 and fp32 vectors alike); the evaluation cache must
+    not: a bf16 encoder's vectors scored as an fp32 encoder's moved a GPU figure by 0.002."""
+    few = Collection(adi.name, adi.split, adi.doc_ids[:4], adi.doc_texts[:4], adi.queries, adi.qrels)
+    cache = VectorCache(tmp_path)
+    full = llara_system(EncoderConfig(model=str(tiny_backbone_dir)), cache)
+    half = llara_system(EncoderConfig(model=str(tiny_backbone_dir), dtype="bfloat16"), cache)
+    full_vectors, half_vectors = full.corpus_vectors(few), half.corpus_vectors(few)
+    assert len(list(tmp_path.glob("adi-*.npz"))) == 2
+    assert not np.array_equal(full_vectors, half_vectors)
+    assert "dtype" not in full.describe()  # fp32 keys, and every cache made before, stay valid
+    assert half.describe()["dtype"] == "bfloat16"
