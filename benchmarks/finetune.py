@@ -24,8 +24,10 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import get_args
 
 from llara_rag.adapter import read_adapter_info
+from llara_rag.backbone import Dtype
 from llara_rag.encoder import EncoderConfig
 from llara_rag.errors import AdapterError
 from llara_rag.evaluation import (
@@ -117,7 +119,10 @@ def main() -> None:
         "--chunk-tokens", type=int, default=ContrastiveArguments.chunk_tokens, help="bounds training memory"
     )
     parser.add_argument(
-        "--dtype", default=None, help="the scored encoders' dtype (default: fp32 on CPU, bf16 on GPU)"
+        "--dtype",
+        default=None,
+        choices=get_args(Dtype),
+        help="the scored encoders' dtype (default: fp32 on CPU, bf16 on GPU)",
     )
     parser.add_argument("--output", default="finetune", help="results/<output>.{json,md}")
     args = parser.parse_args()

@@ -259,7 +259,7 @@ def resolve_device(device: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def resolve_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
+def resolve_dtype(dtype: Dtype | None, device: torch.device) -> torch.dtype:
     """fp32 on CPU (bf16 is several times slower on CPUs without AMX), bf16 on GPUs that support it."""
     import torch
 
@@ -286,6 +286,8 @@ class Backbone:
 
 
 Quantization = Literal["8bit", "4bit"]
+Dtype = Literal["float32", "bfloat16", "float16"]
+"""The weights' dtypes a backbone may be loaded in: a typo fails when the settings are made, naming these."""
 
 
 def placement(
@@ -322,7 +324,7 @@ def load_backbone(
     model: str,
     *,
     device: str | None = None,
-    dtype: str | None = None,
+    dtype: Dtype | None = None,
     quantization: Quantization | None = None,
     device_map: str | None = None,
 ) -> Backbone:

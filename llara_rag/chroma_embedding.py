@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from llara_rag.adapter import DEFAULT, adapter_name
-from llara_rag.backbone import DEFAULT_MODEL
+from llara_rag.backbone import DEFAULT_MODEL, Dtype
 from llara_rag.encoder import EncoderConfig, LLaRAEncoder, get_encoder
 from llara_rag.errors import ModelMismatchError
 from llara_rag.extras import STORE, missing_extra
@@ -63,7 +63,7 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
         passage_max_length: int = 512,
         prompts: LLaRAPrompts | dict[str, str] = DEFAULT_PROMPTS,
         device: str | None = None,
-        dtype: str | None = None,
+        dtype: Dtype | None = None,
         batch_size: int = 16,
         fingerprint: str | None = None,
     ) -> None:
@@ -89,7 +89,7 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
         collection: Collection,
         *,
         device: str | None = None,
-        dtype: str | None = None,
+        dtype: Dtype | None = None,
         batch_size: int = 16,
     ) -> LLaRAEmbeddingFunction:
         """The function that embeds like ``collection``'s vectors, for plain-Chroma ``query_texts`` and ``add``.

@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llara_rag.adapter import DEFAULT, PEFT_FILES, adapter_name, resolve_adapter
-from llara_rag.backbone import DEFAULT_MODEL, Backbone, Quantization, load_backbone
+from llara_rag.backbone import DEFAULT_MODEL, Backbone, Dtype, Quantization, load_backbone
 from llara_rag.errors import InvalidInputError
 from llara_rag.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts, Side
 from llara_rag.whitening import Whitening
@@ -59,8 +59,8 @@ class EncoderConfig(BaseModel):
     prompts: LLaRAPrompts = DEFAULT_PROMPTS
     batch_size: int = Field(default=16, gt=0)
     device: str | None = Field(default=None, description="cuda, cpu, ...; None picks CUDA when present.")
-    dtype: str | None = Field(
-        default=None, description="float32, bfloat16, ...; None: fp32 on CPU, bf16 on GPU."
+    dtype: Dtype | None = Field(
+        default=None, description="float32, bfloat16 or float16; None: fp32 on CPU, bf16 on GPU."
     )
     quantization: Quantization | None = Field(
         default=None,
@@ -106,7 +106,7 @@ class EncoderSettings(BaseModel):
     passage_max_length: int = Field(default=512, gt=0)
     prompts: LLaRAPrompts = Field(default=DEFAULT_PROMPTS)
     device: str | None = Field(default=None, description="None picks CUDA when present.")
-    dtype: str | None = Field(default=None, description="None: fp32 on CPU, bf16 on GPU.")
+    dtype: Dtype | None = Field(default=None, description="None: fp32 on CPU, bf16 on GPU.")
     devices: tuple[str, ...] | None = Field(
         default=None, description="Several devices, one worker process each (see EncoderConfig.devices)."
     )

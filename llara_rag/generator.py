@@ -25,7 +25,14 @@ from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from llara_rag.backbone import DEFAULT_MODEL, materialize, resolve_backbone, resolve_device, resolve_dtype
+from llara_rag.backbone import (
+    DEFAULT_MODEL,
+    Dtype,
+    materialize,
+    resolve_backbone,
+    resolve_device,
+    resolve_dtype,
+)
 from llara_rag.errors import GeneratorError, ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -61,7 +68,7 @@ class GeneratorConfig(BaseModel):
     )
     repetition_penalty: float = Field(default=1.1, ge=1.0, description="Small models loop without it.")
     device: str | None = Field(default=None, description="cuda, cpu, ...; None picks CUDA when present.")
-    dtype: str | None = Field(default=None, description="None: fp32 on CPU, bf16 on GPU.")
+    dtype: Dtype | None = Field(default=None, description="None: fp32 on CPU, bf16 on GPU.")
 
 
 def _render_chat(tokenizer: PreTrainedTokenizerBase, messages: Sequence[ChatMessage]) -> str:

@@ -111,3 +111,13 @@ def test_quantised_loading_names_what_is_missing(
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)
     with pytest.raises(MissingExtraError, match=r"llara-rag\[quantize\]"):
         load_backbone(str(tiny_backbone_dir), device="cpu", quantization="8bit")
+
+
+def test_a_mistyped_dtype_fails_when_the_settings_are_made_naming_the_choices() -> None:
+    from pydantic import ValidationError
+
+    from llara_rag.encoder import EncoderConfig
+
+    with pytest.raises(ValidationError, match="'float32', 'bfloat16' or 'float16'"):
+        EncoderConfig(dtype="fp16")  # once an AttributeError from getattr(torch, ...) at load time
+    assert EncoderConfig(dtype="bfloat16").dtype == "bfloat16"
