@@ -164,8 +164,9 @@ def main() -> None:
     scores = result.scores()
 
     RESULTS.mkdir(parents=True, exist_ok=True)
+    host = machine()
     payload = {
-        "machine": machine(),
+        "machine": host,
         "dtype": args.dtype,
         "data": os.path.relpath(args.data, ROOT),
         "evaluation_seconds": round(time.perf_counter() - started, 1),
@@ -181,7 +182,7 @@ def main() -> None:
         "# Supervised contrastive fine-tuning on SciFact train, scored on SciFact test",
         "",
         (
-            f"`python benchmarks/finetune.py` on {machine()}, model `{recipe['model']}`: `finetune` "
+            f"`python benchmarks/finetune.py` on {host}, model `{recipe['model']}`: `finetune` "
             f"continues `{recipe['start_adapter']}` on the {train_queries} train queries of `qrels/train.tsv` — "
             f"{training['steps']} steps of {recipe['per_device_train_batch_size']} queries, "
             f"{recipe['negatives']} hard negative(s) each mined by {recipe['miner']} (ranks "

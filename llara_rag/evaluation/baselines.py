@@ -21,7 +21,7 @@ import numpy as np
 
 from llara_rag.encoder import EncoderConfig, encode_longest_first
 from llara_rag.errors import ModelNotFoundError
-from llara_rag.ranking.cache import VectorCache
+from llara_rag.ranking.cache import VectorCache, dtype_setting
 from llara_rag.ranking.systems import DenseSystem
 
 if TYPE_CHECKING:
@@ -54,9 +54,8 @@ class MeanPoolingEncoder:
             "pooling": MEAN_POOLING,
             "max_length": max_length,
             "dimension": self.dimension,
+            **dtype_setting(network.dtype),
         }
-        if str(network.dtype) != "torch.float32":  # half-precision vectors are other vectors; fp32 keys stay
-            key["dtype"] = str(network.dtype).removeprefix("torch.")
         self.fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = True) -> np.ndarray:

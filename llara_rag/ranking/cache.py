@@ -26,6 +26,14 @@ def default_vector_dir() -> Path:
     return cache_dir() / "vectors"
 
 
+def dtype_setting(dtype: object) -> dict[str, str]:
+    """The cache-key entry for weights of ``dtype``: none for fp32, so every fp32 key made before stays
+    valid; bf16 or fp16 vectors score differently in the third decimal and must never answer for fp32 ones
+    (the fingerprint ignores dtype on purpose: a store takes vectors of either)."""
+    name = str(dtype).removeprefix("torch.")
+    return {} if name == "float32" else {"dtype": name}
+
+
 class VectorCache:
     """One ``.npz`` file (document ids + float32 vectors) per collection and encoder."""
 

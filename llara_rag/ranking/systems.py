@@ -24,7 +24,7 @@ import numpy as np
 from llara_rag.adapter import DEFAULT_ADAPTER
 from llara_rag.fusion import CANDIDATES, Run, convex_fusion, top
 from llara_rag.lexical import BM25_B, BM25_K1, STEMMER, STOPWORDS, bm25_top, build_bm25
-from llara_rag.ranking.cache import VectorCache
+from llara_rag.ranking.cache import VectorCache, dtype_setting
 from llara_rag.ranking.collections import Collection
 
 if TYPE_CHECKING:
@@ -149,10 +149,8 @@ def llara_system(config: EncoderConfig, cache: VectorCache, name: str = "llara")
     from llara_rag.backbone import resolve_device, resolve_dtype
     from llara_rag.encoder import get_encoder
 
-    settings: dict[str, object] = {"passage_max_length": config.passage_max_length}
-    dtype = str(resolve_dtype(config.dtype, resolve_device(config.device))).removeprefix("torch.")
-    if dtype != "float32":  # bf16 vectors score differently in the third decimal; fp32 keys stay as they were
-        settings["dtype"] = dtype
+    dtype = resolve_dtype(config.dtype, resolve_device(config.device))
+    settings = {"passage_max_length": config.passage_max_length, **dtype_setting(dtype)}
     return DenseSystem(name, llara_label(config), lambda: get_encoder(config), cache, settings=settings)
 
 
