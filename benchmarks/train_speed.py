@@ -6,6 +6,8 @@ pairs a step through the gradient cache. A step is the loss, its backward and an
 is a warm-up and is not timed. Tokens are the real (unpadded) tokens of the step's sequences, prompts
 included; useful FLOPs are 4 x non-embedding parameters a token (forward 2, backward to the inputs 2: the
 frozen weights get no gradient), so the contrastive stage's extra no-graph forward pass counts as cost.
+Each stage runs eager and with ``--compile`` (its decoder layers compiled, from an empty compiler cache:
+the warm-up step then includes the compilation, reported apart).
 
     python benchmarks/train_speed.py [--steps 3]
 """
@@ -35,22 +37,32 @@ def _arguments(stage: str):
 
 def timed_steps(
     loss_of: Callable[[dict], torch.Tensor], optimizer: torch.optim.Optimizer, batches: list
-) -> float:
-    """Seconds for optimizer steps on ``batches[1:]``; ``batches[0]`` is an untimed warm-up."""
+) -> dict[str, float]:
+    """Seconds of the warm-up step on ``batches[0]`` and of the optimizer steps on ``batches[1:]``."""
 
     def step(batch: dict) -> None:
         loss_of(batch).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    start = time.perf_counter()
     step(batches[0])
+    warm_up = time.perf_counter() - start
     start = time.perf_counter()
     for batch in batches[1:]:
         step(batch)
-    return time.perf_counter() - start
+    return {"warm_up_seconds": warm_up, "seconds": time.perf_counter() - start}
 
 
-def _stage_one_steps(steps: int) -> dict:
+def prepared(model: torch.nn.Module, compiled: bool) -> torch.nn.Module:
+    from llara_rag.training.trainer import compile_repeated_layers
+
+    if compiled:
+        compile_repeated_layers(model)
+    return model
+
+
+def _stage_one_steps(steps: int, compiled: bool) -> dict:
     from functools import partial
 
     from llara_rag.backbone import load_backbone
@@ -62,13 +74,13 @@ def _stage_one_steps(steps: int) -> dict:
     backbone = load_backbone(args.model, device="cpu")
     records, _ = build_records(CORPUS, backbone.tokenizer, args.window_tokens)
     builder = ExampleBuilder(backbone.tokenizer, backbone.special_ids, max_text_tokens=args.window_tokens)
-    model = lora_model(backbone, args)
+    model = prepared(lora_model(backbone, args), compiled)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate)
     size = args.per_device_train_batch_size
     collate = partial(collate_examples, pad_id=backbone.tokenizer.eos_token_id)
     batches = [collate([builder(r) for r in records[i * size : (i + 1) * size]]) for i in range(steps + 1)]
 
-    seconds = timed_steps(
+    timing = timed_steps(
         lambda batch: compute_objective(model, batch, args.objective).loss, optimizer, batches
     )
     tokens = sum(
@@ -77,14 +89,14 @@ def _stage_one_steps(steps: int) -> dict:
         for e in map(builder, records[b * size : (b + 1) * size])
     )
     return {
-        "seconds": seconds,
+        **timing,
         "tokens": tokens,
         "rows_per_step": size,
         "params": non_embedding_parameters(model.get_base_model()),
     }
 
 
-def _contrastive_steps(steps: int) -> dict:
+def _contrastive_steps(steps: int, compiled: bool) -> dict:
     from llara_rag.backbone import load_backbone
     from llara_rag.encoder import PromptInputs
     from llara_rag.training.info_nce import CachedInfoNCE
@@ -96,7 +108,7 @@ def _contrastive_steps(steps: int) -> dict:
     cargs = args.contrastive(None)
     backbone = load_backbone(args.model, device="cpu")
     samples, _, _ = make_pairs(CORPUS, backbone.tokenizer, args.pairs)
-    model = lora_model(backbone, cargs)
+    model = prepared(lora_model(backbone, cargs), compiled)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cargs.learning_rate)
     loss = CachedInfoNCE(cargs.loss, group_size=1)
     size = cargs.per_device_train_batch_size
@@ -107,12 +119,12 @@ def _contrastive_steps(steps: int) -> dict:
     )
     batches = [collator(samples[i * size : (i + 1) * size]) for i in range(steps + 1)]
 
-    seconds = timed_steps(lambda batch: loss(model, batch).loss, optimizer, batches)
+    timing = timed_steps(lambda batch: loss(model, batch).loss, optimizer, batches)
     tokens = sum(
         int(b["query_attention_mask"].sum() + b["passage_attention_mask"].sum()) for b in batches[1:]
     )
     return {
-        "seconds": seconds,
+        **timing,
         "tokens": tokens,
         "rows_per_step": size,
         "chunk_tokens": cargs.chunk_tokens,
@@ -123,12 +135,16 @@ def _contrastive_steps(steps: int) -> dict:
 STAGES = {"ebae-ebar": _stage_one_steps, "contrastive": _contrastive_steps}
 
 
-def _child(stage: str, steps: int) -> dict:
+def _child(stage: str, steps: int, compiled: bool) -> dict:
+    import os
+    import tempfile
+
     from llara_rag.training.trainer import flushed_denormals
 
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="llara-inductor-")  # a cold compile
     torch.manual_seed(0)
     with flushed_denormals():  # as every training stage runs
-        return STAGES[stage](steps)
+        return {"stage": stage, "compiled": compiled, **STAGES[stage](steps, compiled)}
 
 
 def main() -> None:
@@ -138,7 +154,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps a stage (after one warm-up)")
     args = parser.parse_args()
     rate_before = matmul_gflops()
-    stages = {stage: in_subprocess(_child, stage, args.steps) for stage in STAGES}
+    stages = {
+        f"{stage}{' compiled' if compiled else ''}": in_subprocess(_child, stage, args.steps, compiled)
+        for stage in STAGES
+        for compiled in (False, True)
+    }
     rate_after = matmul_gflops()
     matmul = (rate_before + rate_after) / 2
     for result in stages.values():
@@ -150,28 +170,36 @@ def main() -> None:
         "steps": args.steps,
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "matmul_gflops": matmul,
         "matmul_gflops_before_after": [rate_before, rate_after],
         "stages": stages,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "train_speed.json").write_text(json.dumps(summary, indent=2) + "\n")
+    header = (
+        "| stage | --compile | rows a step | first step (s) | s a step | tokens/s | GFLOP/s (4 x params) "
+        "| share of matmul | peak RSS (MB) |"
+    )
     lines = [
         f"# Training speed: SmolLM2-135M + LoRA r16, fp32, {summary['threads']} threads, Cranfield text",
         "",
-        "| stage | rows a step | s a step | tokens/s | GFLOP/s (4 x params) | share of matmul | peak RSS (MB) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        header,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, result in stages.items():
+    for result in stages.values():
         lines.append(
-            f"| {name} | {result['rows_per_step']} | {result['seconds_per_step']:.1f} | {result['tokens_per_s']:.0f} | "
-            f"{result['achieved_gflops']:.1f} | {100 * result['fraction_of_matmul']:.0f} % | {result['peak_rss_mb']:.0f} |"
+            f"| {result['stage']} | {'yes' if result['compiled'] else 'no'} | {result['rows_per_step']} | "
+            f"{result['warm_up_seconds']:.0f} | {result['seconds_per_step']:.1f} | {result['tokens_per_s']:.0f} | "
+            f"{result['achieved_gflops']:.1f} | {100 * result['fraction_of_matmul']:.0f} % | "
+            f"{result['peak_rss_mb']:.0f} |"
         )
-    lines += [
-        "",
-        f"fp32 2048² matmul: {matmul:.1f} GFLOP/s (mean of before/after). `python benchmarks/train_speed.py`.",
-        "",
-    ]
+    footer = (
+        f"fp32 2048² matmul: {matmul:.1f} GFLOP/s (mean of before/after; {summary['cpu_capability']}). "
+        "The first step is a warm-up, not timed; with --compile it includes the compilation from an empty "
+        "cache. `python benchmarks/train_speed.py`."
+    )
+    lines += ["", footer, ""]
     (RESULTS / "train_speed.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -259,3 +259,41 @@ def test_training_flushes_subnormal_floats_and_restores_them_after():
     with flushed_denormals():
         assert (subnormal * 1.0).item() == 0.0
     assert (subnormal * 1.0).item() > 0.0
+
+
+def test_compiled_layers_train_as_eager_and_leave_the_recipe_alone(
+    tiny_backbone_dir, docs, trained, tmp_path
+):
+    from safetensors.torch import load_file
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    compiled = adapt(
+        docs, tmp_path / "adapter", _args(tiny_backbone_dir, tmp_path / "checkpoints", compile_layers=True)
+    )
+    assert counters["stats"]["unique_graphs"] > 0, "the layers ran compiled"
+    eager = trained[1]
+    expected, actual = (load_file(r.adapter / "adapter_model.safetensors") for r in (eager, compiled))
+    assert expected.keys() == actual.keys()
+    for name, tensor in expected.items():  # weights ~0.2; Adam turns float rounding into ~1e-4 after 4 steps
+        torch.testing.assert_close(actual[name], tensor, rtol=0, atol=3e-4, msg=name)
+    recipes = [read_adapter_info(result.adapter).training["recipe"] for result in (eager, compiled)]
+    assert recipes[0] == recipes[1], "--compile changes speed, not what is learnt"
+
+
+def test_compile_without_a_working_compiler_stops_before_training(
+    tiny_backbone_dir, docs, tmp_path, monkeypatch
+):
+    from llara_rag.errors import InvalidInputError
+
+    def no_compiler(*_: object, **__: object):
+        def fail(*_: object) -> None:
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    args = _args(tiny_backbone_dir, tmp_path / "checkpoints", compile_layers=True)
+    with pytest.raises(InvalidInputError, match="C\\+\\+ compiler.*Run without --compile"):
+        adapt(docs, tmp_path / "adapter", args)
+    assert not (tmp_path / "adapter").exists()
