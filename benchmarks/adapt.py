@@ -118,6 +118,7 @@ def describe_recipe(recipe: dict, training: dict) -> str:
 
 def train(name: str, args: argparse.Namespace) -> dict:
     adapter = args.runs / f"adapt-{name}-{recipe_tag(recipe_of(args))}"
+    trained_here: dict[str, str] = {}  # the instruction set of the CPU that trained it, when this run did
     if not (adapter / LLARA_CONFIG_FILE).is_file():
         training = AdaptationArguments(
             output_dir=f"{adapter}.checkpoints",
@@ -141,9 +142,7 @@ def train(name: str, args: argparse.Namespace) -> dict:
             start_adapter=None if args.start_adapter == NONE else args.start_adapter,
         )
         adapt(DATA / name, adapter, training)
-        trained_here = {"cpu": torch.backends.cpu.get_cpu_capability()}
-    else:
-        trained_here = {}
+        trained_here["cpu"] = torch.backends.cpu.get_cpu_capability()
     logger.info("Using the adapter in %s", adapter)
     info = read_adapter_info(adapter)
     assert info is not None

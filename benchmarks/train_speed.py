@@ -55,6 +55,7 @@ def timed_steps(
 
 
 def prepared(model: torch.nn.Module, compiled: bool) -> torch.nn.Module:
+    """``model``, its decoder layers compiled when ``compiled`` (as ``--compile`` does)."""
     from llara_rag.training.trainer import compile_repeated_layers
 
     if compiled:

@@ -683,8 +683,8 @@ def run_stage(
     return trainer
 
 
-def compile_repeated_layers(model: torch.nn.Module) -> int:
-    """Compiles, in place, each block of the model's stack of identical layers; returns how many.
+def compile_repeated_layers(model: torch.nn.Module) -> None:
+    """Compiles, in place, each block of the model's stack of identical layers.
 
     Regional compilation: the blocks share one class, so the first compiled graph serves them all. For
     SmolLM2 that takes about 30 s on a 2-core CPU, where compiling the whole model took over 7 minutes, for
@@ -708,7 +708,6 @@ def compile_repeated_layers(model: torch.nn.Module) -> int:
     for layer in layers:
         layer.compile(dynamic=True)
     logger.info("Compiling %d %s blocks as they first run", len(layers), type(layers[0]).__name__)
-    return len(layers)
 
 
 def _check_compiler(device: torch.device) -> None:
@@ -721,7 +720,7 @@ def _check_compiler(device: torch.device) -> None:
     except Exception as error:  # the backend's errors have no common base class
         raise InvalidInputError(
             f"--compile needs a working torch.compile, which failed here: {type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''} (on a CPU it needs a C++ compiler such as "
+            f"{(str(error).splitlines() or [''])[0]} (on a CPU it needs a C++ compiler such as "
             "g++). Run without --compile."
         ) from error
 
