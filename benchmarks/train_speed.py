@@ -7,7 +7,9 @@ is a warm-up and is not timed. Tokens are the real (unpadded) tokens of the step
 included; useful FLOPs are 4 x non-embedding parameters a token (forward 2, backward to the inputs 2: the
 frozen weights get no gradient), so the contrastive stage's extra no-graph forward pass counts as cost.
 Each stage runs eager and with ``--compile`` (its decoder layers compiled, from an empty compiler cache:
-the warm-up step then includes the compilation, reported apart).
+the warm-up step then includes the compilation, reported apart), and once more on the frozen backbone
+without any adapter (gradients to the input embeddings only): the same batches, padding and LM head with
+nothing to train, so its share is the ceiling any adapter's step could reach on this machine.
 
     python benchmarks/train_speed.py [--steps 3]
 """
@@ -36,14 +38,15 @@ def _arguments(stage: str):
 
 
 def timed_steps(
-    loss_of: Callable[[dict], torch.Tensor], optimizer: torch.optim.Optimizer, batches: list
+    loss_of: Callable[[dict], torch.Tensor], optimizer: torch.optim.Optimizer | None, batches: list
 ) -> dict[str, float]:
     """Seconds of the warm-up step on ``batches[0]`` and of the optimizer steps on ``batches[1:]``."""
 
     def step(batch: dict) -> None:
         loss_of(batch).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        if optimizer is not None:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
 
     start = time.perf_counter()
     step(batches[0])
@@ -54,29 +57,38 @@ def timed_steps(
     return {"warm_up_seconds": warm_up, "seconds": time.perf_counter() - start}
 
 
-def prepared(model: torch.nn.Module, compiled: bool) -> torch.nn.Module:
-    """``model``, its decoder layers compiled when ``compiled`` (as ``--compile`` does)."""
-    from llara_rag.training.trainer import compile_repeated_layers
+SETUPS = ("adapter", "adapter compiled", "frozen backbone")
+"""What a stage trains: LoRA and the special-token rows as `adapt` does, with --compile, or nothing."""
 
-    if compiled:
+
+def prepared(backbone, args, setup: str) -> tuple[torch.nn.Module, torch.optim.Optimizer | None]:
+    """The model a step runs for ``setup`` and its optimizer (None when nothing trains)."""
+    from llara_rag.training.trainer import compile_repeated_layers, lora_model
+
+    if setup == "frozen backbone":
+        model = backbone.network.train().requires_grad_(False)
+        model.enable_input_require_grads()  # so the backward pass still runs through every layer
+        return model, None
+    model = lora_model(backbone, args)
+    if setup == "adapter compiled":
         compile_repeated_layers(model)
-    return model
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    return model, torch.optim.AdamW(parameters, lr=args.learning_rate)
 
 
-def _stage_one_steps(steps: int, compiled: bool) -> dict:
+def _stage_one_steps(steps: int, setup: str) -> dict:
     from functools import partial
 
     from llara_rag.backbone import load_backbone
     from llara_rag.training.corpus import build_records
     from llara_rag.training.objective import ExampleBuilder, collate_examples, compute_objective
-    from llara_rag.training.trainer import lora_model
 
     args = _arguments("ebae-ebar")
     backbone = load_backbone(args.model, device="cpu")
+    params = non_embedding_parameters(backbone.network)  # the backbone's own, before any LoRA
     records, _ = build_records(CORPUS, backbone.tokenizer, args.window_tokens)
     builder = ExampleBuilder(backbone.tokenizer, backbone.special_ids, max_text_tokens=args.window_tokens)
-    model = prepared(lora_model(backbone, args), compiled)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate)
+    model, optimizer = prepared(backbone, args, setup)
     size = args.per_device_train_batch_size
     collate = partial(collate_examples, pad_id=backbone.tokenizer.eos_token_id)
     batches = [collate([builder(r) for r in records[i * size : (i + 1) * size]]) for i in range(steps + 1)]
@@ -92,25 +104,25 @@ def _stage_one_steps(steps: int, compiled: bool) -> dict:
     return {
         **timing,
         "tokens": tokens,
+        "positions": sum(b["input_ids"].numel() for b in batches[1:]),
         "rows_per_step": size,
-        "params": non_embedding_parameters(model.get_base_model()),
+        "params": params,
     }
 
 
-def _contrastive_steps(steps: int, compiled: bool) -> dict:
+def _contrastive_steps(steps: int, setup: str) -> dict:
     from llara_rag.backbone import load_backbone
     from llara_rag.encoder import PromptInputs
-    from llara_rag.training.info_nce import CachedInfoNCE
+    from llara_rag.training.info_nce import CachedInfoNCE, chunks
     from llara_rag.training.pseudo_pairs import make_pairs
     from llara_rag.training.supervised import GroupCollator
-    from llara_rag.training.trainer import lora_model
 
     args = _arguments("contrastive")
     cargs = args.contrastive(None)
     backbone = load_backbone(args.model, device="cpu")
+    params = non_embedding_parameters(backbone.network)  # the backbone's own, before any LoRA
     samples, _, _ = make_pairs(CORPUS, backbone.tokenizer, args.pairs)
-    model = prepared(lora_model(backbone, cargs), compiled)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cargs.learning_rate)
+    model, optimizer = prepared(backbone, cargs, setup)
     loss = CachedInfoNCE(cargs.loss, group_size=1)
     size = cargs.per_device_train_batch_size
     collator = GroupCollator(
@@ -124,19 +136,29 @@ def _contrastive_steps(steps: int, compiled: bool) -> dict:
     tokens = sum(
         int(b["query_attention_mask"].sum() + b["passage_attention_mask"].sum()) for b in batches[1:]
     )
+    positions = sum(  # padded as the gradient cache's chunks are: each to its longest row
+        part["input_ids"].numel()
+        for b in batches[1:]
+        for side in ("query", "passage")
+        for _, part in chunks(
+            {"input_ids": b[f"{side}_input_ids"], "attention_mask": b[f"{side}_attention_mask"]},
+            cargs.chunk_tokens,
+        )
+    )
     return {
         **timing,
         "tokens": tokens,
+        "positions": positions,
         "rows_per_step": size,
         "chunk_tokens": cargs.chunk_tokens,
-        "params": non_embedding_parameters(model.get_base_model()),
+        "params": params,
     }
 
 
 STAGES = {"ebae-ebar": _stage_one_steps, "contrastive": _contrastive_steps}
 
 
-def _child(stage: str, steps: int, compiled: bool) -> dict:
+def _child(stage: str, steps: int, setup: str) -> dict:
     import os
     import tempfile
 
@@ -145,7 +167,7 @@ def _child(stage: str, steps: int, compiled: bool) -> dict:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="llara-inductor-")  # a cold compile
     torch.manual_seed(0)
     with flushed_denormals():  # as every training stage runs
-        return {"stage": stage, "compiled": compiled, **STAGES[stage](steps, compiled)}
+        return {"stage": stage, "setup": setup, **STAGES[stage](steps, setup)}
 
 
 def main() -> None:
@@ -156,9 +178,9 @@ def main() -> None:
     args = parser.parse_args()
     rate_before = matmul_gflops()
     stages = {
-        f"{stage}{' compiled' if compiled else ''}": in_subprocess(_child, stage, args.steps, compiled)
+        f"{stage} {setup}": in_subprocess(_child, stage, args.steps, setup)
         for stage in STAGES
-        for compiled in (False, True)
+        for setup in SETUPS
     }
     rate_after = matmul_gflops()
     matmul = (rate_before + rate_after) / 2
@@ -167,6 +189,7 @@ def main() -> None:
         result["seconds_per_step"] = result["seconds"] / args.steps
         result["achieved_gflops"] = 4 * result["params"] * result["tokens_per_s"] / 1e9
         result["fraction_of_matmul"] = result["achieved_gflops"] / matmul
+        result["padding"] = 1 - result["tokens"] / result["positions"]
     summary = {
         "steps": args.steps,
         "threads": torch.get_num_threads(),
@@ -179,26 +202,29 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "train_speed.json").write_text(json.dumps(summary, indent=2) + "\n")
     header = (
-        "| stage | --compile | rows a step | first step (s) | s a step | tokens/s | GFLOP/s (4 x params) "
-        "| share of matmul | peak RSS (MB) |"
+        "| stage | trains | rows a step | padding | first step (s) | s a step | tokens/s "
+        "| GFLOP/s (4 x params) | share of matmul | peak RSS (MB) |"
     )
     lines = [
         f"# Training speed: SmolLM2-135M + LoRA r16, fp32, {summary['threads']} threads, Cranfield text",
         "",
         header,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for result in stages.values():
         lines.append(
-            f"| {result['stage']} | {'yes' if result['compiled'] else 'no'} | {result['rows_per_step']} | "
-            f"{result['warm_up_seconds']:.0f} | {result['seconds_per_step']:.1f} | {result['tokens_per_s']:.0f} | "
+            f"| {result['stage']} | {result['setup']} | {result['rows_per_step']} | "
+            f"{100 * result['padding']:.0f} % | {result['warm_up_seconds']:.0f} | "
+            f"{result['seconds_per_step']:.1f} | {result['tokens_per_s']:.0f} | "
             f"{result['achieved_gflops']:.1f} | {100 * result['fraction_of_matmul']:.0f} % | "
             f"{result['peak_rss_mb']:.0f} |"
         )
     footer = (
         f"fp32 2048² matmul: {matmul:.1f} GFLOP/s (mean of before/after; {summary['cpu_capability']}). "
-        "The first step is a warm-up, not timed; with --compile it includes the compilation from an empty "
-        "cache. `python benchmarks/train_speed.py`."
+        "The first step is a warm-up, not timed; compiled, it includes the compilation from an empty cache. "
+        "Padding: positions of the step's padded batches (chunks, for the contrastive stage) that are not "
+        "tokens. The frozen backbone trains nothing: the ceiling of an adapter's step. "
+        "`python benchmarks/train_speed.py`."
     )
     lines += ["", footer, ""]
     (RESULTS / "train_speed.md").write_text("\n".join(lines))

@@ -37,7 +37,11 @@ PAIRS = [
 
 
 def build_tiny_backbone(
-    path: Path, special_tokens: list[str] | None = None, seed: int = 0, hidden_size: int = 32
+    path: Path,
+    special_tokens: list[str] | None = None,
+    seed: int = 0,
+    hidden_size: int = 32,
+    tie_embeddings: bool = True,
 ) -> Path:
     """Saves a 2-layer random LlamaForCausalLM and a word-level tokenizer to ``path``.
 
@@ -75,7 +79,7 @@ def build_tiny_backbone(
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=3,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie_embeddings,
     )
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)

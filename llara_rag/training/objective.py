@@ -31,6 +31,7 @@ from llara_rag.encoder import PromptInputs
 from llara_rag.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts
 from llara_rag.training.corpus import Record
 from llara_rag.training.loss import LossOutput
+from llara_rag.training.token_rows import lm_head, model_inputs
 
 if TYPE_CHECKING:
     import torch
@@ -272,7 +273,8 @@ def compute_objective(
 
     The LM head runs only where a loss reads it (the text's next tokens and the 16 special positions),
     not over prompts and padding: about half the vocabulary-sized logits of a batch, and their backward,
-    are never computed. ``logits_to_keep=1`` keeps the model from computing them all itself.
+    are never computed. ``logits_to_keep=1`` keeps the model from computing them all itself. The special-token
+    rows go through :mod:`~llara_rag.training.token_rows`, not peft's whole-vocabulary copies.
     """
     import torch
     import torch.nn.functional as F
@@ -283,7 +285,7 @@ def compute_objective(
     else:
         dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
     outputs = model(
-        input_ids=batch["input_ids"],
+        **model_inputs(model, batch["input_ids"]),
         attention_mask=additive_mask(batch["allowed"], dtype),
         position_ids=batch["position_ids"],
         output_hidden_states=True,
@@ -291,7 +293,7 @@ def compute_objective(
         logits_to_keep=1,
     )
     hidden = outputs.hidden_states[-1]  # the final norm's output: what the LM head reads
-    head = model.get_output_embeddings()
+    head = lm_head(model)
     labels = batch["lm_labels"]
     text = labels != IGNORE
     if text.any():
