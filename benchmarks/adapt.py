@@ -21,8 +21,6 @@ import os
 import time
 from pathlib import Path
 
-import torch
-
 from llara_rag.adapter import LLARA_CONFIG_FILE, NONE, WHITENING_FILE, read_adapter_info
 from llara_rag.backbone import DEFAULT_MODEL
 from llara_rag.encoder import EncoderConfig
@@ -118,7 +116,6 @@ def describe_recipe(recipe: dict, training: dict) -> str:
 
 def train(name: str, args: argparse.Namespace) -> dict:
     adapter = args.runs / f"adapt-{name}-{recipe_tag(recipe_of(args))}"
-    trained_here: dict[str, str] = {}  # the instruction set of the CPU that trained it, when this run did
     if not (adapter / LLARA_CONFIG_FILE).is_file():
         training = AdaptationArguments(
             output_dir=f"{adapter}.checkpoints",
@@ -142,12 +139,11 @@ def train(name: str, args: argparse.Namespace) -> dict:
             start_adapter=None if args.start_adapter == NONE else args.start_adapter,
         )
         adapt(DATA / name, adapter, training)
-        trained_here["cpu"] = torch.backends.cpu.get_cpu_capability()
     logger.info("Using the adapter in %s", adapter)
     info = read_adapter_info(adapter)
     assert info is not None
     relative = adapter.relative_to(ROOT) if adapter.is_relative_to(ROOT) else adapter
-    return {"adapter": str(relative), **info.training, **trained_here}
+    return {"adapter": str(relative), **info.training}
 
 
 def unwhitened(adapter: Path) -> Path | None:

@@ -392,6 +392,8 @@ def adapt(
     with ``overwrite``, which trains from scratch (as ``resume=False`` does). ``evaluator`` scores each
     stage's model as it trains (e.g. nDCG@10 on a labelled collection), logged as ``eval_*``.
     """
+    import torch
+
     data = {"corpus_digest": corpus_digest(check_source(source))}
     run = start_run(args, adapter_dir, data, resume=resume, overwrite=overwrite)
     if run.finished:
@@ -462,6 +464,7 @@ def adapt(
         "continued_from": start_record(start) if start else None,
         "seconds": round(time.perf_counter() - started, 1),
         "cpu_seconds": round(time.process_time() - cpu_started, 1),
+        "cpu": torch.backends.cpu.get_cpu_capability(),  # CPU seconds differ twofold between AVX2 and AVX512
     }
     parts = []
     if "ebae-ebar" in stages:

@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import pytest
+import torch
 
 from llara_rag.adapter import TrainedLengths, adapter_digest, read_adapter_info
 from llara_rag.encoder import LLaRAEncoder
@@ -124,6 +125,7 @@ def test_two_stage_adapt_writes_one_adapter_recording_both_stages(tiny_backbone_
     assert stages["contrastive"]["continued_from"]["stage"] == "adaptation"
     assert stages["contrastive"]["hyperparameters"]["batch_size"] == 4
     assert info.trained_lengths == TrainedLengths(query=64, passage=16), "the last stage's, not the windows'"
+    assert info.training["cpu"] == torch.backends.cpu.get_cpu_capability(), "CPU minutes name their CPU"
 
     alone = adapt(
         docs, tmp_path / "alone", _arguments(tmp_path / "b", tiny_backbone_dir, stages="contrastive")
