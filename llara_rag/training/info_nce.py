@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llara_rag.encoder import pool_special
 from llara_rag.training.loss import LossOutput
-from llara_rag.training.token_rows import model_inputs
+from llara_rag.training.token_rows import TokenRows, model_inputs
 
 if TYPE_CHECKING:
     import torch
@@ -102,7 +102,7 @@ def embed(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tenso
     import torch.nn.functional as F
 
     outputs = model(
-        **model_inputs(model, batch["input_ids"]),
+        **model_inputs(TokenRows.of(model), batch["input_ids"]),
         attention_mask=batch["attention_mask"],
         position_ids=batch["position_ids"],
         output_hidden_states=True,

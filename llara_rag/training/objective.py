@@ -31,7 +31,7 @@ from llara_rag.encoder import PromptInputs
 from llara_rag.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts
 from llara_rag.training.corpus import Record
 from llara_rag.training.loss import LossOutput
-from llara_rag.training.token_rows import lm_head, model_inputs
+from llara_rag.training.token_rows import TokenRows, lm_head, model_inputs
 
 if TYPE_CHECKING:
     import torch
@@ -284,8 +284,9 @@ def compute_objective(
         dtype = torch.get_autocast_dtype(device)
     else:
         dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+    rows = TokenRows.of(model)
     outputs = model(
-        **model_inputs(model, batch["input_ids"]),
+        **model_inputs(rows, batch["input_ids"]),
         attention_mask=additive_mask(batch["allowed"], dtype),
         position_ids=batch["position_ids"],
         output_hidden_states=True,
@@ -293,7 +294,7 @@ def compute_objective(
         logits_to_keep=1,
     )
     hidden = outputs.hidden_states[-1]  # the final norm's output: what the LM head reads
-    head = lm_head(model)
+    head = lm_head(model, rows)
     labels = batch["lm_labels"]
     text = labels != IGNORE
     if text.any():

@@ -6,8 +6,8 @@ small parameter, and the adapter stores just that. Its forward pass, though, bui
 computes a vocabulary-sized gradient to update 16 rows. A training step here reads the same parameter and
 computes the same values from the frozen matrix: a batch's embeddings with the special positions
 overwritten, the frozen head's logits with the special columns overwritten. What is trained, saved, loaded
-and merged is unchanged. Engines that shard weights (FSDP, DeepSpeed) gather them inside their own
-forward pass, so under them the model keeps peft's path.
+and merged is unchanged. Anything else keeps peft's path: a model wrapped other than by DDP (FSDP,
+DeepSpeed), sharded weights, scaled embeddings (Gemma), merged or several active adapters.
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TokenRows:
-    """A peft model's trainable token rows, with the frozen embedding module they overwrite."""
+    """A peft model's trainable token rows, with the frozen embedding they overwrite."""
 
-    embedding: torch.nn.Module
-    """The frozen input embedding (it applies any scale of its own, e.g. Gemma's)."""
+    embedding: torch.nn.Embedding
     rows: torch.nn.Parameter
     """(tokens, hidden): peft's trainable rows, in the order of ``token_ids``."""
     token_ids: torch.Tensor
@@ -47,11 +46,19 @@ class TokenRows:
             return None
         adapter = layer.active_adapters[0]
         rows = layer.trainable_tokens_delta[adapter]
-        if not rows.requires_grad:  # nothing to train: peft's path keeps its input-gradient hooks
+        embedding = layer.get_base_layer()
+        if (
+            not rows.requires_grad  # nothing to train: peft's path keeps its input-gradient hooks
+            or not isinstance(embedding, torch.nn.Embedding)
+            or hasattr(embedding, "embed_scale")
+            or _sharded(rows)
+            or _sharded(embedding.weight)
+        ):
             return None
+        head = _token_layer(inner.get_output_embeddings())
+        tied = head is not None and head.tied_adapter is layer
         token_ids = torch.tensor(layer.token_indices[adapter], device=rows.device)
-        tied = _token_layer(inner.get_output_embeddings()) is not None
-        return cls(layer.get_base_layer(), rows, token_ids, tied)
+        return cls(embedding, rows, token_ids, tied)
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """``input_ids``' embeddings, as peft's layer gives them: the frozen rows, the trained ones at their ids."""
@@ -62,8 +69,7 @@ class TokenRows:
         slot[self.token_ids] = torch.arange(len(self.token_ids), device=input_ids.device)
         positions = slot[input_ids]
         special = positions >= 0
-        scale = getattr(self.embedding, "embed_scale", 1.0)
-        trained = self.rows.to(embeddings.dtype)[positions[special]] * scale
+        trained = self.rows.to(embeddings.dtype)[positions[special]]
         return embeddings.masked_scatter(special.unsqueeze(-1), trained)
 
     def logits(self, hidden: torch.Tensor, head: torch.nn.Module) -> torch.Tensor:
@@ -72,22 +78,22 @@ class TokenRows:
 
         if not self.tied:
             return head(hidden)
-        logits = F.linear(hidden, self.embedding.weight)
-        return logits.index_copy(-1, self.token_ids, F.linear(hidden, self.rows.to(hidden.dtype)))
+        logits = F.linear(
+            hidden, self.embedding.weight
+        )  # in place below: linear keeps no output for backward
+        return logits.index_copy_(-1, self.token_ids, F.linear(hidden, self.rows.to(hidden.dtype)))
 
 
-def model_inputs(model: torch.nn.Module, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The keyword arguments that feed ``input_ids`` to ``model``: embeddings where :class:`TokenRows` applies."""
-    rows = TokenRows.of(model)
+def model_inputs(rows: TokenRows | None, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The keyword arguments that feed ``input_ids`` to the model: embeddings where ``rows`` apply."""
     return {"input_ids": input_ids} if rows is None else {"inputs_embeds": rows.embed(input_ids)}
 
 
-def lm_head(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+def lm_head(model: torch.nn.Module, rows: TokenRows | None) -> Callable[[torch.Tensor], torch.Tensor]:
     """The LM head of a (possibly wrapped) model as a function of the final hidden states."""
     from accelerate.utils import extract_model_from_parallel
 
     head = extract_model_from_parallel(model).get_output_embeddings()
-    rows = TokenRows.of(model)
     return head if rows is None else lambda hidden: rows.logits(hidden, head)
 
 
@@ -97,3 +103,14 @@ def _token_layer(module: torch.nn.Module | None) -> TrainableTokensLayer | None:
     if module is None:
         return None
     return next((m for m in module.modules() if isinstance(m, TrainableTokensLayer)), None)
+
+
+def _sharded(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` is a shard (FSDP2's DTensor), whose whole value exists only inside forward."""
+    import torch
+
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)

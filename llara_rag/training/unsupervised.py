@@ -464,7 +464,7 @@ def adapt(
         "continued_from": start_record(start) if start else None,
         "seconds": round(time.perf_counter() - started, 1),
         "cpu_seconds": round(time.process_time() - cpu_started, 1),
-        "cpu": torch.backends.cpu.get_cpu_capability(),  # CPU seconds differ twofold between AVX2 and AVX512
+        "cpu": torch.backends.cpu.get_cpu_capability(),  # AVX2 took ~1.4x AVX512's CPU seconds
     }
     parts = []
     if "ebae-ebar" in stages:
