@@ -15,6 +15,7 @@ and several pairs of one document in a batch are never taught apart.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from functools import partial
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
 
 DEFAULT_CHUNK_TOKENS = 2048
 """About 5 GB of activations for SmolLM2 in fp32: a contrastive step of 64 pairs then peaks under 8 GB."""
+CHUNK_OVERHEAD = 100
+"""A chunk's fixed cost, in padded positions. Each pass over a chunk streams every weight once, which on a
+CPU takes as long as about 100 positions' products (SmolLM2: a 16-token chunk 0.54 s for its three passes,
+a position 5-6 ms), and both scale with the model's size. From 50 to 200 the plans cost within 1 %."""
 ACCURACY_METRIC = "accuracy"
 """Logged share of queries whose positive scores highest among all the passages they are compared with."""
 
@@ -143,15 +148,38 @@ def chunks(
     """
     lengths = batch["attention_mask"].sum(dim=1)
     order = lengths.argsort(descending=True, stable=True)
+    widths = lengths[order].tolist()
     result = []
-    start = 0
-    while start < len(order):
-        width = int(lengths[order[start]])
-        count = max(1, max_tokens // width) if max_tokens else len(order)
-        rows = order[start : start + count]
-        result.append((rows, {key: value[rows, :width] for key, value in batch.items()}))
-        start += count
+    for start, end in _cuts(widths, max_tokens):
+        rows = order[start:end]
+        result.append((rows, {key: value[rows, : widths[start]] for key, value in batch.items()}))
     return result
+
+
+def _cuts(widths: list[int], max_tokens: int) -> list[tuple[int, int]]:
+    """The (start, end) chunks of ``widths`` (longest first) least costly in padded positions.
+
+    Cutting only where a chunk is full pads a 160-token passage's chunk with 40-token ones (18 % of a
+    contrastive step's positions were padding); each extra chunk costs ``CHUNK_OVERHEAD`` positions, so
+    the cuts minimise padded positions plus that a chunk (dynamic programming over the cut points).
+    """
+    if not max_tokens:
+        return [(0, len(widths))]
+    cost = [0.0] + [math.inf] * len(widths)
+    first = [0] * (len(widths) + 1)
+    for end in range(1, len(widths) + 1):
+        for start in range(end - 1, -1, -1):
+            if start < end - 1 and (end - start) * widths[start] > max_tokens:
+                break  # an earlier start has more rows and wider ones: it does not fit either
+            total = cost[start] + (end - start) * widths[start] + CHUNK_OVERHEAD
+            if total < cost[end]:
+                cost[end], first[end] = total, start
+    cuts = []
+    end = len(widths)
+    while end:
+        cuts.append((first[end], end))
+        end = first[end]
+    return cuts[::-1]
 
 
 class CachedInfoNCE:

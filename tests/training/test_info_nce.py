@@ -89,6 +89,15 @@ def test_chunks_are_cut_to_their_longest_row():
     assert chunks(batch, 2)[0][0].tolist() == [1], "a row longer than the budget is a chunk"
 
 
+def test_a_long_row_is_not_padded_with_short_ones():
+    """Cutting only full chunks would pad 9 short rows to the long one's 200 tokens: 1,620 wasted positions."""
+    lengths = torch.tensor([20] * 15 + [200] + [20] * 15)
+    mask = (torch.arange(200) < lengths[:, None]).long()
+    parts = chunks({"input_ids": mask.clone(), "attention_mask": mask}, 2048)
+    assert [rows.tolist() for rows, _ in parts] == [[15], [i for i in range(31) if i != 15]]
+    assert [tuple(inputs["input_ids"].shape) for _, inputs in parts] == [(1, 200), (30, 20)]
+
+
 def test_passages_of_the_query_document_are_not_its_negatives():
     queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     passages = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
