@@ -160,10 +160,20 @@ def make_pairs(
             if pair:
                 samples.append(GroupSample(pair[0], (pair[1],), (key,)))
     report = PairsReport(config.maker, summary.documents, passages, len(samples), fallbacks)
+    if not summary.documents:
+        raise InvalidInputError(
+            f"Found no document with text in {source}: the file or folder is empty or every entry was "
+            "skipped (see the log). Give documents with text to adapt to."
+        )
     if not samples:
+        advice = (  # ict already falls back to crops
+            f"give passages of at least {2 * MIN_QUERY_WORDS} words"
+            if config.maker in ("ict", "crop")
+            else f"try --pair-maker crop, which needs only {2 * MIN_QUERY_WORDS} words a passage"
+        )
         raise InvalidInputError(
             f"The {config.maker} pair maker found no pair in {source} ({summary.documents} documents, "
-            f"{passages} passages); try --pair-maker crop, which needs only {2 * MIN_QUERY_WORDS} words a passage."
+            f"{passages} passages); {advice}."
         )
     logger.info(
         "Label-free pairs (%s): %d pairs from %d passages of %d documents%s",

@@ -79,6 +79,10 @@ def test_duplicate_documents_share_a_key_and_unsplittable_text_falls_back_to_cro
     assert nexts and all(sample.query != sample.passages[0] for sample in nexts)
     with pytest.raises(InvalidInputError, match="--pair-maker crop"):
         make_pairs(_corpus(tmp_path, ["no title"]), tokenizer, PairConfig(maker="title"))
+    with pytest.raises(InvalidInputError, match="at least 8 words"):
+        make_pairs(_corpus(tmp_path, ["cats purr. dogs bark."]), tokenizer, PairConfig())
+    with pytest.raises(InvalidInputError, match="no document with text"):
+        make_pairs(_corpus(tmp_path, []), tokenizer, PairConfig())
 
 
 def _arguments(tmp_path, model, **overrides) -> AdaptationArguments:
