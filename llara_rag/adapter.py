@@ -72,6 +72,9 @@ class AdapterInfo(BaseModel):
     special_token_ids: list[int] = Field(description="Ids of <s1>..<s16> in the training tokenizer.")
     prompts: LLaRAPrompts = DEFAULT_PROMPTS
     pooling: str = "mean-special-8"
+    lowercase: bool = Field(
+        default=False, description="Texts were lower-cased before training, so they are served lower-cased."
+    )
     stage: str = Field(default="adaptation", description="adaptation (EBAE+EBAR) or contrastive.")
     trained_lengths: TrainedLengths | None = Field(
         default=None, description="None for adapters written before the lengths were recorded."

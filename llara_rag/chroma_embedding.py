@@ -62,6 +62,7 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
         query_max_length: int = 128,
         passage_max_length: int = 512,
         prompts: LLaRAPrompts | dict[str, str] = DEFAULT_PROMPTS,
+        lowercase: bool | None = None,
         device: str | None = None,
         dtype: Dtype | None = None,
         batch_size: int = 16,
@@ -77,6 +78,7 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
                 "query_max_length": query_max_length,
                 "passage_max_length": passage_max_length,
                 "prompts": prompts,
+                "lowercase": lowercase,
                 "device": device,
                 "dtype": dtype,
                 "batch_size": batch_size,
@@ -152,6 +154,7 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
             "query_max_length": config.query_max_length,
             "passage_max_length": config.passage_max_length,
             "prompts": config.prompts.model_dump(),
+            "lowercase": config.lowercase,
             "fingerprint": self.pinned or self.fingerprint,
         }
 

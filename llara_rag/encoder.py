@@ -57,6 +57,11 @@ class EncoderConfig(BaseModel):
         default=512, gt=0, description="Passage text tokens kept (prompt not counted)."
     )
     prompts: LLaRAPrompts = DEFAULT_PROMPTS
+    lowercase: bool | None = Field(
+        default=None,
+        description="Lower-case every text before encoding, queries and passages alike, so that capitals "
+        "typed or stored carry no weight; None: as the adapter was trained (its llara_config.json), else off.",
+    )
     batch_size: int = Field(default=16, gt=0)
     device: str | None = Field(default=None, description="cuda, cpu, ...; None picks CUDA when present.")
     dtype: Dtype | None = Field(
@@ -79,11 +84,14 @@ class EncoderConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _resolve_adapter(cls, values: Any) -> Any:
-        """Names become directories here, so fingerprints and pins see the adapter actually loaded."""
+        """Names become directories here, and the text case the adapter was trained with its setting, so
+        fingerprints and pins see the adapter and inputs actually used."""
         if isinstance(values, dict):
             model = values.get("model", DEFAULT_MODEL)
             adapter = resolve_adapter(values.get("adapter", DEFAULT), default_backbone=model == DEFAULT_MODEL)
             values = {**values, "adapter": adapter}
+            if values.get("lowercase") is None:
+                values["lowercase"] = trained_lowercase(adapter)
         return values
 
 
@@ -112,6 +120,9 @@ class EncoderSettings(BaseModel):
     )
     quantization: Quantization | None = Field(default=None, description="8bit or 4bit, CUDA only.")
     device_map: str | None = Field(default=None, description="'auto': spread over every GPU.")
+    lowercase: bool | None = Field(
+        default=None, description="Lower-case texts before encoding; None: as the adapter was trained."
+    )
 
     def to_encoder_config(self, batch_size: int) -> EncoderConfig:
         return EncoderConfig(
@@ -126,7 +137,24 @@ class EncoderSettings(BaseModel):
             devices=self.devices,
             quantization=self.quantization,
             device_map=self.device_map,
+            lowercase=self.lowercase,
         )
+
+
+def trained_lowercase(adapter: str | None) -> bool:
+    """Whether ``adapter`` was trained on lower-cased text (its ``llara_config.json`` says), so is served so.
+
+    A folder that is no readable adapter answers False: loading it fails later with the message that
+    names the fix, where a settings object could only wrap it.
+    """
+    from llara_rag.adapter import read_adapter_info
+    from llara_rag.errors import AdapterError
+
+    try:
+        info = read_adapter_info(adapter) if adapter else None
+    except AdapterError:
+        return False
+    return info.lowercase if info else False
 
 
 def pool_special(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -228,8 +256,11 @@ class PromptInputs:
         tokenizer: PreTrainedTokenizerBase,
         special_ids: SpecialTokenIds,
         prompts: LLaRAPrompts = DEFAULT_PROMPTS,
+        *,
+        lowercase: bool = False,
     ) -> None:
         self.tokenizer = tokenizer
+        self.lowercase = lowercase
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad if pad is not None else 0)
         bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
@@ -247,7 +278,10 @@ class PromptInputs:
         if not texts:
             return []
         encoded = self.tokenizer(
-            list(texts), add_special_tokens=False, truncation=True, max_length=max_length
+            [text.lower() for text in texts] if self.lowercase else list(texts),
+            add_special_tokens=False,
+            truncation=True,
+            max_length=max_length,
         )
         return [self.head + ids + self.tail[side] for ids in encoded["input_ids"]]
 
@@ -265,7 +299,12 @@ class LLaRAEncoder:
         self.padding_side: Literal["left", "right"] = "right"
         self.backbone: Backbone = backbone or shared_backbone(self.config)
         self.whitening = Whitening.load(self.config.adapter) if self.config.adapter else None
-        self.inputs = PromptInputs(self.backbone.tokenizer, self.backbone.special_ids, self.config.prompts)
+        self.inputs = PromptInputs(
+            self.backbone.tokenizer,
+            self.backbone.special_ids,
+            self.config.prompts,
+            lowercase=bool(self.config.lowercase),
+        )
         self._pad_id = self.inputs.pad_id
         self.fingerprint = self._fingerprint()
         self._pool: EncoderPool | None = None
@@ -397,6 +436,8 @@ class LLaRAEncoder:
         }
         if self.config.quantization:  # quantised weights give other vectors; full ones keep their fingerprint
             key["quantization"] = self.config.quantization
+        if self.config.lowercase:  # named only when on, so every fingerprint made before stays valid
+            key["lowercase"] = True
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
     def describe(self) -> str:

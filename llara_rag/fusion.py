@@ -8,7 +8,7 @@ when scores are fused): the command line reads the retrieval modes from here to 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, get_args
 
 Run = dict[str, dict[str, float]]
@@ -50,8 +50,12 @@ def z_scores(scores: Mapping[str, float]) -> dict[str, float]:
     return {doc_id: (score - mean) / spread for doc_id, score in scores.items()}
 
 
+Weighting = Callable[[Sequence[Mapping[str, float]]], Sequence[float]]
+"""One query's weights from each run's z-normalised scores (a run that returned nothing is empty)."""
+
+
 def convex_fusion(
-    runs: Sequence[Mapping[str, Mapping[str, float]]], weights: Sequence[float], depth: int
+    runs: Sequence[Mapping[str, Mapping[str, float]]], weights: Sequence[float] | Weighting, depth: int
 ) -> Run:
     """Σ weight x z-score of each run's scores per query; a document a run did not return gets its lowest.
 
@@ -68,9 +72,10 @@ def convex_fusion(
         per_run = [run.get(query_id) or {} for run in runs]
         doc_ids = list(dict.fromkeys(doc_id for scores in per_run for doc_id in scores))
         summed = np.zeros(len(doc_ids))
-        for weight, scores in zip(weights, per_run, strict=True):
-            if scores:
-                normalised = z_scores(scores)
+        normalised_runs = [z_scores(scores) if scores else {} for scores in per_run]
+        query_weights = weights(normalised_runs) if callable(weights) else weights
+        for weight, normalised in zip(query_weights, normalised_runs, strict=True):
+            if normalised:
                 floor = min(normalised.values())
                 summed += weight * np.fromiter(
                     (normalised.get(doc_id, floor) for doc_id in doc_ids),
@@ -79,3 +84,37 @@ def convex_fusion(
                 )
         fused[query_id] = dict(zip(doc_ids, summed.tolist()))
     return top(fused, depth)
+
+
+HEAD = 10
+
+
+def head_strength(normalised: Mapping[str, float]) -> float:
+    """Mean z-score of a run's ``HEAD`` best: how far its head stands out from its candidates."""
+    return sum(heapq.nlargest(HEAD, normalised.values())) / HEAD if normalised else 0.0
+
+
+def by_head_strength(normalised_runs: Sequence[Mapping[str, float]]) -> list[float]:
+    strengths = [max(head_strength(scores), 0.0) for scores in normalised_runs]
+    total = sum(strengths)
+    return [s / total for s in strengths] if total else [1 / len(strengths)] * len(strengths)
+
+
+def by_agreement(normalised_runs: Sequence[Mapping[str, float]]) -> list[float]:
+    """Equal weights when the runs' heads agree; the stronger head's side gains as they disagree."""
+    heads = [set(heapq.nlargest(HEAD, scores, key=scores.__getitem__)) for scores in normalised_runs]
+    overlap = len(set.intersection(*heads)) / HEAD if all(heads) else 0.0
+    strong = by_head_strength(normalised_runs)
+    equal = 1 / len(normalised_runs)
+    return [overlap * equal + (1 - overlap) * weight for weight in strong]
+
+
+def _fused(weights: Sequence[float] | Weighting) -> Callable[[Run, Run, int], Run]:
+    return lambda dense, lexical, depth: convex_fusion([lexical, dense], weights, depth)
+
+
+FUSIONS: dict[str, Callable[[Run, Run, int], Run]] = {
+    "z equal": _fused([0.5, 0.5]),
+    "z head strength": _fused(by_head_strength),
+    "z agreement": _fused(by_agreement),
+}

@@ -179,3 +179,26 @@ def test_serving_an_adapter_at_other_lengths_than_it_was_trained_with_says_so(
         LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(adapter))
     assert "trained on queries of up to 64 tokens and passages of up to 160" in caplog.text
     assert "served with query_max_length=128 and passage_max_length=512" in caplog.text
+
+
+def test_lowercase_encodes_any_case_as_lower_case_on_both_sides(tiny_backbone_dir: Path) -> None:
+    folded = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=None, lowercase=True)
+    cased = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=None, lowercase=False)
+    for side in ("query", "passage"):
+        np.testing.assert_array_equal(
+            folded.encode(["CATS Purr"], side), folded.encode(["cats purr"], side)  # type: ignore[arg-type]
+        )
+        assert folded.build_inputs(["CATS Purr"], side) != cased.build_inputs(["CATS Purr"], side)  # type: ignore[arg-type]
+    assert folded.fingerprint != cased.fingerprint
+
+
+def test_lowercase_follows_the_adapter_unless_set(tiny_backbone_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    adapter = write_random_adapter(tiny_backbone_dir, tmp_path / "adapter")
+    assert EncoderConfig(model=str(tiny_backbone_dir), adapter=str(adapter)).lowercase is False
+    config = adapter / "llara_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "lowercase": True}))
+    assert EncoderConfig(model=str(tiny_backbone_dir), adapter=str(adapter)).lowercase is True
+    assert EncoderConfig(model=str(tiny_backbone_dir), adapter=str(adapter), lowercase=False).lowercase is False
+    assert EncoderConfig(model=str(tiny_backbone_dir), adapter=str(tmp_path / "missing")).lowercase is False

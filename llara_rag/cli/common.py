@@ -47,6 +47,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DEV,DEV,...",
         help="encode on several devices, one worker process each (e.g. cuda:0,cuda:1); same vectors as one",
     )
+    parser.add_argument(
+        "--lowercase",
+        choices=("on", "off"),
+        default=None,
+        help="lower-case queries and passages before encoding (default: as the adapter was trained)",
+    )
 
 
 def _device_list(value: str) -> tuple[str, ...]:
@@ -63,9 +69,10 @@ def encoder_config(args: argparse.Namespace) -> EncoderConfig:
 
 
 def _placement(args: argparse.Namespace) -> dict[str, Any]:
-    """The adapter and where the weights go: named alike in EncoderConfig and LLaRAEmbedding."""
+    """The adapter, its input case and where the weights go: named alike in EncoderConfig and LLaRAEmbedding."""
     return {
         "adapter": args.adapter,
+        "lowercase": {"on": True, "off": False, None: None}[args.lowercase],
         "device": args.device,
         "devices": args.devices,
         "quantization": args.quantization,

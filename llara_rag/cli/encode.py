@@ -60,11 +60,11 @@ def add_eval(sub: argparse._SubParsersAction, generated: bool) -> None:
     parser.add_argument(
         "--baselines",
         type=_baselines,
-        default=("bm25", "minilm", "hybrid"),
-        help="comma-separated systems to report beside llara: bm25, minilm, raw-llm (mean-pooled backbone; "
-        "encodes the corpus again), llara-base (the model without --adapter), "
-        "hybrid (bm25 and llara, z-scores summed); "
-        "'none' for llara alone (default: bm25,minilm,hybrid)",
+        default=("bm25", "minilm", "minilm-hybrid", "hybrid"),
+        help="comma-separated systems to report beside llara: bm25, minilm, minilm-hybrid (bm25 and minilm "
+        "fused as the hybrid fuses llara), raw-llm (mean-pooled backbone; encodes the corpus again), "
+        "llara-base (the model without --adapter), hybrid (bm25 and llara, z-scores summed); "
+        "'none' for llara alone (default: bm25,minilm,minilm-hybrid,hybrid)",
     )
     parser.add_argument("--split", default="test", help="qrels/<split>.tsv to score against (default: test)")
     parser.add_argument(

@@ -41,11 +41,13 @@ logger = logging.getLogger(__name__)
 DEPTH = 100
 """Documents retrieved per query: the deepest cut-off of the metrics (Recall@100, MAP@100)."""
 
-SystemName = Literal["bm25", "minilm", "raw-llm", "llara-base", "llara", "hybrid"]
+SystemName = Literal["bm25", "minilm", "minilm-hybrid", "raw-llm", "llara-base", "llara", "hybrid"]
 """The systems :func:`build_systems` knows, in table order:
 
 - ``bm25``: BM25 (bm25s, stemmed, stop-words removed);
 - ``minilm``: all-MiniLM-L6-v2, the small supervised encoder;
+- ``minilm-hybrid``: ``bm25`` and ``minilm`` fused as ``hybrid`` fuses LLaRA: what a user could build
+  without LLaRA;
 - ``raw-llm``: the backbone, mean-pooled, with no LLaRA prompt (encodes the corpus a second time);
 - ``llara-base``: LLaRA prompts on the backbone without the adapter (the "before" of an adaptation);
 - ``llara``: the LLaRA encoder of ``EvaluationConfig.encoder``, adapter included;
@@ -77,14 +79,17 @@ def build_systems(config: EvaluationConfig, cache: VectorCache) -> list[Retrieva
     """Turns the names of ``config.systems`` into systems, in that order, sharing parts with the hybrid."""
     bm25 = BM25System()
     llara = llara_system(config.encoder, cache)
+    minilm = minilm_system(cache, device=config.encoder.device)
     unadapted = config.encoder.model_copy(update={"adapter": None})
+    bm25_share = [config.bm25_weight, 1 - config.bm25_weight]
     factories = {
         "bm25": lambda: bm25,
-        "minilm": lambda: minilm_system(cache, device=config.encoder.device),
+        "minilm": lambda: minilm,
+        "minilm-hybrid": lambda: HybridSystem([bm25, minilm], bm25_share, name="minilm-hybrid"),
         "raw-llm": lambda: raw_llm_system(config.encoder, cache),
         "llara-base": lambda: llara_system(unadapted, cache, name="llara-base"),
         "llara": lambda: llara,
-        "hybrid": lambda: HybridSystem([bm25, llara], [config.bm25_weight, 1 - config.bm25_weight]),
+        "hybrid": lambda: HybridSystem([bm25, llara], bm25_share),
     }
     names = list(dict.fromkeys(config.systems))
     if "llara-base" in names and config.encoder.adapter is None:

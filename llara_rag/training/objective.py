@@ -105,10 +105,12 @@ class ExampleBuilder:
         max_text_tokens: int,
         remove_stopwords: bool = True,
         prompts: LLaRAPrompts = DEFAULT_PROMPTS,
+        lowercase: bool = False,
     ) -> None:
         self.tokenizer = tokenizer
         self.max_text_tokens = max_text_tokens
-        inputs = PromptInputs(tokenizer, special_ids, prompts)  # the ids the encoder serves
+        self.lowercase = lowercase
+        inputs = PromptInputs(tokenizer, special_ids, prompts, lowercase=lowercase)  # the ids the encoder serves
         self.head = inputs.head
         self.passage_block = inputs.tail["passage"]
         self.query_block = inputs.tail["query"]
@@ -119,7 +121,8 @@ class ExampleBuilder:
         self.rarest = 1.0
 
     def _ids(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """Text and targets alike: a lower-cased adapter learns to predict the lower-cased words it reads."""
+        return list(self.tokenizer(text.lower() if self.lowercase else text, add_special_tokens=False)["input_ids"])
 
     def text_ids(self, text: str) -> list[int]:
         return self._ids(text)[: self.max_text_tokens]

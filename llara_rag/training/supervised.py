@@ -264,7 +264,9 @@ def train_contrastive(
         )
         args.per_device_train_batch_size = len(samples) // world
     collator = GroupCollator(
-        PromptInputs(backbone.tokenizer, backbone.special_ids), args.query_max_length, args.passage_max_length
+        PromptInputs(backbone.tokenizer, backbone.special_ids, lowercase=args.text_lowercase),
+        args.query_max_length,
+        args.passage_max_length,
     )
     loss = CachedInfoNCE(args.loss, group_size=len(samples[0].passages))
     return run_stage(backbone, model, loss, samples, collator, args, resume=resume, evaluator=evaluator)

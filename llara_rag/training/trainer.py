@@ -93,6 +93,15 @@ class StageArguments(TrainingArguments):
             "directory, e.g. `llara-rag adapt`'s (none: a fresh LoRA on the bare backbone)",
         },
     )
+    lowercase: str | None = field(
+        default=None,
+        metadata={
+            "flag": "--lowercase",
+            "choices": ("on", "off"),
+            "help": "train on lower-cased text, so the adapter is served lower-cased and capitals carry no weight "
+            "(default: as the adapter continued was trained; off for a fresh LoRA)",
+        },
+    )
     lora_r: int = field(default=16, metadata={"flag": "--lora-r", "help": "LoRA rank of a fresh adapter"})
     lora_alpha: int = field(
         default=32,
@@ -178,6 +187,16 @@ class StageArguments(TrainingArguments):
     activation_checkpointing_kwargs: dict[str, Any] | str | None = field(
         default_factory=lambda: {"use_reentrant": False}
     )
+
+    @property
+    def text_lowercase(self) -> bool:
+        """``lowercase`` resolved: as asked, else as the adapter this stage continues was trained."""
+        from llara_rag.adapter import resolve_adapter
+        from llara_rag.encoder import trained_lowercase
+
+        if self.lowercase is not None:
+            return self.lowercase == "on"
+        return trained_lowercase(resolve_adapter(self.start_adapter, default_backbone=self.model == DEFAULT_MODEL))
 
     def recipe(self) -> dict[str, Any]:
         """What decides the trained weights: the stage's own settings and the Trainer's schedule, not its logging.
@@ -390,11 +409,19 @@ class CollapseGuard(TrainerCallback):
 class TrainingEncoder:
     """The model being trained, seen as an encoder: the served prompts, lengths and pooling, current weights."""
 
-    def __init__(self, model: torch.nn.Module, backbone: Backbone, step: int, batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        backbone: Backbone,
+        step: int,
+        batch_size: int = 16,
+        *,
+        lowercase: bool = False,
+    ) -> None:
         from llara_rag.encoder import EncoderConfig, PromptInputs
 
         self.model, self.batch_size = model, batch_size
-        self.inputs = PromptInputs(backbone.tokenizer, backbone.special_ids)
+        self.inputs = PromptInputs(backbone.tokenizer, backbone.special_ids, lowercase=lowercase)
         served = EncoderConfig.model_fields
         self.max_length = {
             "query": served["query_max_length"].default,
@@ -491,7 +518,9 @@ class AdapterTrainer(Trainer):
         was_training = model.training
         model.eval()
         try:
-            scores = self.evaluator(TrainingEncoder(model, self.backbone, self.state.global_step))
+            scores = self.evaluator(TrainingEncoder(
+                    model, self.backbone, self.state.global_step, lowercase=self.args.text_lowercase
+                ))
         finally:
             model.train(was_training)
         metrics = {f"{metric_key_prefix}_{name}": round(float(value), 4) for name, value in scores.items()}
@@ -632,6 +661,7 @@ class AdapterTrainer(Trainer):
                 backbone_identity=self.backbone.source.identity,
                 special_token_ids=list(self.backbone.special_ids.all),
                 stage=stage,
+                lowercase=self.args.text_lowercase,
                 trained_lengths=lengths,
                 training=training,
             )

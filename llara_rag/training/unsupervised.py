@@ -61,6 +61,11 @@ logger = logging.getLogger(__name__)
 RECORDS_FILE = "records.jsonl"
 """The training windows, saved beside the checkpoints so what the adapter learnt from can be inspected."""
 STAGES = ("ebae-ebar", "contrastive")
+MEASURED_STEPS, MEASURED_CONTRASTIVE_STEPS = 40, 18
+"""The default budget: 40 EBAE/EBAR steps of 8 windows and 18 contrastive steps of 64 pairs, the recipe every
+adaptation figure of benchmarks/results/adaptation.md was measured with (on corpora of 1,400 and 3,200
+documents). It stays fixed as corpora grow, so a run's time does not: a larger corpus is sampled, not read
+whole; -1 and the epoch flags read it whole."""
 STAGE_ONE_ADAPTER = "ebae-ebar-adapter"
 """Stage 1's finished adapter, inside the checkpoint folder: stage 2 starts from it, a rerun skips stage 1."""
 CONTRASTIVE_FIELDS = frozenset(
@@ -143,11 +148,20 @@ class AdaptationArguments(StageArguments):
             "text)",
         },
     )
+    max_steps: int = field(
+        default=MEASURED_STEPS,
+        metadata={
+            "flag": "--max-steps",
+            "help": "EBAE/EBAR optimizer steps: the budget adapt's results were measured with, whatever the "
+            "corpus size (-1: --epochs decides)",
+        },
+    )
     contrastive_max_steps: int = field(
-        default=-1,
+        default=MEASURED_CONTRASTIVE_STEPS,
         metadata={
             "flag": "--contrastive-steps",
-            "help": "contrastive optimizer steps (-1: --contrastive-epochs decides)",
+            "help": "contrastive optimizer steps: the measured budget, whatever the corpus size "
+            "(-1: --contrastive-epochs decides)",
         },
     )
     contrastive_epochs: float = field(
@@ -335,6 +349,7 @@ def _stage_one(
         backbone.special_ids,
         max_text_tokens=args.window_tokens,
         remove_stopwords=args.remove_stopwords,
+        lowercase=args.text_lowercase,
     )
     if args.target_weighting == "idf":
         builder.fit_idf(record.text for record in records)
@@ -365,6 +380,29 @@ def _stage_one(
         backbone, model, loss, examples, collator, args, resume=resume, evaluator=evaluator, announce=announce
     )
     return trainer, corpus
+
+
+def _log_plan(args: AdaptationArguments, pairs: int) -> None:
+    """The budget, before anything trains: each stage's steps and what they cover."""
+    stages = args.stage_list
+    parts = []
+    if "ebae-ebar" in stages:
+        steps = "an epoch" if args.max_steps <= 0 else f"{args.max_steps} steps"
+        parts.append(f"ebae-ebar {steps} of {args.per_device_train_batch_size} windows")
+    if "contrastive" in stages:
+        batch = args.contrastive_batch_size
+        steps = (
+            f"{args.contrastive_max_steps} steps"
+            if args.contrastive_max_steps > 0
+            else f"{args.contrastive_epochs:g} epoch(s)"
+        )
+        covered = args.contrastive_max_steps * batch / pairs if args.contrastive_max_steps > 0 and pairs else 1.0
+        parts.append(f"contrastive {steps} of {batch} pairs ({min(covered, 1.0):.0%} of {pairs} pairs)")
+    logger.info(
+        "Plan: %s (--max-steps and --contrastive-steps change it); each stage logs its time estimate when "
+        "it starts.",
+        ", then ".join(parts),
+    )
 
 
 def _stage_one_record(
@@ -409,6 +447,7 @@ def adapt(
         samples, pairs, corpus = make_pairs(source, backbone.tokenizer, args.pairs)
         check_groups(samples, max(1, args.world_size))
     del backbone
+    _log_plan(args, len(samples) if with_contrastive else 0)
     records: dict[str, Any] = {}
     stage_one = Path(args.output_dir) / STAGE_ONE_ADAPTER
     stage_one_recipe = {k: v for k, v in recipe.items() if k not in CONTRASTIVE_FIELDS | WHITENING_FIELDS}

@@ -96,6 +96,14 @@ def test_targets_are_unique_and_drop_special_and_stop_words(backbone):
     assert words(keep(Record("a", 0, "the cats the <s1>", None)).ebae_targets) == ["cats", "the"]
 
 
+def test_a_lower_cased_builder_reads_and_predicts_lower_case(backbone):
+    folded = ExampleBuilder(backbone.tokenizer, backbone.special_ids, max_text_tokens=64, lowercase=True)
+    cased = ExampleBuilder(backbone.tokenizer, backbone.special_ids, max_text_tokens=64)
+    shouted, plain = Record("a", 0, "The CATS purr", "DOGS bark"), Record("a", 0, "the cats purr", "dogs bark")
+    assert folded(shouted) == folded(plain) == cased(plain)
+    assert cased(shouted) != cased(plain)
+
+
 def test_bag_of_words_loss_uses_max_over_positions():
     logits = torch.full((1, 8, 5), -10.0)
     logits[0, 3, 2] = 10.0  # only one of the 8 positions predicts token 2

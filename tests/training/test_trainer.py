@@ -210,7 +210,8 @@ def test_cli_adapt(tiny_backbone_dir, docs, tmp_path, capsys):
     argv = ["adapt", str(docs), "--output", str(output), "--base", str(tiny_backbone_dir), "--max-steps", "1"]
     options = ["--batch-size", "2", "--window", "8", "--keep-stopwords", "--whitening-dims", "0"]
     options += ["--stages", "ebae-ebar"]
-    assert main([*argv, *options, "--special-tokens-lr-scale", "3", "--target-weighting", "idf"]) == 0
+    assert main([*argv, *options, "--special-tokens-lr-scale", "3", "--target-weighting", "idf", "--lowercase", "on"]) == 0
+    assert read_adapter_info(output).lowercase, "served lower-cased as it was trained"
     training = read_adapter_info(output).training["stages"]["ebae-ebar"]
     assert training["objective"]["target_weighting"] == "idf"
     hyperparameters = training["hyperparameters"]

@@ -1,0 +1,165 @@
+"""Retrieval under the ways people type: the same test queries in lower case, in capitals, without
+punctuation and with typos, and the corpus stored in capitals.
+
+For each collection and variant, nDCG@10 of BM25, all-MiniLM-L6-v2, the LLaRA default (as shipped, and
+with ``--lowercase`` settings side by side), its hybrid with BM25 under every fusion of
+``llara_rag.fusion.FUSIONS`` and the MiniLM + BM25 hybrid a user could build instead. Variants:
+
+- ``as written``: the collection's queries;
+- ``lower`` / ``UPPER``: the queries lower-cased / upper-cased;
+- ``no punctuation``: hyphens and slashes become spaces, every other punctuation mark is dropped;
+- ``typos``: one or two typos a query (seeded per query), each an adjacent swap or a dropped letter
+  inside a different word of four or more letters;
+- ``corpus UPPER``: the documents upper-cased, the queries as written (the corpus encoded again).
+
+Corpus vectors are cached (``VectorCache``), so only the upper-cased corpus and new encoders pay for
+encoding; queries are encoded per variant.
+
+    python benchmarks/robustness.py [adi cranfield cacm scifact] [--lowercase off,on] [--skip-corpus-variant scifact]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import platform
+import random
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from llara_rag.encoder import EncoderConfig
+from llara_rag.evaluation import VectorCache, load_collection
+from llara_rag.evaluation.baselines import minilm_system
+from llara_rag.evaluation.metrics import mean_scores
+from llara_rag.fusion import CANDIDATES, FUSIONS, Run
+from llara_rag.ranking.collections import Collection
+from llara_rag.ranking.systems import BM25System, RetrievalSystem, llara_system
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "benchmarks" / "results"
+COLLECTIONS = ("adi", "cranfield", "cacm", "scifact")
+DEPTH = 100
+SEED = 13
+AS_WRITTEN = "as written"
+CORPUS_UPPER = "corpus UPPER"
+logger = logging.getLogger("benchmarks.robustness")
+
+
+def without_punctuation(text: str) -> str:
+    text = re.sub(r"[-/]", " ", text)
+    return " ".join(re.sub(r"[^\w\s]", "", text).split())
+
+
+def with_typos(text: str, seed: str) -> str:
+    """One or two typos in distinct words of 4+ letters: an adjacent swap or a dropped letter, seeded."""
+    rng = random.Random(f"{SEED}:{seed}")
+    words = text.split(" ")
+    eligible = [i for i, word in enumerate(words) if len(word) >= 4 and word.isalpha()]
+    for index in rng.sample(eligible, min(len(eligible), rng.choice((1, 2)))):
+        word = words[index]
+        position = rng.randrange(1, len(word) - 1)
+        if rng.random() < 0.5:
+            word = word[: position - 1] + word[position] + word[position - 1] + word[position + 1 :]
+        else:
+            word = word[:position] + word[position + 1 :]
+        words[index] = word
+    return " ".join(words)
+
+
+QUERY_VARIANTS: dict[str, Callable[[str, str], str]] = {
+    AS_WRITTEN: lambda text, _: text,
+    "lower": lambda text, _: text.lower(),
+    "UPPER": lambda text, _: text.upper(),
+    "no punctuation": lambda text, _: without_punctuation(text),
+    "typos": with_typos,
+}
+
+
+def variants(collection: Collection, corpus_variant: bool) -> dict[str, Collection]:
+    out = {
+        name: dataclasses.replace(
+            collection, queries={qid: change(text, qid) for qid, text in collection.queries.items()}
+        )
+        for name, change in QUERY_VARIANTS.items()
+    }
+    if corpus_variant:
+        out[CORPUS_UPPER] = dataclasses.replace(
+            collection, doc_texts=tuple(text.upper() for text in collection.doc_texts)
+        )
+    return out
+
+
+def score(collection: Collection, run: Run) -> float:
+    return round(mean_scores(collection.qrels, run)["nDCG@10"], 4)
+
+
+def measure(
+    collection: Collection, dense: dict[str, RetrievalSystem], bm25: RetrievalSystem
+) -> dict[str, float]:
+    """nDCG@10 of every system and fusion on one variant of a collection."""
+    scores: dict[str, float] = {}
+    lexical = bm25.retrieve(collection, CANDIDATES)
+    scores["bm25"] = score(collection, lexical)
+    for name, system in dense.items():
+        run = system.retrieve(collection, CANDIDATES)
+        scores[name] = score(collection, run)
+        for fusion_name, fuse in FUSIONS.items():
+            scores[f"{name}+bm25 {fusion_name}"] = score(collection, fuse(run, lexical, DEPTH))
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("collections", nargs="*", default=list(COLLECTIONS))
+    parser.add_argument("--adapter", default="default")
+    parser.add_argument(
+        "--lowercase",
+        default="adapter",
+        help="comma-separated LLaRA rows: 'adapter' (as the adapter was trained), 'on', 'off'",
+    )
+    parser.add_argument(
+        "--skip-corpus-variant", default="", help="comma-separated collections measured without 'corpus UPPER'"
+    )
+    parser.add_argument("--output", default=str(RESULTS / "robustness"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    cache = VectorCache()
+    settings = {"adapter": None, "on": True, "off": False}
+    dense: dict[str, RetrievalSystem] = {"minilm": minilm_system(cache)}
+    encoders = {}
+    for choice in args.lowercase.split(","):
+        config = EncoderConfig(adapter=args.adapter, lowercase=settings[choice])
+        name = "llara" if choice == "adapter" else f"llara lowercase {choice}"
+        encoders[name] = {"lowercase": config.lowercase}
+        dense[name] = llara_system(config, cache, name=name)
+    skip = set(filter(None, args.skip_corpus_variant.split(",")))
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    started = time.time()
+    for name in args.collections:
+        collection = load_collection(DATA / name, "test")
+        results[name] = {}
+        for variant, changed in variants(collection, name not in skip).items():
+            results[name][variant] = measure(changed, dense, BM25System())
+            logger.info("%s | %s | %s", name, variant, results[name][variant])
+    payload = {
+        "command": "python benchmarks/robustness.py " + " ".join(args.collections),
+        "machine": platform.machine(),
+        "adapter": args.adapter,
+        "encoders": encoders,
+        "fusions": list(FUSIONS),
+        "seconds": round(time.time() - started),
+        "results": results,
+    }
+    output = Path(args.output)
+    output.with_suffix(".json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    logger.info("Wrote %s", output.with_suffix(".json"))
+
+
+if __name__ == "__main__":
+    main()
