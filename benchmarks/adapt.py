@@ -30,7 +30,8 @@ from llara_rag.training import AdaptationArguments, adapt
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
-SYSTEMS = ("bm25", "llara-base", "llara", "hybrid")
+SYSTEMS = ("bm25", "minilm", "minilm-hybrid", "llara-base", "llara", "hybrid")
+"""Each adapted row stands beside the peers a user could build without LLaRA: MiniLM, and MiniLM + BM25."""
 logger = logging.getLogger("benchmarks.adapt")
 GOAL_BM25_SHARE, GOAL_HYBRID_GAIN = 0.8, 0.03
 FUSIONS = {"rrf": "reciprocal ranks", "z-score": "z-scores"}
@@ -204,8 +205,11 @@ def markdown(runs: list[dict], model: str) -> str:
             "| system | nDCG@10 | Recall@100 | training | goals met |",
             "|---|---:|---:|---|---|",
             f"| BM25 | {scores['bm25']['nDCG@10']:.3f} | {scores['bm25']['Recall@100']:.3f} | | |",
-            f"| unadapted | {base['nDCG@10']:.3f} | {base['Recall@100']:.3f} | | |",
         ]
+        for peer, label in (("minilm", "all-MiniLM-L6-v2"), ("minilm-hybrid", "MiniLM + BM25 hybrid (z-scores)")):
+            if peer in scores:
+                lines.append(f"| {label} | {scores[peer]['nDCG@10']:.3f} | {scores[peer]['Recall@100']:.3f} | | |")
+        lines.append(f"| unadapted | {base['nDCG@10']:.3f} | {base['Recall@100']:.3f} | | |")
         for run in tried:
             recipe, training = run["recipe"], run["training"]
             cost = (

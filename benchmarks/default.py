@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 COLLECTIONS = ("adi", "cranfield", "cacm", "scifact")
-SYSTEMS = ("bm25", "minilm", "llara-base", "llara", "hybrid")
+SYSTEMS = ("bm25", "minilm", "minilm-hybrid", "llara-base", "llara", "hybrid")
 FINETUNED = ("finetuned", "finetuned-hybrid")
 """benchmarks/finetune.py's rows: the default after one more supervised pass on SciFact train."""
 REUSABLE = {"minilm": "minilm", "llara-base": "llara"}

@@ -347,6 +347,11 @@ class LLaRAEncoder:
         return self.backbone.network.device
 
     @property
+    def lowercase(self) -> bool:
+        """Texts are lower-cased before encoding: those that differ in case alone get one vector."""
+        return bool(self.config.lowercase)
+
+    @property
     def dimension(self) -> int:
         return self.whitening.dimension if self.whitening else self.hidden_size
 

@@ -11,6 +11,7 @@ The evaluation harness scores them and training's negative miners rank with them
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -37,7 +38,8 @@ QUERY_CHUNK = 1024
 
 
 class TextEncoder(Protocol):
-    """What dense retrieval needs from an encoder; LLaRAEncoder is one."""
+    """What dense retrieval needs from an encoder; LLaRAEncoder is one. One may also have a true ``lowercase``
+    (its vectors ignore case), which lets corpora that differ in case alone share cached vectors."""
 
     fingerprint: str
 
@@ -113,6 +115,12 @@ class DenseSystem(RetrievalSystem):
         return self._load()
 
     def corpus_vectors(self, collection: Collection) -> np.ndarray:
+        """Cached under the texts the encoder reads: a lower-casing encoder's vectors of a corpus serve every
+        corpus that differs from it in case alone."""
+        if getattr(self.encoder, "lowercase", False):
+            folded = tuple(text.lower() for text in collection.doc_texts)
+            if folded != collection.doc_texts:
+                collection = dataclasses.replace(collection, doc_texts=folded)
         key = VectorCache.key(self.encoder.fingerprint, self.settings, collection.digest)
         path = self.cache.path(collection.name, key)
         vectors = self.cache.load(path, collection.doc_ids)

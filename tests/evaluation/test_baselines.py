@@ -69,6 +69,10 @@ def test_systems_follow_the_config_and_the_hybrid_shares_its_parts(tmp_path: Pat
     assert [system.name for system in systems] == ["bm25", "llara", "hybrid"]
     bm25, llara, hybrid = systems
     assert isinstance(hybrid, HybridSystem) and hybrid.parts == [bm25, llara] and hybrid.weights == [0.5, 0.5]
+    peers = build_systems(EvaluationConfig(systems=("bm25", "minilm", "minilm-hybrid")), VectorCache(tmp_path))
+    bm25, minilm, minilm_hybrid = peers
+    assert isinstance(minilm_hybrid, HybridSystem) and minilm_hybrid.parts == [bm25, minilm]
+    assert minilm_hybrid.name == "minilm-hybrid" and minilm_hybrid.weights == [0.5, 0.5]
     leaning = EvaluationConfig(systems=("bm25", "llara", "hybrid"), bm25_weight=0.75)
     assert build_systems(leaning, VectorCache(tmp_path))[-1].weights == [0.75, 0.25]
     adapted = EvaluationConfig(encoder=EncoderConfig(adapter="some/adapter"), systems=("llara-base", "llara"))

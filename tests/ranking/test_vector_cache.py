@@ -106,3 +106,18 @@ def test_llara_vectors_of_another_dtype_are_cached_apart(
     assert not np.array_equal(full_vectors, half_vectors)
     assert "dtype" not in full.describe()  # fp32 keys, and every cache made before, stay valid
     assert half.describe()["dtype"] == "bfloat16"
+
+
+def test_a_lower_casing_encoder_shares_vectors_across_case_only(adi: Collection, tmp_path: Path) -> None:
+    import dataclasses
+
+    cache = VectorCache(tmp_path)
+    shouted = dataclasses.replace(adi, doc_texts=tuple(text.upper() for text in adi.doc_texts))
+    folding, cased = CountingEncoder("l" * 16), CountingEncoder("c" * 16)
+    folding.lowercase = True  # type: ignore[attr-defined]
+    system(folding, cache).retrieve(adi, 10)
+    system(folding, cache).retrieve(shouted, 10)
+    assert folding.passages_encoded == len(adi.doc_ids), "the upper-cased corpus reads as the same texts"
+    system(cased, cache).retrieve(adi, 10)
+    system(cased, cache).retrieve(shouted, 10)
+    assert cased.passages_encoded == 2 * len(adi.doc_ids)
