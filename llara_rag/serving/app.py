@@ -38,8 +38,8 @@ from llara_rag.errors import LLaRAError
 from llara_rag.prompts import Side
 from llara_rag.retrieval import Hit, LLaRAHybridRetriever, RetrievalConfig
 from llara_rag.serving.batching import EmbeddingBatcher
-from llara_rag.serving.gate import API_KEY_ENV, LOOPBACK_HOSTS, RequestGate
-from llara_rag.serving.refusals import BODY_LIMIT_FLAG, add_error_handlers
+from llara_rag.serving.gate import API_KEY_ENV, BODY_LIMIT_FLAG, LOOPBACK_HOSTS, RequestGate
+from llara_rag.serving.refusals import DOCUMENTED, add_error_handlers
 from llara_rag.serving.schemas import (
     ChatRequest,
     EmbeddingData,
@@ -233,12 +233,12 @@ def create_app(
         title="llara-rag",
         summary="LLaRA embeddings, search and chat",
         lifespan=lifespan,
-        max_body_size=config.body_limit,
+        responses=DOCUMENTED,
     )
     app.state.batcher = batcher
-    add_error_handlers(app, config.body_limit)
+    add_error_handlers(app)
     key = config.api_key.get_secret_value() if config.api_key else None
-    app.add_middleware(RequestGate, key=key, hosts=config.allowed_hosts)
+    app.add_middleware(RequestGate, key=key, hosts=config.allowed_hosts, max_body=config.body_limit)
     api = APIRouter(prefix="/v1")
 
     def limit_chars(text: str, what: str) -> None:

@@ -1,9 +1,12 @@
-"""What the service checks of a request before any route reads its body: the ``Host`` and the API key.
+"""What the service checks of a request before any route reads its body: the ``Host``, the API key and
+the body's size.
 
 FastAPI runs a route's dependencies only once the body is read and parsed, so a key checked there lets
 anyone make the service read (and hold) whatever they send. :class:`RequestGate` is ASGI middleware
-that answers from the headers alone: a request without the key is refused before a byte of its body is
-read, and the body of one with it is then bounded by FastAPI's own limit (``max_body_size``).
+that answers from the headers alone: a request without the key, or declaring a body over the limit, is
+refused before a byte of its body is read, and a body that grows past the limit while it is read is
+refused there (413). FastAPI's own limiter (``max_body_size``) would do the counting, but it answers in
+plain text, over any other answer, where this service answers every error in OpenAI's shape.
 
 Without a key the service listens on the loopback only; a web page the user visits can still reach it
 there through DNS rebinding (a name of the page's site made to resolve to 127.0.0.1), so the ``Host``
@@ -14,12 +17,14 @@ from __future__ import annotations
 
 import secrets
 
+from fastapi import HTTPException
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llara_rag.serving.refusals import error_response
 
 API_KEY_ENV = "LLARA_RAG_API_KEY"
+BODY_LIMIT_FLAG = "--max-body-mb"
 OPEN_PATHS = frozenset({"/", "/health"})
 """Answered without the key: the page (which asks for it) and the health check. Everything else, the
 API documentation (/docs, /redoc, /openapi.json) included, needs it."""
@@ -35,13 +40,15 @@ def host_name(header: str) -> str:
 
 
 class RequestGate:
-    """Refuses, from the headers alone, a request for another ``Host`` than ``hosts`` (when given) and
-    one without ``key`` (when set) on any path but :data:`OPEN_PATHS`."""
+    """Refuses, from the headers alone, a request for another ``Host`` than ``hosts`` (when given), one
+    without ``key`` (when set) on any path but :data:`OPEN_PATHS`, and one declaring a body over
+    ``max_body`` bytes; counts the bytes of the others' bodies as they are read."""
 
-    def __init__(self, app: ASGIApp, *, key: str | None, hosts: frozenset[str] | None) -> None:
+    def __init__(self, app: ASGIApp, *, key: str | None, hosts: frozenset[str] | None, max_body: int) -> None:
         self.app = app
         self.key = key.encode() if key is not None else None
         self.hosts = hosts
+        self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,12 +70,43 @@ class RequestGate:
                 f"the service was started with (--api-key or ${API_KEY_ENV}).",
                 {"WWW-Authenticate": "Bearer"},
             )
+        elif _declared_length(headers) > self.max_body:
+            refusal = error_response(413, self.too_large(), {"Connection": "close"})
         else:
-            await self.app(scope, receive, send)
+            await self.app(scope, self._counted(receive), send)
             return
         await refusal(scope, receive, send)
+
+    def too_large(self) -> str:
+        return (
+            f"the request body is over the service's limit of {self.max_body / 1e6:g} MB "
+            f"(llara-rag serve {BODY_LIMIT_FLAG}); send fewer or shorter texts per request."
+        )
+
+    def _counted(self, receive: Receive) -> Receive:
+        """``receive`` that stops a body at ``max_body`` bytes: the route reading it answers 413."""
+        read = 0
+
+        async def counted() -> Message:
+            nonlocal read
+            message = await receive()
+            if message["type"] == "http.request":
+                read += len(message.get("body", b""))
+                if read > self.max_body:
+                    raise HTTPException(413, self.too_large(), {"Connection": "close"})
+            return message
+
+        return counted
 
     def _authorized(self, headers: Headers) -> bool:
         assert self.key is not None
         scheme, _, key = headers.get("authorization", "").partition(" ")
         return scheme.lower() == "bearer" and secrets.compare_digest(key.strip().encode(), self.key)
+
+
+def _declared_length(headers: Headers) -> int:
+    """The body's Content-Length, 0 when absent or not a number (the body is then counted as read)."""
+    try:
+        return int(headers.get("content-length", "0"))
+    except ValueError:
+        return 0

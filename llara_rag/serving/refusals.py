@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llara_rag.errors import InvalidInputError, LexicalIndexError, LLaRAError
+from llara_rag.serving.schemas import ErrorResponse
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,12 @@ ERROR_TYPES = {
     422: "invalid_request_error",
     503: "service_unavailable",
 }
-BODY_LIMIT_FLAG = "--max-body-mb"
+
+DOCUMENTED: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": HTTPStatus(status).phrase}
+    for status in (*ERROR_TYPES, 500)
+}
+"""The error answers every route declares in the OpenAPI document (FastAPI's own 422 body among them)."""
 
 
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -41,15 +47,12 @@ def error_response(status: int, message: str, headers: Mapping[str, str] | None 
     )
 
 
-def add_error_handlers(app: FastAPI, max_body_bytes: int) -> None:
-    """OpenAI-shaped answers for every exception a request can end in (``max_body_bytes``: the limit that
-    FastAPI's own body limiter enforces, for its message)."""
+def add_error_handlers(app: FastAPI) -> None:
+    """OpenAI-shaped answers for every exception a request can end in."""
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return error_response(
-            error.status_code, _framework_message(request, error, max_body_bytes), error.headers
-        )
+        return error_response(error.status_code, _framework_message(request, error), error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -80,7 +83,7 @@ UNPARSED_BODY = "There was an error parsing the body"
 """FastAPI's detail for a body it could not decode (bytes that are not UTF-8, for one)."""
 
 
-def _framework_message(request: Request, error: StarletteHTTPException, max_body_bytes: int) -> str:
+def _framework_message(request: Request, error: StarletteHTTPException) -> str:
     """The routes' own messages as they are; the framework's bare phrases ("Not Found") with the fix."""
     if error.detail == UNPARSED_BODY:
         return "the body could not be read: send UTF-8 JSON with the header Content-Type: application/json."
@@ -92,11 +95,6 @@ def _framework_message(request: Request, error: StarletteHTTPException, max_body
     if error.status_code == 405:
         allowed = (error.headers or {}).get("Allow", "another method")
         return f"{request.method} is not accepted on {path}; use {allowed}."
-    if error.status_code == 413:
-        return (
-            f"the request body is over the service's limit of {max_body_bytes / 1e6:g} MB "
-            f"(llara-rag serve {BODY_LIMIT_FLAG}); send fewer or shorter texts per request."
-        )
     return str(error.detail)
 
 
@@ -105,6 +103,8 @@ def first_problem(errors: Sequence[Any]) -> str:
     first = errors[0]
     if first["type"] == "json_invalid":
         return f"the body is not valid JSON ({first['ctx']['error']} at character {first['loc'][-1]})."
-    where = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
+    where = ".".join(str(part) for part in first["loc"] if part != "body")
     rule = str(first["msg"]).replace("Input should be", "must be")
+    if not where:
+        return f"the body {rule}: send a JSON object with the header Content-Type: application/json."
     return f"{where}: {rule}"

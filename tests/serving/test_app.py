@@ -6,6 +6,8 @@ import asyncio
 import base64
 import json
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -312,3 +314,20 @@ def test_chat_page_in_headless_chromium(live_server: str, tmp_path: Path) -> Non
         page.click("#send")
         expect(page.locator(".answer.error")).to_contain_text("API key")
         browser.close()
+
+
+def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(live_server: str, tmp_path: Path) -> None:
+    """Schemathesis generates requests from the service's OpenAPI document (valid and invalid bodies,
+    odd strings, boundary numbers) and checks every answer: never a 5xx, always as the document says."""
+    st = Path(sys.executable).with_name("st")
+    report = tmp_path / "schemathesis.xml"
+    run = [
+        str(st), "run", f"{live_server}/openapi.json",
+        "--header", f"Authorization: Bearer {KEY}",
+        "--checks", "not_a_server_error,response_schema_conformance",
+        "--max-examples", "10", "--max-time", "20", "--seed", "0", "--workers", "1",
+        "--report", "junit", "--report-junit-path", str(report),
+    ]  # fmt: skip
+    finished = subprocess.run(run, capture_output=True, text=True, timeout=120, check=False)
+    assert finished.returncode == 0, finished.stdout[-4000:]
+    assert "testcase" in report.read_text(encoding="utf-8")
