@@ -619,7 +619,11 @@ HTTP_CASES: list[HttpCase] = [
         body={"query": "cats", "where": {"": "x"}},
     ),
     HttpCase("an unknown path", "GET", "/v1/nothing", "no route /v1/nothing", 404),
-    HttpCase("a wrong method", "GET", "/v1/embeddings", "GET is not accepted on /v1/embeddings; use POST", 405),
+    HttpCase(
+        "a wrong method", "GET", "/v1/embeddings",
+        "GET is not accepted on /v1/embeddings; use POST",
+        405,
+    ),
     HttpCase(
         "a Host that is not a loopback name, without a key (DNS rebinding)",
         "GET",
@@ -639,7 +643,9 @@ HTTP_CASES: list[HttpCase] = [
     ),
     HttpCase("/docs without the key", "GET", "/docs", "missing or wrong API key", 401, keyed=True),
     HttpCase("/redoc without the key", "GET", "/redoc", "missing or wrong API key", 401, keyed=True),
-    HttpCase("/openapi.json without the key", "GET", "/openapi.json", "missing or wrong API key", 401, keyed=True),
+    HttpCase(
+        "/openapi.json without the key", "GET", "/openapi.json", "missing or wrong API key", 401, keyed=True
+    ),
     HttpCase(
         "a body over the limit without the key",
         "POST",
@@ -673,7 +679,9 @@ def serve_workspace(workspace: Workspace) -> dict[bool, object]:
     embed_model = LLaRAEmbedding(model_name=str(workspace.model))
     store = StoreConfig(path=workspace.db)
     return {
-        False: create_app(embed_model, ServiceConfig(max_body_mb=BODY_LIMIT_MB, batch_wait_ms=300), store=store),
+        False: create_app(
+            embed_model, ServiceConfig(max_body_mb=BODY_LIMIT_MB, batch_wait_ms=300), store=store
+        ),
         True: create_app(embed_model, ServiceConfig(api_key=KEY, max_body_mb=BODY_LIMIT_MB), store=store),
     }
 
@@ -721,10 +729,11 @@ def run_concurrent_case(apps: dict[bool, object]) -> tuple[HttpOutcome, list[int
     async def send_all():
         transport = httpx.ASGITransport(app=apps[False])
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
-            valid = [http.post("/v1/embeddings", json={"input": f"cats purr {i}"}) for i in range(CONCURRENT_VALID)]
-            bad = http.post(
-                "/v1/embeddings", content=b'{"input": "bad \\ud800"}', headers={"content-type": "application/json"}
-            )
+            valid = [
+                http.post("/v1/embeddings", json={"input": f"cats purr {i}"}) for i in range(CONCURRENT_VALID)
+            ]
+            json_type = {"content-type": "application/json"}
+            bad = http.post("/v1/embeddings", content=b'{"input": "bad \\ud800"}', headers=json_type)
             return await asyncio.gather(bad, *valid)
 
     bad, *valid = asyncio.run(send_all())
@@ -867,7 +876,7 @@ def memory_markdown(results: dict) -> list[str]:
         "",
         results["intro"],
         "",
-        "| code | key | answer | peak RSS before | peak RSS after | growth |",
+        "| code | service started with a key | answer | peak RSS before | peak RSS after | growth |",
         "|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:

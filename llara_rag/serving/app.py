@@ -81,7 +81,8 @@ class ServiceConfig(UserSettings):
     port: int = Field(default=8000, ge=0, le=65535, json_schema_extra={"flag": "--port"})
     api_key: SecretStr | None = Field(
         default=None,
-        description=f"Required as 'Authorization: Bearer KEY' on /v1/ routes when set (--api-key, ${API_KEY_ENV}).",
+        description="Required as 'Authorization: Bearer KEY' on every route but / and /health when set "
+        f"(--api-key, ${API_KEY_ENV}); at least {MIN_KEY_LENGTH} characters.",
     )
     max_texts: int = Field(
         default=256,

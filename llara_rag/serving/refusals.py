@@ -91,7 +91,7 @@ def _framework_message(request: Request, error: StarletteHTTPException) -> str:
         return str(error.detail)
     path = request.url.path
     if error.status_code == 404:
-        return f"no route {path}; the service's routes are listed at /docs (with the API key when one is set)."
+        return f"no route {path}; the service's routes are listed at /docs (with the key when one is set)."
     if error.status_code == 405:
         allowed = (error.headers or {}).get("Allow", "another method")
         return f"{request.method} is not accepted on {path}; use {allowed}."

@@ -316,7 +316,9 @@ def test_chat_page_in_headless_chromium(live_server: str, tmp_path: Path) -> Non
         browser.close()
 
 
-def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(live_server: str, tmp_path: Path) -> None:
+def test_schemathesis_finds_no_server_error_nor_an_answer_off_the_schema(
+    live_server: str, tmp_path: Path
+) -> None:
     """Schemathesis generates requests from the service's OpenAPI document (valid and invalid bodies,
     odd strings, boundary numbers) and checks every answer: never a 5xx, always as the document says."""
     st = Path(sys.executable).with_name("st")
@@ -328,6 +330,6 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(live_se
         "--max-examples", "10", "--max-time", "20", "--seed", "0", "--workers", "1",
         "--report", "junit", "--report-junit-path", str(report),
     ]  # fmt: skip
-    finished = subprocess.run(run, capture_output=True, text=True, timeout=120, check=False)
+    finished = subprocess.run(run, capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path)
     assert finished.returncode == 0, finished.stdout[-4000:]
     assert "testcase" in report.read_text(encoding="utf-8")

@@ -124,15 +124,18 @@ def test_framework_errors_and_failures_answer_in_openai_shape(embed_model: LLaRA
     _assert_openai_error(_send(app, "GET", "/v1/nowhere"), 404, "no route /v1/nowhere")
     _assert_openai_error(_send(app, "PUT", "/v1/embeddings"), 405, "use POST")
     json_type = {"content-type": "application/json"}
-    _assert_openai_error(_send(app, "POST", "/v1/embeddings", content=b"{", headers=json_type), 422, "not valid JSON")
-    _assert_openai_error(_send(app, "POST", "/v1/embeddings", content=b"{}"), 422, "Content-Type: application/json")
+    not_json = _send(app, "POST", "/v1/embeddings", content=b"{", headers=json_type)
+    _assert_openai_error(not_json, 422, "not valid JSON")
+    untyped = _send(app, "POST", "/v1/embeddings", content=b"{}")
+    _assert_openai_error(untyped, 422, "Content-Type: application/json")
     _assert_openai_error(_send(app, "GET", "/v1/boom"), 500, "RuntimeError")
 
 
 def test_a_text_that_is_no_unicode_fails_its_own_request(embed_model: LLaRAEmbedding) -> None:
     app = create_app(embed_model, ServiceConfig())
     body = b'{"input": ["cats", "bad \\ud800"]}'
-    response = _send(app, "POST", "/v1/embeddings", content=body, headers={"content-type": "application/json"})
+    headers = {"content-type": "application/json"}
+    response = _send(app, "POST", "/v1/embeddings", content=body, headers=headers)
     _assert_openai_error(response, 400, "input[1] holds '\\ud800' at position 4")
 
 
