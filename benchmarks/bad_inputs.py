@@ -14,20 +14,27 @@ so the table cannot drift from the code.
 
 from __future__ import annotations
 
+import _thread
+import asyncio
 import contextlib
 import io
 import json
 import logging
+import os
 import random
 import re
 import shlex
 import shutil
 import socket
+import subprocess
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from llara_rag.documents import shown
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -106,6 +113,57 @@ def _emptied_collection(workspace: Workspace, case_dir: Path) -> None:
     assert main([*index, "--delete-missing"]) == 0
 
 
+def _copy_docs(workspace: Workspace, case_dir: Path) -> Path:
+    copy = case_dir / "docs"
+    shutil.copytree(workspace.docs, copy)
+    return copy
+
+
+def _folder_of_other_files(workspace: Workspace, case_dir: Path) -> None:
+    (case_dir / "mine").mkdir()
+    (case_dir / "mine" / "notes.txt").write_text("my own notes", encoding="utf-8")
+
+
+def _non_utf8_name(workspace: Workspace, case_dir: Path) -> None:
+    docs = _copy_docs(workspace, case_dir)
+    (docs / os.fsdecode(b"caf\xe9 menu.txt")).write_text("cats purr when happy.", encoding="utf-8")
+
+
+def _link_outside(workspace: Workspace, case_dir: Path) -> None:
+    docs = _copy_docs(workspace, case_dir)
+    (case_dir / "private.txt").write_text("a file beside the folder, not in it.", encoding="utf-8")
+    (docs / "link.txt").symlink_to(case_dir / "private.txt")
+
+
+def _docx_only(workspace: Workspace, case_dir: Path) -> None:
+    """A folder holding one minimal .docx (the parts docx2txt reads)."""
+    docs = case_dir / "docs"
+    docs.mkdir()
+    body = (
+        '<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>'
+        "<w:p><w:r><w:t>cats purr when happy.</w:t></w:r></w:p></w:body></w:document>"
+    )
+    with zipfile.ZipFile(docs / "memo.docx", "w") as archive:
+        archive.writestr("word/document.xml", body)
+
+
+def _read_only_database(workspace: Workspace, case_dir: Path) -> None:
+    """The database file made unwritable, for root too (``chattr +i``; ``chmod`` where that is missing)."""
+    database = _copy_db(workspace, case_dir) / "chroma.sqlite3"
+    if shutil.which("chattr") and subprocess.run(["chattr", "+i", str(database)], check=False).returncode == 0:
+        return
+    for path in (database, database.parent):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+
+
+def _writable_again(case_dir: Path) -> None:
+    database = case_dir / "db" / "chroma.sqlite3"
+    if shutil.which("chattr"):
+        subprocess.run(["chattr", "-i", str(database)], check=False)
+    database.parent.chmod(0o755)
+    database.chmod(0o644)
+
+
 def _adapter_file(name: str, damage: Callable[[bytes], bytes | None]) -> Callable[[Workspace, Path], None]:
     """A copy of the workspace adapter whose ``name`` is replaced by ``damage(content)`` (None: removed)."""
 
@@ -132,6 +190,9 @@ class Case:
     before_model: bool = field(default=True, metadata={"help": "refused before any model loads"})
     prepare: Callable[[Workspace, Path], object] | None = None
     leaves_nothing: str | None = field(default=None, metadata={"help": "a path the command must not create"})
+    keeps: str | None = field(default=None, metadata={"help": "a path the command must not delete"})
+    interrupt: bool = field(default=False, metadata={"help": "Ctrl-C once the model has loaded"})
+    restore: Callable[[Path], None] | None = None
 
 
 QUERY = ("query", "cats", "--db", "{db}", "--model", "{model}")
@@ -355,6 +416,118 @@ CASES: list[Case] = [
         "missing",
         before_model=False,
     ),
+    Case(
+        "adapt --output the documents folder --overwrite",
+        ("adapt", "{case}/docs", "--output", "{case}/docs", "--base", "{model}", "--overwrite"),
+        "is or holds the documents trained on",
+        prepare=_copy_docs,
+        keeps="{case}/docs/doc0.txt",
+    ),
+    Case(
+        "adapt --output the documents folder",
+        ("adapt", "{case}/docs", "--output", "{case}/docs", "--base", "{model}"),
+        "choose a new folder outside them",
+        prepare=_copy_docs,
+        keeps="{case}/docs/doc0.txt",
+    ),
+    Case(
+        "adapt --output inside the documents folder",
+        ("adapt", "{case}/docs", "--output", "{case}/docs/adapter", "--base", "{model}"),
+        "is inside the documents folder",
+        prepare=_copy_docs,
+        leaves_nothing="{case}/docs/adapter",
+    ),
+    Case(
+        "adapt --overwrite on a folder of other files",
+        ("adapt", "{docs}", "--output", "{case}/mine", "--base", "{model}", "--overwrite"),
+        "is a folder of other files, not a llara-rag adapter",
+        prepare=_folder_of_other_files,
+        keeps="{case}/mine/notes.txt",
+    ),
+    Case(
+        "adapt --output a file",
+        ("adapt", "{docs}", "--output", "{case}/mine/notes.txt", "--base", "{model}", "--overwrite"),
+        "is a file, not a llara-rag adapter",
+        prepare=_folder_of_other_files,
+        keeps="{case}/mine/notes.txt",
+    ),
+    Case(
+        "index a file whose name is not UTF-8",
+        ("index", "{case}/docs", "--db", "{case}/db", "--model", "{model}"),
+        "skipped TMP/docs/caf\\xe9 menu.txt: its name is not UTF-8",
+        code=0,
+        before_model=False,
+        prepare=_non_utf8_name,
+    ),
+    Case(
+        "index a symbolic link to a file outside the folder",
+        ("index", "{case}/docs", "--db", "{case}/db", "--model", "{model}"),
+        "a symbolic link to TMP/private.txt, outside TMP/docs",
+        code=0,
+        before_model=False,
+        prepare=_link_outside,
+    ),
+    Case(
+        "index a .docx",
+        ("index", "{case}/docs", "--db", "{case}/db", "--model", "{model}"),
+        "added 1, updated 0, unchanged 0, removed 0, skipped 0",
+        code=0,
+        before_model=False,
+        prepare=_docx_only,
+    ),
+    Case(
+        "query bytes that are not UTF-8",
+        ("query", "caf\udce9", "--db", "{db}", "--model", "{model}"),
+        "The question holds '\\udce9' at position 3, which is no character",
+    ),
+    Case(
+        "embed bytes that are not UTF-8",
+        ("embed", "caf\udce9", "--model", "{model}"),
+        "Text 0 holds '\\udce9'",
+        before_model=False,
+    ),
+    Case(
+        "index --collection of 510 characters",
+        (*INDEX, "--collection", "c" * 510),
+        "the file names of its ingestion record would exceed the 255 a file system allows",
+        leaves_nothing="{case}/db",
+    ),
+    Case("--collection with ..", (*QUERY, "--collection", "a..b"), "--collection 'a..b' holds '..'"),
+    Case("--collection an IP address", (*QUERY, "--collection", "127.0.0.1"), "is an IP address"),
+    Case("--where an operator", (*QUERY, "--where", "$or=1"), "where '$or': not a metadata key"),
+    Case(
+        "query a --db that is a file",
+        ("query", "cats", "--db", "{case}/db.txt", "--model", "{model}"),
+        "is a file, not a database folder",
+        prepare=lambda workspace, case_dir: (case_dir / "db.txt").write_text("notes", encoding="utf-8"),
+    ),
+    Case(
+        "index into a --db that is a file",
+        ("index", "{docs}", "--db", "{case}/db.txt", "--model", "{model}"),
+        "is a file, not a database folder",
+        prepare=lambda workspace, case_dir: (case_dir / "db.txt").write_text("notes", encoding="utf-8"),
+        keeps="{case}/db.txt",
+    ),
+    Case(
+        "query a read-only --db",
+        ("query", "cats", "--db", "{case}/db", "--model", "{model}"),
+        "Cannot open the database folder TMP/db: it is read-only",
+        prepare=_read_only_database,
+        restore=_writable_again,
+    ),
+    Case(
+        "Ctrl-C during index",
+        ("index", "{docs}", "--db", "{case}/db", "--model", "{model}"),
+        "interrupted (Ctrl-C); what was written is kept",
+        code=130,
+        before_model=False,
+        interrupt=True,
+    ),
+    Case(
+        "serve --api-key of one character",
+        ("serve", "--embeddings-only", "--model", "{model}", "--api-key", "k"),
+        "--api-key is 1 characters; a key needs at least 16",
+    ),
 ]
 
 
@@ -368,6 +541,207 @@ class Outcome:
     message: str
     model_loaded: bool
     leftover: bool
+    lost: bool = False
+
+
+KEY = "bad-inputs-key-0123456789"
+BODY_LIMIT_MB = 0.01
+"""The open service's --max-body-mb in these cases: 10 kB, so an over-limit body stays small here
+(``benchmarks/body_memory.py`` sends 300 MB to a real server)."""
+
+
+@dataclass(frozen=True)
+class HttpCase:
+    """One request a client (or a web page, or an attacker) can get wrong, and what the service answers.
+
+    ``keyed``: sent to the service started with an API key (and sent without it), else to the one
+    without a key. ``body`` is sent as JSON, ``raw`` as bytes with a JSON content type.
+    """
+
+    name: str
+    method: str
+    path: str
+    expect: str
+    status: int
+    body: object = None
+    raw: bytes | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    keyed: bool = False
+
+
+HTTP_CASES: list[HttpCase] = [
+    HttpCase(
+        "embeddings: a lone surrogate in a text",
+        "POST",
+        "/v1/embeddings",
+        "input[1] holds '\\ud800' at position 4, which is no character",
+        400,
+        raw=b'{"input": ["cats purr", "bad \\ud800"]}',
+    ),
+    HttpCase(
+        "embeddings: a body that is not UTF-8",
+        "POST",
+        "/v1/embeddings",
+        "the body could not be read: send UTF-8 JSON",
+        400,
+        raw=b'{"input": "caf\xe9"}',
+    ),
+    HttpCase(
+        "embeddings: a body that is not JSON",
+        "POST",
+        "/v1/embeddings",
+        "the body is not valid JSON",
+        422,
+        raw=b'{"input": ',
+    ),
+    HttpCase(
+        "embeddings: a body over --max-body-mb",
+        "POST",
+        "/v1/embeddings",
+        f"over the service's limit of {BODY_LIMIT_MB:g} MB (llara-rag serve --max-body-mb)",
+        413,
+        body={"input": ["cats purr " * 1500]},
+    ),
+    HttpCase(
+        "search: where with an operator",
+        "POST",
+        "/v1/search",
+        "where '$or': not a metadata key",
+        422,
+        body={"query": "cats", "where": {"$or": "x"}},
+    ),
+    HttpCase(
+        "search: where with an empty key",
+        "POST",
+        "/v1/search",
+        "where '': not a metadata key",
+        422,
+        body={"query": "cats", "where": {"": "x"}},
+    ),
+    HttpCase("an unknown path", "GET", "/v1/nothing", "no route /v1/nothing", 404),
+    HttpCase(
+        "a wrong method", "GET", "/v1/embeddings",
+        "GET is not accepted on /v1/embeddings; use POST",
+        405,
+    ),
+    HttpCase(
+        "a Host that is not a loopback name, without a key (DNS rebinding)",
+        "GET",
+        "/v1/models",
+        "Host 'attacker.example' is not this service's",
+        400,
+        headers=(("host", "attacker.example"),),
+    ),
+    HttpCase(
+        "embeddings without the key",
+        "POST",
+        "/v1/embeddings",
+        "missing or wrong API key",
+        401,
+        body={"input": "cats"},
+        keyed=True,
+    ),
+    HttpCase("/docs without the key", "GET", "/docs", "missing or wrong API key", 401, keyed=True),
+    HttpCase("/redoc without the key", "GET", "/redoc", "missing or wrong API key", 401, keyed=True),
+    HttpCase(
+        "/openapi.json without the key", "GET", "/openapi.json", "missing or wrong API key", 401, keyed=True
+    ),
+    HttpCase(
+        "a body over the limit without the key",
+        "POST",
+        "/v1/embeddings",
+        "missing or wrong API key",
+        401,
+        body={"input": ["cats purr " * 1500]},
+        keyed=True,
+    ),
+]
+CONCURRENT_VALID = 6
+
+
+@dataclass
+class HttpOutcome:
+    """What the service answered one case: its status, message, and whether the body has OpenAI's shape."""
+
+    name: str
+    request: str
+    status: int
+    message: str
+    openai_shape: bool
+
+
+def serve_workspace(workspace: Workspace) -> dict[bool, object]:
+    """The service over the workspace's collection, without a key (``False``) and with one (``True``)."""
+    from llara_rag.embedding import LLaRAEmbedding
+    from llara_rag.serving import ServiceConfig, create_app
+    from llara_rag.store import StoreConfig
+
+    embed_model = LLaRAEmbedding(model_name=str(workspace.model))
+    store = StoreConfig(path=workspace.db)
+    return {
+        False: create_app(
+            embed_model, ServiceConfig(max_body_mb=BODY_LIMIT_MB, batch_wait_ms=300), store=store
+        ),
+        True: create_app(embed_model, ServiceConfig(api_key=KEY, max_body_mb=BODY_LIMIT_MB), store=store),
+    }
+
+
+def _described(case: HttpCase) -> str:
+    body = case.raw.decode("utf-8", "backslashreplace") if case.raw is not None else json.dumps(case.body)
+    if len(body) > 80:
+        body = body[:60] + f"... ({len(body):,} bytes)"
+    headers = "".join(f" {name}: {value}" for name, value in case.headers)
+    return f"{case.method} {case.path}{headers}" + (f" {body}" if case.body is not None or case.raw else "")
+
+
+def _outcome(name: str, request: str, response) -> HttpOutcome:
+    try:
+        error = response.json()["error"]
+        shaped = set(error) == {"message", "type", "code"} and error["code"] == response.status_code
+        message = str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        shaped, message = False, response.text
+    return HttpOutcome(name, request, response.status_code, message, shaped)
+
+
+async def _send(apps: dict[bool, object], case: HttpCase) -> HttpOutcome:
+    import httpx
+
+    transport = httpx.ASGITransport(app=apps[case.keyed])
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        content = case.raw if case.raw is not None else None
+        headers = {"content-type": "application/json", **dict(case.headers)}
+        if case.raw is None and case.body is not None:
+            content = json.dumps(case.body).encode()
+        response = await http.request(case.method, case.path, content=content, headers=headers)
+    return _outcome(case.name, _described(case), response)
+
+
+def run_http_case(case: HttpCase, apps: dict[bool, object]) -> HttpOutcome:
+    return asyncio.run(_send(apps, case))
+
+
+def run_concurrent_case(apps: dict[bool, object]) -> tuple[HttpOutcome, list[int]]:
+    """Valid requests sent together with a bad one (one batching window): the bad one's answer, and the
+    valid ones' statuses."""
+    import httpx
+
+    async def send_all():
+        transport = httpx.ASGITransport(app=apps[False])
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            valid = [
+                http.post("/v1/embeddings", json={"input": f"cats purr {i}"}) for i in range(CONCURRENT_VALID)
+            ]
+            json_type = {"content-type": "application/json"}
+            bad = http.post("/v1/embeddings", content=b'{"input": "bad \\ud800"}', headers=json_type)
+            return await asyncio.gather(bad, *valid)
+
+    bad, *valid = asyncio.run(send_all())
+    name = f"{CONCURRENT_VALID} valid requests and one with a lone surrogate, at once"
+    outcome = _outcome(name, 'POST /v1/embeddings {"input": "bad \\ud800"} beside 6 valid ones', bad)
+    statuses = [response.status_code for response in valid]
+    outcome.message += f" (the {CONCURRENT_VALID} valid ones: {', '.join(map(str, statuses))})"
+    return outcome, statuses
 
 
 def build_workspace(root: Path) -> Workspace:
@@ -411,8 +785,9 @@ def _quiet() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _watch_model_loads() -> Iterator[list[str]]:
-    """Records every encoder asked for (``get_encoder``, through which every command loads one)."""
+def _watch_model_loads(interrupt: bool = False) -> Iterator[list[str]]:
+    """Records every encoder asked for (``get_encoder``, through which every command loads one); with
+    ``interrupt``, presses Ctrl-C (a ``KeyboardInterrupt`` in the main thread) once it has loaded."""
     from llara_rag import embedding, encoder
 
     loads: list[str] = []
@@ -420,7 +795,10 @@ def _watch_model_loads() -> Iterator[list[str]]:
 
     def watched(config, *args, **kwargs):
         loads.append(str(config.model))
-        return real(config, *args, **kwargs)
+        loaded = real(config, *args, **kwargs)
+        if interrupt:
+            _thread.interrupt_main()
+        return loaded
 
     embedding.get_encoder = encoder.get_encoder = watched
     try:
@@ -443,18 +821,70 @@ def run_case(case: Case, workspace: Workspace, scratch: Path) -> Outcome:
                 case.prepare(workspace, case_dir)
         argv = [part.format(**values) for part in case.argv]
         out, err = io.StringIO(), io.StringIO()
-        with _watch_model_loads() as loads, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        watch = _watch_model_loads(case.interrupt)
+        with watch as loads, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 code = main(argv)
             except SystemExit as exit:  # argparse refusing a flag
                 code = exit.code if isinstance(exit.code, int) else 2
-    message = err.getvalue().strip() or out.getvalue().strip()
+    if case.restore is not None:
+        case.restore(case_dir)
+    errors, output = err.getvalue().strip(), out.getvalue().strip()
+    message = shown(output if code == 0 and output else errors or output)  # a summary, else the refusal
     for name, value in sorted(values.items(), key=lambda item: -len(item[1])):
         message = message.replace(value, SHOWN[name])
     message = UUID.sub("ID", message)  # collection ids differ from run to run
     leftover = case.leaves_nothing is not None and Path(case.leaves_nothing.format(**values)).exists()
-    command = "llara-rag " + " ".join(shlex.quote(part.format(**SHOWN)) for part in case.argv)
-    return Outcome(case.name, command, code, message, bool(loads), leftover)
+    lost = case.keeps is not None and not Path(case.keeps.format(**values)).exists()
+    command = "llara-rag " + " ".join(shlex.quote(shown(part.format(**SHOWN))) for part in case.argv)
+    return Outcome(case.name, command, code, message, bool(loads), leftover, lost)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", "<br>")
+
+
+def http_markdown(outcomes: list[HttpOutcome]) -> list[str]:
+    lines = [
+        "",
+        "## The HTTP service",
+        "",
+        f"{len(outcomes)} requests to `llara-rag serve` (in process, over ASGI) on DB with TINY: the service "
+        f"without a key (--max-body-mb {BODY_LIMIT_MB:g}) or, where marked, with one and sent without it. "
+        "Every answer is OpenAI's error shape `{\"error\": {\"message\", \"type\", \"code\"}}`.",
+        "",
+        "| case | request | HTTP status | OpenAI shape | message |",
+        "|---|---|---|---|---|",
+    ]
+    for outcome in outcomes:
+        cells = [
+            outcome.name,
+            f"`{_cell(outcome.request)}`",
+            str(outcome.status),
+            "yes" if outcome.openai_shape else "no",
+            _cell(outcome.message),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def memory_markdown(results: dict) -> list[str]:
+    """The table of ``benchmarks/body_memory.py``'s results (peak memory of a server sent 300 MB)."""
+    lines = [
+        "",
+        "## Memory of the server during a 300 MB request",
+        "",
+        results["intro"],
+        "",
+        "| code | service started with a key | answer | peak RSS before | peak RSS after | growth |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in results["rows"]:
+        lines.append(
+            f"| {row['code']} | {'yes' if row['key'] else 'no'} | {row['status']} | {row['peak_before_mb']:.0f} MB "
+            f"| {row['peak_after_mb']:.0f} MB | {row['peak_after_mb'] - row['peak_before_mb']:+.0f} MB |"
+        )
+    return lines
 
 
 def markdown(outcomes: list[Outcome]) -> str:
@@ -480,7 +910,7 @@ def markdown(outcomes: list[Outcome]) -> str:
             f"`{outcome.command}`",
             str(outcome.code),
             "no" if outcome.model_loaded else "yes",
-            outcome.message.replace("|", "\\|").replace("\n", "<br>"),
+            _cell(outcome.message),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -491,11 +921,20 @@ def main() -> None:
         root = Path(folder)
         workspace = build_workspace(root / "workspace")
         outcomes = [run_case(case, workspace, root / "cases") for case in CASES]
+        with _quiet():
+            apps = serve_workspace(workspace)
+            http = [run_http_case(case, apps) for case in HTTP_CASES]
+            http.append(run_concurrent_case(apps)[0])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "reliability.md").write_text(markdown(outcomes), encoding="utf-8")
-    payload = {"cases": [asdict(outcome) for outcome in outcomes]}
+    memory = RESULTS / "body_memory.json"
+    lines = [markdown(outcomes).rstrip("\n"), *http_markdown(http)]
+    if memory.exists():
+        lines += memory_markdown(json.loads(memory.read_text(encoding="utf-8")))
+    text = "\n".join(lines) + "\n"
+    (RESULTS / "reliability.md").write_text(text, encoding="utf-8")
+    payload = {"cases": [asdict(outcome) for outcome in outcomes], "http": [asdict(outcome) for outcome in http]}
     (RESULTS / "reliability.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    print(markdown(outcomes))
+    print(text)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,12 @@ def file_metadata(path: str) -> dict[str, str | int]:
     return metadata
 
 
+def shown(path: Path | str) -> str:
+    """``path`` as it can be printed and stored: bytes of a non-UTF-8 name as ``\\xff`` escapes (Python
+    holds them as lone surrogates, which no UTF-8 output, log or JSON record accepts)."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def list_files(folder: Path) -> list[Path]:
     """Every file under ``folder``, hidden files and folders excluded, in a stable order."""
     if not folder.is_dir():
@@ -80,15 +86,27 @@ def list_files(folder: Path) -> list[Path]:
 
 
 def read_file(
-    path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES, extractors: dict[str, BaseReader] | None = None
+    path: Path,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    extractors: dict[str, BaseReader] | None = None,
+    folder: Path | None = None,
 ) -> list[Document] | str:
     """The file's documents through LlamaIndex's readers, or the reason it cannot be indexed.
 
     Files without a dedicated reader are read as UTF-8 text; binary and undecodable ones are caught
-    here, where LlamaIndex would silently drop the bad bytes.
+    here, where LlamaIndex would silently drop the bad bytes. A name that is not UTF-8 could be neither
+    recorded nor shown, and a link out of ``folder`` (the folder being read) would bring in a file the
+    user did not point at: both are skipped.
     """
     from llama_index.core import SimpleDirectoryReader
 
+    if shown(path) != str(path):
+        return "its name is not UTF-8 (shown with \\x escapes); rename it, e.g. with `convmv -f latin1 -t utf8`"
+    if folder is not None and not path.resolve().is_relative_to(folder.resolve()):
+        return (
+            f"a symbolic link to {shown(path.resolve())}, outside {shown(folder)}; copy the file into the "
+            "folder to index it"
+        )
     size = path.stat().st_size
     if size == 0:
         return "empty file"

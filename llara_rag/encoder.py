@@ -23,6 +23,7 @@ from llara_rag.backbone import DEFAULT_MODEL, Backbone, Dtype, Quantization, loa
 from llara_rag.errors import InvalidInputError
 from llara_rag.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts, Side
 from llara_rag.whitening import Whitening
+from llara_rag.validation import not_unicode
 
 if TYPE_CHECKING:
     import torch
@@ -243,6 +244,8 @@ def validate_texts(texts: Sequence[str]) -> None:
                 f"Text {index} is empty or whitespace only; drop it before embedding "
                 "(llara-rag's ingestion skips such chunks)."
             )
+        if problem := not_unicode(text):
+            raise InvalidInputError(f"Text {index} {problem}; send it as UTF-8 text.")
 
 
 class PromptInputs:

@@ -43,6 +43,7 @@ from llara_rag.documents import (
     file_extractors,
     list_files,
     read_file,
+    shown,
     supported_files,
 )
 from llara_rag.errors import DamagedStoreError, InvalidInputError
@@ -443,10 +444,10 @@ def ingest_folder(
             batch = files[start : start + config.documents_per_batch]
             documents: list[Document] = []
             for path in batch:
-                read = read_file(path, config.max_file_bytes, extractors)
+                read = read_file(path, config.max_file_bytes, extractors, root)
                 if isinstance(read, str):
-                    summary.skipped.append(Skip(name=str(path), reason=read))
-                    logger.info("Skipped %s: %s", path, read)
+                    summary.skipped.append(Skip(name=shown(path), reason=read))
+                    logger.info("Skipped %s: %s", shown(path), read)
                 else:
                     for document in read:
                         document.excluded_embed_metadata_keys = list(config.hidden_from_encoder)

@@ -21,7 +21,7 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llara_rag.errors import InvalidInputError
 from llara_rag.fusion import (
@@ -33,7 +33,7 @@ from llara_rag.fusion import (
     convex_fusion,
     top,
 )
-from llara_rag.validation import UserSettings
+from llara_rag.validation import UserSettings, not_unicode
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
@@ -85,6 +85,18 @@ class RetrievalConfig(UserSettings):
         default_factory=dict, description="Only chunks whose metadata equals every item (e.g. file_name)."
     )
 
+    @field_validator("where")
+    @classmethod
+    def _metadata_keys_only(cls, where: dict[str, str | int | float]) -> dict[str, str | int | float]:
+        """Keys are matched for equality: Chroma's operators (``$or``, ``$gt``) would reach its parser."""
+        for key in where:
+            if not key or key.startswith("$"):
+                raise ValueError(
+                    f"where {key!r}: not a metadata key (operators such as $or are not taken); filter by "
+                    "a key's exact value, e.g. --where file_name=notes.md or {\"file_name\": \"notes.md\"}."
+                )
+        return where
+
 
 def check_question(question: str) -> str:
     """``question`` when it has words to search for; the same refusal for the library and the CLI."""
@@ -92,6 +104,8 @@ def check_question(question: str) -> str:
         raise InvalidInputError(
             f'The question {question!r} is empty; ask in words, e.g. llara-rag query "how are keys rotated?".'
         )
+    if problem := not_unicode(question):
+        raise InvalidInputError(f"The question {problem}; ask it in UTF-8 text.")
     return question
 
 

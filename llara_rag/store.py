@@ -13,8 +13,10 @@ similarity meaningless, and Chroma itself only notices when the dimensions happe
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +24,7 @@ from urllib.parse import urlsplit
 
 from llama_index.core.schema import BaseNode, MetadataMode
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from llara_rag.adapter import DEFAULT, NONE, adapter_name
 from llara_rag.errors import (
@@ -52,6 +54,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_COLLECTION = "llara"
 COLLECTION_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$"
 """Chroma's own rule (3-512 characters), checked up front so a bad name fails with our message."""
+RECORD_SUFFIX_LENGTH = len("-00000000-0000-0000-0000-000000000000.json.partial")
+"""What the longest of a collection's ingestion files adds to its name: ``NAME-ID.json.partial``."""
+MAX_COLLECTION_NAME = 255 - RECORD_SUFFIX_LENGTH
+"""Names beyond this are refused: the ingestion files named after them would exceed the 255 bytes a file
+name may have on ext4, XFS, APFS and NTFS (Chroma alone would allow 512)."""
 DOCSTORE_FOLDER = "llara-docstore"
 DATABASE_FILE = "chroma.sqlite3"
 """The embedded database's file in its folder (Chroma's name)."""
@@ -80,7 +87,8 @@ class StoreConfig(UserSettings):
         default=DEFAULT_COLLECTION,
         pattern=COLLECTION_NAME_PATTERN,
         description="3 to 512 letters, digits, dots, dashes or underscores, starting and ending with a letter "
-        "or digit (Chroma's rule).",
+        f"or digit, without '..' and not an IP address (Chroma's rule), at most {MAX_COLLECTION_NAME} long "
+        "(the file names llara-rag gives its records).",
         json_schema_extra={"flag": "--collection"},
     )
     host: str | None = Field(default=None, description="A Chroma server (`chroma run`); None: embedded.")
@@ -92,6 +100,25 @@ class StoreConfig(UserSettings):
         description="Where ingestion records what it indexed; None: inside `path` when embedded, the "
         "user data folder for a server.",
     )
+
+    @field_validator("collection")
+    @classmethod
+    def _name_chroma_and_files_accept(cls, name: str) -> str:
+        """The rest of Chroma's rule, and a length every file system can hold, checked before anything is
+        written (a name too long for a file name left a collection without its ingestion record)."""
+        problem = None
+        if ".." in name:
+            problem = "holds '..', which Chroma refuses"
+        elif _is_ip_address(name):
+            problem = "is an IP address, which Chroma refuses as a name"
+        elif len(name) > MAX_COLLECTION_NAME:
+            problem = (
+                f"is {len(name)} characters; the file names of its ingestion record would exceed the "
+                f"255 a file system allows, so at most {MAX_COLLECTION_NAME}"
+            )
+        if problem:
+            raise ValueError(f"--collection {name!r} {problem}; pass e.g. --collection {DEFAULT_COLLECTION}.")
+        return name
 
     @classmethod
     def from_url(cls, url: str, **fields: Any) -> StoreConfig:
@@ -132,6 +159,14 @@ class StoreConfig(UserSettings):
         import platformdirs
 
         return Path(platformdirs.user_data_dir("llara-rag")) / DOCSTORE_FOLDER / f"{self.host}-{self.port}"
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 class ModelIdentity(BaseModel):
@@ -247,6 +282,11 @@ def connect(config: StoreConfig, *, create: bool = True) -> ClientAPI:
 
     settings = Settings(anonymized_telemetry=False)
     if not config.is_server:
+        if config.path.exists() and not config.path.is_dir():
+            raise InvalidInputError(
+                f"--db {config.path} is a file, not a database folder; pass the folder `llara-rag index` "
+                "wrote (or a new one to create)."
+            )
         if not create and not config.path.is_dir():
             raise CollectionNotFoundError(
                 f"No database folder {config.path}; index documents into it first with "
@@ -256,11 +296,7 @@ def connect(config: StoreConfig, *, create: bool = True) -> ClientAPI:
         try:
             return chromadb.PersistentClient(path=str(config.path), settings=settings)
         except InternalError as error:
-            raise DamagedStoreError(
-                f"Cannot open the database file {config.path / DATABASE_FILE} ({error}): it is damaged or "
-                f"not a Chroma database. Restore the folder {config.path} from a backup, or move it aside "
-                "and run `llara-rag index` again to rebuild it."
-            ) from error
+            raise unopenable(config.path, error) from error
     try:
         return chromadb.HttpClient(
             host=config.host, port=config.port, ssl=config.ssl, headers=config.headers, settings=settings
@@ -271,6 +307,25 @@ def connect(config: StoreConfig, *, create: bool = True) -> ClientAPI:
             f"`chroma run --path DIR --host {config.host} --port {config.port}`, check host, port and SSL, "
             "or leave the server out to use an embedded database folder."
         ) from error
+
+
+def unopenable(folder: Path, error: Exception) -> DamagedStoreError:
+    """Why Chroma could not open the database in ``folder``: read-only (it writes even to read), or damaged."""
+    database = folder / DATABASE_FILE
+    read_only = "readonly" in str(error) or any(
+        path.exists() and not os.access(path, os.W_OK) for path in (folder, database)
+    )
+    if read_only:
+        return DamagedStoreError(
+            f"Cannot open the database folder {folder}: it is read-only ({error}), and Chroma writes to its "
+            f"database even to read it. Make {folder} and {database} writable, or copy the folder somewhere "
+            "writable and pass that as --db."
+        )
+    return DamagedStoreError(
+        f"Cannot open the database file {database} ({error}): it is damaged or not a Chroma database. "
+        f"Restore the folder {folder} from a backup, or move it aside and run `llara-rag index` again to "
+        "rebuild it."
+    )
 
 
 def _get_collection(client: ClientAPI, config: StoreConfig) -> Collection:

@@ -61,6 +61,19 @@ def refusal(model: type[BaseModel], error: ValidationError, *, dashed: bool = Fa
     return InvalidInputError(f"{flag} {_shown(first['input'], per_unit)}: {rule}{example}.")
 
 
+def not_unicode(text: str) -> str | None:
+    """Why ``text`` is no Unicode text (a lone surrogate: bytes of another encoding in a command line or
+    file name, or half a UTF-16 pair from JSON), or None; the tokenizer would crash on it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return (
+            f"holds {text[error.start]!r} at position {error.start}, which is no character (bytes that are "
+            "not UTF-8, or half of a UTF-16 surrogate pair)"
+        )
+    return None
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

@@ -30,6 +30,12 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction, bool], None]] = {
     "push": add_push,
 }
 """Each adds one subcommand and sets its ``run`` default; with True, also its generated options."""
+RESUMABLE = {
+    "index": "what was written is kept; run the same command again to index the rest",
+    "adapt": "run the same command again to resume from the last checkpoint",
+    "finetune": "run the same command again to resume from the last checkpoint",
+}
+"""What an interrupted command leaves, for the line it ends with."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,6 +75,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return args.run(args)
     except LLaRAError as error:
-        command = next((f" {word}" for word in argv if word in COMMANDS), "")
-        print(f"llara-rag{command}: {error}", file=sys.stderr)
+        print(f"llara-rag{_command(argv)}: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        command = _command(argv)
+        after = RESUMABLE.get(command.strip())
+        print(f"llara-rag{command}: interrupted (Ctrl-C){f'; {after}' if after else ''}.", file=sys.stderr)
+        return 130
+
+
+def _command(argv: Sequence[str]) -> str:
+    """`` index``: the command word of ``argv``, as error lines name it."""
+    return next((f" {word}" for word in argv if word in COMMANDS), "")

@@ -1,13 +1,16 @@
 """The HTTP service: OpenAI-compatible embeddings, search and streamed chat over one collection, and a page.
 
-Routes (``/v1/`` ones need ``Authorization: Bearer KEY`` when an API key is set):
+Routes (all but ``/`` and ``/health`` need ``Authorization: Bearer KEY`` when an API key is set; the
+key and the ``Host`` are checked before a body is read, :mod:`llara_rag.serving.gate`):
 
 - ``POST /v1/embeddings``: OpenAI's embeddings API; ``input_type: "query"`` selects LLaRA's query side;
 - ``POST /v1/search``: chunks for a question, in the mode ``llara-rag query`` uses (dense, lexical, hybrid);
 - ``POST /v1/chat``: an answer from the chat engine of ``llara-rag chat``, as server-sent events;
 - ``GET /v1/models``, ``GET /health`` (model, fingerprint, collection) and ``GET /``, the chat page.
 
-Errors are OpenAI's shape, ``{"error": {"message", "type", "code"}}``, with a message naming the fix.
+Errors are OpenAI's shape, ``{"error": {"message", "type", "code"}}``, with a message naming the fix
+(:mod:`llara_rag.serving.refusals`). Each text is checked before it joins an encoder batch, so a bad one
+fails its own request alone.
 """
 
 from __future__ import annotations
@@ -18,25 +21,25 @@ import contextlib
 import ipaddress
 import json
 import logging
-import secrets
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-from pydantic import ConfigDict, Field, SecretStr, model_validator
+from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi.responses import HTMLResponse, StreamingResponse
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from llara_rag.chat import ChatConfig, build_chat_engine, cite
-from llara_rag.errors import InvalidInputError, LexicalIndexError, LLaRAError
+from llara_rag.errors import LLaRAError
 from llara_rag.prompts import Side
 from llara_rag.retrieval import Hit, LLaRAHybridRetriever, RetrievalConfig
 from llara_rag.serving.batching import EmbeddingBatcher
+from llara_rag.serving.gate import API_KEY_ENV, BODY_LIMIT_FLAG, LOOPBACK_HOSTS, RequestGate
+from llara_rag.serving.refusals import DOCUMENTED, add_error_handlers
 from llara_rag.serving.schemas import (
     ChatRequest,
     EmbeddingData,
@@ -48,7 +51,7 @@ from llara_rag.serving.schemas import (
     SearchResponse,
     Usage,
 )
-from llara_rag.validation import UserSettings
+from llara_rag.validation import UserSettings, not_unicode
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
@@ -62,8 +65,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-API_KEY_ENV = "LLARA_RAG_API_KEY"
 PAGE = files("llara_rag.serving") / "page.html"
+MIN_KEY_LENGTH = 16
+JSON_BYTES_PER_CHAR = 6
+"""The most one character of a text takes in a JSON body: a ``\\uXXXX`` escape, as ``json.dumps`` writes
+any non-ASCII character by default."""
 
 
 class ServiceConfig(UserSettings):
@@ -75,7 +81,8 @@ class ServiceConfig(UserSettings):
     port: int = Field(default=8000, ge=0, le=65535, json_schema_extra={"flag": "--port"})
     api_key: SecretStr | None = Field(
         default=None,
-        description=f"Required as 'Authorization: Bearer KEY' on /v1/ routes when set (--api-key, ${API_KEY_ENV}).",
+        description="Required as 'Authorization: Bearer KEY' on every route but / and /health when set "
+        f"(--api-key, ${API_KEY_ENV}); at least {MIN_KEY_LENGTH} characters.",
     )
     max_texts: int = Field(
         default=256,
@@ -100,6 +107,24 @@ class ServiceConfig(UserSettings):
     max_sessions: int = Field(
         default=64, gt=0, description="Conversations remembered; the oldest is dropped."
     )
+    max_body_mb: float | None = Field(
+        default=None,
+        gt=0,
+        description="Megabytes of one request body, refused while it is read (default: what --max-texts "
+        "texts of --max-chars characters take as JSON, plus 1 MB).",
+        json_schema_extra={"flag": BODY_LIMIT_FLAG},
+    )
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_long_enough(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < MIN_KEY_LENGTH:
+            raise ValueError(
+                f"--api-key is {len(key.get_secret_value())} characters; a key needs at least "
+                f"{MIN_KEY_LENGTH} to resist guessing. Make one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe())'`."
+            )
+        return key
 
     @model_validator(mode="after")
     def _key_beyond_loopback(self) -> ServiceConfig:
@@ -109,6 +134,18 @@ class ServiceConfig(UserSettings):
                 f"${API_KEY_ENV} (clients then send 'Authorization: Bearer KEY'), or serve on 127.0.0.1."
             )
         return self
+
+    @property
+    def body_limit(self) -> int:
+        """Bytes of one request body: ``max_body_mb``, else room for the largest embeddings request."""
+        if self.max_body_mb is not None:
+            return round(self.max_body_mb * 1_000_000)
+        return self.max_texts * self.max_chars * JSON_BYTES_PER_CHAR + 1_000_000
+
+    @property
+    def allowed_hosts(self) -> frozenset[str] | None:
+        """The ``Host`` names answered: loopback names when no key guards the service; any with a key."""
+        return None if self.api_key is not None else LOOPBACK_HOSTS | {self.host.lower()}
 
 
 def is_loopback(host: str) -> bool:
@@ -193,18 +230,28 @@ def create_app(
         yield
         await batcher.close()
 
-    app = FastAPI(title="llara-rag", summary="LLaRA embeddings, search and chat", lifespan=lifespan)
+    app = FastAPI(
+        title="llara-rag",
+        summary="LLaRA embeddings, search and chat",
+        lifespan=lifespan,
+        responses=DOCUMENTED,
+    )
     app.state.batcher = batcher
-    _add_error_handlers(app)
-    api = APIRouter(prefix="/v1", dependencies=[Depends(_key_checker(config))])
+    add_error_handlers(app)
+    key = config.api_key.get_secret_value() if config.api_key else None
+    app.add_middleware(RequestGate, key=key, hosts=config.allowed_hosts, max_body=config.body_limit)
+    api = APIRouter(prefix="/v1")
 
     def limit_chars(text: str, what: str) -> None:
+        """Refuses a text over ``--max-chars``, or one that is no Unicode text (before any batch)."""
         if len(text) > config.max_chars:
             raise HTTPException(
                 413,
                 f"{what} is {len(text):,} characters, over the service's limit of {config.max_chars:,} "
                 "(llara-rag serve --max-chars); split it.",
             )
+        if problem := not_unicode(text):
+            raise HTTPException(400, f"{what} {problem}; send it as UTF-8 text.")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
@@ -380,65 +427,3 @@ async def _answer(
             if cancel is not None and pieces is not None:
                 cancel()
         yield _event("done", {})
-
-
-def _key_checker(config: ServiceConfig) -> Any:
-    expected = config.api_key.get_secret_value().encode() if config.api_key else None
-
-    async def check(authorization: str | None = Header(default=None)) -> None:
-        if expected is None:
-            return
-        scheme, _, key = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(key.strip().encode(), expected):
-            raise HTTPException(
-                401,
-                "missing or wrong API key: send the header 'Authorization: Bearer KEY' with the key "
-                f"the service was started with (--api-key or ${API_KEY_ENV}).",
-            )
-
-    return check
-
-
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    404: "not_found_error",
-    409: "conflict_error",
-    413: "request_too_large",
-    422: "invalid_request_error",
-    503: "service_unavailable",
-}
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    kind = ERROR_TYPES.get(status, "server_error")
-    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
-
-
-def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, error: HTTPException) -> JSONResponse:
-        return _error(error.status_code, str(error.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_body(_: Request, error: RequestValidationError) -> JSONResponse:
-        return _error(422, _first_problem(error.errors()))
-
-    @app.exception_handler(LLaRAError)
-    async def refused(_: Request, error: LLaRAError) -> JSONResponse:
-        status = (
-            422
-            if isinstance(error, InvalidInputError)
-            else 409
-            if isinstance(error, LexicalIndexError)
-            else 500
-        )
-        return _error(status, str(error))
-
-
-def _first_problem(errors: Sequence[Any]) -> str:
-    """``mode: must be 'lexical', 'dense' or 'hybrid'``: the first problem of a body, in one line."""
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
-    rule = str(first["msg"]).replace("Input should be", "must be")
-    return f"{where}: {rule}"

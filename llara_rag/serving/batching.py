@@ -9,6 +9,9 @@ The window is a tenth of the last encoder call, capped at ``max_wait``: waiting 
 most ~10 % of its own encoding, on a CPU (calls of seconds: the cap) as on a GPU (calls of milliseconds).
 On this CPU, 16 clients reached 79 % of in-process throughput with a fixed 5 ms window and 83 % with
 50 ms (``benchmarks/results/serve.md``): requests answered together come back a few ms apart.
+
+Sharing a call must not share its failure: when a call of several requests fails, each is encoded again
+alone, so only the request that cannot be encoded receives the error.
 """
 
 from __future__ import annotations
@@ -112,10 +115,15 @@ class EmbeddingBatcher:
         started = asyncio.get_running_loop().time()
         try:
             vectors = await asyncio.to_thread(self.encode, texts, side)
-        except Exception as error:  # noqa: BLE001 - each waiting request receives it
-            for request in requests:
-                if not request.result.done():
-                    request.result.set_exception(error)
+        except Exception as error:  # noqa: BLE001 - a lone request receives it; others are retried alone
+            if len(requests) > 1:
+                logger.warning(
+                    "An encoder call of %d requests failed (%s); encoding each alone", len(requests), error
+                )
+                for request in requests:
+                    await self._encode([request], side)
+            elif not requests[0].result.done():
+                requests[0].result.set_exception(error)
             return
         self.calls += 1
         self._last_call = asyncio.get_running_loop().time() - started

@@ -91,3 +91,15 @@ class Health(BaseModel):
     chunks: int | None
     chat: bool = Field(description="Whether /v1/chat answers (a generator was loaded).")
     auth: bool = Field(description="Whether /v1/ routes need an API key.")
+
+
+class ErrorDetail(BaseModel):
+    message: str = Field(description="What was wrong, and the fix.")
+    type: str
+    code: int = Field(description="The HTTP status.")
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error body, which every refusal and failure of the service answers."""
+
+    error: ErrorDetail

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llara_rag.documents import Skip, list_files, read_file, supported_files
+from llara_rag.documents import Skip, list_files, read_file, shown, supported_files
 from llara_rag.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -136,8 +136,8 @@ def _jsonl_documents(path: Path, summary: CorpusSummary) -> Iterator[tuple[str, 
 def _folder_documents(folder: Path, summary: CorpusSummary) -> Iterator[tuple[str, str]]:
     """The folder's files as ``llara-rag index`` reads them (one reader, the same skips and reasons)."""
     for path in list_files(folder):
-        name = str(path.relative_to(folder))
-        read = read_file(path)
+        name = shown(path.relative_to(folder))
+        read = read_file(path, folder=folder)
         if isinstance(read, str):
             summary.skip(name, read)
             continue

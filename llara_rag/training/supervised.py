@@ -315,7 +315,9 @@ def finetune(
     A finished run re-run returns the adapter it wrote; an adapter of other settings is replaced only
     with ``overwrite``, which trains from scratch. ``evaluator`` scores the model as it trains (``eval_*``).
     """
-    run = start_run(args, adapter_dir, {"source": source_digest(source)}, resume=resume, overwrite=overwrite)
+    run = start_run(
+        args, adapter_dir, {"source": source_digest(source)}, resume=resume, overwrite=overwrite, source=source
+    )
     if run.finished:
         return FinetuneResult(adapter=Path(adapter_dir), data=None, training=run.finished.training)
     start, recipe, resume = run.start, run.recipe, run.resume

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from llara_rag.adapter import (
+    LLARA_CONFIG_FILE,
+    PEFT_FILES,
     AdapterInfo,
     TrainedLengths,
     load_peft,
@@ -285,6 +287,10 @@ def continued_lora_model(backbone: Backbone, directory: str | Path, args: StageA
     return model
 
 
+ADAPTER_MARKERS = (LLARA_CONFIG_FILE, PEFT_FILES[0])
+"""A folder holding either is an adapter, which a new run may replace."""
+
+
 @dataclass(frozen=True)
 class Run:
     """Where a stage command starts: the adapter it continues, its recipe, and whether it resumes."""
@@ -297,14 +303,23 @@ class Run:
 
 
 def start_run(
-    args: StageArguments, adapter_dir: str | Path, data: dict[str, Any], *, resume: bool, overwrite: bool
+    args: StageArguments,
+    adapter_dir: str | Path,
+    data: dict[str, Any],
+    *,
+    resume: bool,
+    overwrite: bool,
+    source: str | Path | None = None,
 ) -> Run:
     """Resolves the adapter ``args`` continue and the run's recipe (``data``: digests of what it trains on).
 
     A finished adapter of the same recipe is returned as such; ``overwrite`` or ``resume=False`` clears the
-    checkpoints of an earlier run, so training starts from scratch.
+    checkpoints of an earlier run, so training starts from scratch. ``adapter_dir`` is checked against
+    ``source`` (what the run trains on) first: :func:`check_output`.
     """
     from llara_rag.adapter import adapter_digest, resolve_adapter
+
+    check_output(adapter_dir, source)
 
     start = resolve_adapter(args.start_adapter, default_backbone=args.model == DEFAULT_MODEL)
     recipe = {**data, **args.recipe(), "start_adapter_digest": adapter_digest(start) if start else None}
@@ -315,16 +330,50 @@ def start_run(
     return Run(start, recipe, resume, finished)
 
 
+def replaceable(directory: Path) -> bool:
+    """Whether a new adapter may take ``directory``'s place: it is absent, empty, or an adapter itself."""
+    if not directory.exists():
+        return True
+    if not directory.is_dir():
+        return False
+    return not any(directory.iterdir()) or any((directory / name).is_file() for name in ADAPTER_MARKERS)
+
+
+def check_output(adapter_dir: str | Path, source: str | Path | None) -> None:
+    """Refuses an output that is, holds or lies inside the documents trained on, and one that holds
+    anything but an adapter: a run replaces its output whole, and ``--overwrite`` must never delete a
+    user's files (the adapter's own files would also become training text on the next run)."""
+    target = Path(adapter_dir).expanduser().resolve()
+    if source is not None:
+        origin = Path(source).expanduser().resolve()
+        if target == origin or origin.is_relative_to(target):
+            raise InvalidInputError(
+                f"--output {adapter_dir} is or holds the documents trained on ({source}); the adapter "
+                "replaces its folder whole, so choose a new folder outside them, e.g. --output my-adapter."
+            )
+        if origin.is_dir() and target.is_relative_to(origin):
+            raise InvalidInputError(
+                f"--output {adapter_dir} is inside the documents folder {source}: its files would be read "
+                "as documents on the next run; choose a folder outside it, e.g. --output my-adapter."
+            )
+    if not replaceable(target):
+        what = "a file" if not target.is_dir() else "a folder of other files"
+        raise InvalidInputError(
+            f"--output {adapter_dir} is {what}, not a llara-rag adapter; a run replaces only an adapter "
+            "folder (or an empty one), even with --overwrite. Choose another --output."
+        )
+
+
 def finished_adapter(directory: str | Path, recipe: dict[str, Any]) -> AdapterInfo | None:
     """The adapter already in ``directory`` when it was trained with ``recipe``: re-running changes nothing.
 
     An adapter trained otherwise (or unreadable) is never replaced silently, since collections indexed
     with it would stop opening: the run is refused, naming the settings that differ (``--overwrite``).
     """
-    from llara_rag.adapter import LLARA_CONFIG_FILE, read_adapter_info
+    from llara_rag.adapter import read_adapter_info
 
     path = Path(directory)
-    if not path.exists():
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         return None
     try:
         info = read_adapter_info(path) if (path / LLARA_CONFIG_FILE).is_file() else None
@@ -773,7 +822,13 @@ def flushed_denormals() -> Iterator[None]:
 
 
 def _replace_directory(staging: Path, target: Path) -> None:
-    """Moves a finished directory into place; an existing adapter is replaced only once the new one is whole."""
+    """Moves a finished directory into place; an existing adapter is replaced only once the new one is whole,
+    and anything else is never replaced (checked again: files may have appeared while it trained)."""
+    if not replaceable(target):
+        raise InvalidInputError(
+            f"{target} now holds files that are not a llara-rag adapter; the new adapter is kept in "
+            f"{staging}: move it where you want it."
+        )
     if not target.exists():
         os.replace(staging, target)
         return

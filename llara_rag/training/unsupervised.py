@@ -433,7 +433,7 @@ def adapt(
     import torch
 
     data = {"corpus_digest": corpus_digest(check_source(source))}
-    run = start_run(args, adapter_dir, data, resume=resume, overwrite=overwrite)
+    run = start_run(args, adapter_dir, data, resume=resume, overwrite=overwrite, source=source)
     if run.finished:
         return AdaptationResult(adapter=Path(adapter_dir), training=run.finished.training)
     start, recipe, resume = run.start, run.recipe, run.resume

@@ -6,6 +6,8 @@ import asyncio
 import base64
 import json
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,9 @@ from llara_rag.store import StoreConfig
 SAMPLE_DOCS = Path(__file__).resolve().parents[2] / "examples" / "sample_docs"
 CHROMIUM = Path("/usr/bin/chromium")
 ANSWER_TOKENS = 6
+KEY = "s3cret-key-0123456789"
+LOCAL = "http://127.0.0.1"
+"""Clients call the service by a loopback name: without a key it answers no other Host."""
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +53,13 @@ def _app(
     return create_app(embed_model, ServiceConfig(**settings), store=store, llm=llm)
 
 
+def _client(app: FastAPI) -> TestClient:
+    return TestClient(app, base_url=LOCAL)
+
+
 @pytest.fixture(scope="module")
 def client(embed_model: LLaRAEmbedding, served_db: Path) -> Iterator[TestClient]:
-    with TestClient(_app(embed_model, served_db)) as test_client:
+    with _client(_app(embed_model, served_db)) as test_client:
         yield test_client
 
 
@@ -91,7 +100,7 @@ def test_embeddings_are_the_encoders_on_either_side(client: TestClient, embed_mo
 def test_bad_embedding_requests_are_refused_naming_the_limit(
     embed_model: LLaRAEmbedding, body: dict, status: int, message: str
 ) -> None:
-    with TestClient(_app(embed_model, max_texts=4, max_chars=60)) as client:
+    with _client(_app(embed_model, max_texts=4, max_chars=60)) as client:
         response = client.post("/v1/embeddings", json=body)
     assert response.status_code == status
     assert message in response.json()["error"]["message"]
@@ -104,7 +113,7 @@ def test_concurrent_requests_share_encoder_calls(embed_model: LLaRAEmbedding) ->
 
     async def send_all(sides: list[str]) -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url=LOCAL) as http:
             return await asyncio.gather(
                 *(
                     http.post("/v1/embeddings", json={"input": pair, "input_type": side})
@@ -124,11 +133,11 @@ def test_concurrent_requests_share_encoder_calls(embed_model: LLaRAEmbedding) ->
 
 
 def test_an_api_key_guards_the_api_but_not_health(embed_model: LLaRAEmbedding) -> None:
-    with TestClient(_app(embed_model, api_key="s3cret")) as client:
+    with _client(_app(embed_model, api_key=KEY)) as client:
         body = {"input": "a cat"}
         missing = client.post("/v1/embeddings", json=body)
         wrong = client.post("/v1/embeddings", json=body, headers={"Authorization": "Bearer nope"})
-        right = client.post("/v1/embeddings", json=body, headers={"Authorization": "Bearer s3cret"})
+        right = client.post("/v1/embeddings", json=body, headers={"Authorization": f"Bearer {KEY}"})
         health = client.get("/health").json()
     assert missing.status_code == wrong.status_code == 401
     assert "Authorization: Bearer KEY" in missing.json()["error"]["message"]
@@ -139,7 +148,7 @@ def test_an_api_key_guards_the_api_but_not_health(embed_model: LLaRAEmbedding) -
 def test_listening_beyond_loopback_needs_a_key() -> None:
     with pytest.raises(InvalidInputError, match="--api-key"):
         ServiceConfig(host="0.0.0.0")
-    assert ServiceConfig(host="0.0.0.0", api_key="k").host == "0.0.0.0"
+    assert ServiceConfig(host="0.0.0.0", api_key=KEY).host == "0.0.0.0"
     assert ServiceConfig(host="::1").api_key is None
 
 
@@ -179,7 +188,7 @@ def test_search_filters_and_refusals(client: TestClient, embed_model: LLaRAEmbed
     bad_mode = client.post("/v1/search", json={"query": "policy", "mode": "fuzzy"})
     assert bad_mode.status_code == 422 and "mode: must be 'lexical', 'dense' or 'hybrid'" in bad_mode.text
     assert client.post("/v1/search", json={"query": ""}).status_code == 422
-    with TestClient(_app(embed_model)) as embeddings_only:
+    with _client(_app(embed_model)) as embeddings_only:
         refused = embeddings_only.post("/v1/search", json={"query": "policy"})
         no_chat = embeddings_only.post("/v1/chat", json={"message": "hi"})
     assert refused.status_code == 503 and "--embeddings-only" in refused.json()["error"]["message"]
@@ -192,7 +201,7 @@ def test_search_sees_an_index_run_made_while_serving(
     db, docs = tmp_path / "db", tmp_path / "docs"
     shutil.copytree(served_db, db)
     shutil.copytree(SAMPLE_DOCS, docs)
-    with TestClient(_app(embed_model, db, chat=False)) as client:
+    with _client(_app(embed_model, db, chat=False)) as client:
         question = {"query": "rust python systems programming language", "k": 1, "mode": "lexical"}
         before = client.post("/v1/search", json=question).json()["results"]
         (docs / "languages.md").write_text("Rust and Python are systems programming language choices.\n")
@@ -235,7 +244,7 @@ def live_server(embed_model: LLaRAEmbedding, served_db: Path) -> Iterator[str]:
     """The service on a free loopback port, in a thread, as uvicorn serves it."""
     import uvicorn
 
-    app = _app(embed_model, served_db, api_key="s3cret")
+    app = _app(embed_model, served_db, api_key=KEY)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -251,7 +260,7 @@ def live_server(embed_model: LLaRAEmbedding, served_db: Path) -> Iterator[str]:
 def test_openai_client_embeds_through_the_service(live_server: str, embed_model: LLaRAEmbedding) -> None:
     import openai
 
-    client = openai.OpenAI(base_url=f"{live_server}/v1", api_key="s3cret", max_retries=0)
+    client = openai.OpenAI(base_url=f"{live_server}/v1", api_key=KEY, max_retries=0)
     texts = ["how does the index store a chunk?", "cats purr when happy"]
     passages = client.embeddings.create(model="llara", input=texts)  # the client asks for base64
     floats = client.embeddings.create(model="llara", input=texts, encoding_format="float")
@@ -285,7 +294,7 @@ def test_chat_page_in_headless_chromium(live_server: str, tmp_path: Path) -> Non
         page = browser.new_page()
         page.goto(live_server)
         expect(page.locator("#info")).to_contain_text("llara (")
-        page.fill("#key", "s3cret")
+        page.fill("#key", KEY)
         page.dispatch_event("#key", "change")
         page.fill("#question", "how fast is a page acknowledged?")
         page.click("#send")
@@ -305,3 +314,22 @@ def test_chat_page_in_headless_chromium(live_server: str, tmp_path: Path) -> Non
         page.click("#send")
         expect(page.locator(".answer.error")).to_contain_text("API key")
         browser.close()
+
+
+def test_schemathesis_finds_no_server_error_nor_an_answer_off_the_schema(
+    live_server: str, tmp_path: Path
+) -> None:
+    """Schemathesis generates requests from the service's OpenAPI document (valid and invalid bodies,
+    odd strings, boundary numbers) and checks every answer: never a 5xx, always as the document says."""
+    st = Path(sys.executable).with_name("st")
+    report = tmp_path / "schemathesis.xml"
+    run = [
+        str(st), "run", f"{live_server}/openapi.json",
+        "--header", f"Authorization: Bearer {KEY}",
+        "--checks", "not_a_server_error,response_schema_conformance",
+        "--max-examples", "10", "--max-time", "20", "--seed", "0", "--workers", "1",
+        "--report", "junit", "--report-junit-path", str(report),
+    ]  # fmt: skip
+    finished = subprocess.run(run, capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path)
+    assert finished.returncode == 0, finished.stdout[-4000:]
+    assert "testcase" in report.read_text(encoding="utf-8")
