@@ -87,34 +87,37 @@ def convex_fusion(
 
 
 HEAD = 10
+"""Documents whose z-scores make a run's head strength."""
+
+FusionWeighting = Literal["head", "fixed"]
+"""How each query's hybrid weighs its two sides: ``fixed`` weights, or those weights scaled by each side's
+head strength for that query (``head``), so a side whose best candidates barely stand out from the rest (a
+query it cannot read, in capitals, misspelt or out of its domain) weighs less than one sure of its head."""
+FUSION_WEIGHTINGS: tuple[FusionWeighting, ...] = get_args(FusionWeighting)
+DEFAULT_WEIGHTING: FusionWeighting = "head"
 
 
 def head_strength(normalised: Mapping[str, float]) -> float:
-    """Mean z-score of a run's ``HEAD`` best: how far its head stands out from its candidates."""
-    return sum(heapq.nlargest(HEAD, normalised.values())) / HEAD if normalised else 0.0
+    """Mean z-score of a run's ``HEAD`` best, at least 0: how far its head stands out from its candidates."""
+    return max(sum(heapq.nlargest(HEAD, normalised.values())) / HEAD, 0.0) if normalised else 0.0
 
 
-def by_head_strength(normalised_runs: Sequence[Mapping[str, float]]) -> list[float]:
-    strengths = [max(head_strength(scores), 0.0) for scores in normalised_runs]
-    total = sum(strengths)
-    return [s / total for s in strengths] if total else [1 / len(strengths)] * len(strengths)
+def head_weighted(weights: Sequence[float]) -> Weighting:
+    """``weights`` scaled by each run's head strength for the query, then normalised to sum 1."""
+
+    def per_query(normalised_runs: Sequence[Mapping[str, float]]) -> list[float]:
+        scaled = [weight * head_strength(scores) for weight, scores in zip(weights, normalised_runs, strict=True)]
+        total = sum(scaled)
+        return [value / total for value in scaled] if total else list(weights)
+
+    return per_query
 
 
-def by_agreement(normalised_runs: Sequence[Mapping[str, float]]) -> list[float]:
-    """Equal weights when the runs' heads agree; the stronger head's side gains as they disagree."""
-    heads = [set(heapq.nlargest(HEAD, scores, key=scores.__getitem__)) for scores in normalised_runs]
-    overlap = len(set.intersection(*heads)) / HEAD if all(heads) else 0.0
-    strong = by_head_strength(normalised_runs)
-    equal = 1 / len(normalised_runs)
-    return [overlap * equal + (1 - overlap) * weight for weight in strong]
-
-
-def _fused(weights: Sequence[float] | Weighting) -> Callable[[Run, Run, int], Run]:
-    return lambda dense, lexical, depth: convex_fusion([lexical, dense], weights, depth)
-
-
-FUSIONS: dict[str, Callable[[Run, Run, int], Run]] = {
-    "z equal": _fused([0.5, 0.5]),
-    "z head strength": _fused(by_head_strength),
-    "z agreement": _fused(by_agreement),
-}
+def fuse(
+    runs: Sequence[Mapping[str, Mapping[str, float]]],
+    weights: Sequence[float],
+    depth: int,
+    weighting: FusionWeighting = DEFAULT_WEIGHTING,
+) -> Run:
+    """The hybrid of ``runs``: :func:`convex_fusion` at ``weights``, per query re-weighted by ``weighting``."""
+    return convex_fusion(runs, head_weighted(weights) if weighting == "head" else weights, depth)

@@ -4,7 +4,7 @@
 query``, ``llara-rag chat``, the examples and ``benchmarks/retrieval_paths.py`` all retrieve through it.
 Each side ranks as ``eval`` ranks: BM25 with :func:`llara_rag.lexical.bm25_top` (a chunk sharing no term
 with the question is not retrieved), LLaRA by cosine similarity. The hybrid is
-:func:`llara_rag.fusion.convex_fusion`, the function ``eval``'s hybrid is scored with, over each side's
+:func:`llara_rag.fusion.fuse`, the function ``eval``'s hybrid is scored with, over each side's
 best ``min(candidates, collection size)`` chunks (1,000 by default, as ``eval``): a chunk one side did
 not return gets that side's lowest z-score.
 
@@ -30,7 +30,9 @@ from llara_rag.fusion import (
     DEFAULT_MODE,
     MEASURED_WITH_DEFAULT_ENCODER,
     RetrievalMode,
-    convex_fusion,
+    DEFAULT_WEIGHTING,
+    FusionWeighting,
+    fuse,
     top,
 )
 from llara_rag.validation import UserSettings, not_unicode
@@ -74,6 +76,13 @@ class RetrievalConfig(UserSettings):
         le=1,
         description="The dense side's weight in the hybrid; the lexical side gets 1 - alpha.",
         json_schema_extra={"flag": "--alpha"},
+    )
+    fusion: FusionWeighting = Field(
+        default=DEFAULT_WEIGHTING,
+        description="How the hybrid weighs its sides for each question: head (alpha and 1 - alpha scaled by "
+        "how far each side's ten best stand out from its other candidates, so a side that cannot read the "
+        "question weighs less) or fixed (alpha and 1 - alpha as given).",
+        json_schema_extra={"flag": "--fusion"},
     )
     candidates: int = Field(
         default=CANDIDATES,
@@ -235,7 +244,9 @@ class LLaRAHybridRetriever(BaseRetriever):
         if mode == "hybrid":
             weights = {"lexical": 1 - self.config.alpha, "dense": self.config.alpha}
             runs = [{"q": rankings[side]} for side in SIDES]
-            scores = convex_fusion(runs, [weights[side] for side in SIDES], self.config.top_k).get("q", {})
+            scores = fuse(
+                runs, [weights[side] for side in SIDES], self.config.top_k, self.config.fusion
+            ).get("q", {})
         else:
             scores = top({"q": rankings[mode]}, self.config.top_k)["q"]
         if not scores:

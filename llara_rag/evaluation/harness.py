@@ -31,7 +31,7 @@ from llara_rag.evaluation.baselines import minilm_system, raw_llm_system
 from llara_rag.evaluation.metrics import mean_scores
 from llara_rag.evaluation.report import write_report
 from llara_rag.evaluation.results import EvaluationResult, SystemResult
-from llara_rag.fusion import DEFAULT_ALPHA
+from llara_rag.fusion import DEFAULT_ALPHA, DEFAULT_WEIGHTING, FusionWeighting
 from llara_rag.ranking.cache import VectorCache
 from llara_rag.ranking.collections import Collection, load_collection
 from llara_rag.ranking.systems import BM25System, HybridSystem, RetrievalSystem, llara_system
@@ -69,6 +69,9 @@ class EvaluationConfig(BaseModel):
         le=1,
         description="BM25's share of the 'hybrid' scores; 'llara' gets the rest (retrievers' 1 - alpha).",
     )
+    fusion: FusionWeighting = Field(
+        default=DEFAULT_WEIGHTING, description="The hybrids' per-query weighting, as the retrievers' `fusion`."
+    )
     cache_dir: Path | None = Field(default=None, description="Corpus vector cache; default: <cache>/vectors.")
     output_dir: Path | None = Field(
         default=None, description="Where <collection>.{json,md,png} go; None: nowhere."
@@ -85,11 +88,13 @@ def build_systems(config: EvaluationConfig, cache: VectorCache) -> list[Retrieva
     factories = {
         "bm25": lambda: bm25,
         "minilm": lambda: minilm,
-        "minilm-hybrid": lambda: HybridSystem([bm25, minilm], bm25_share, name="minilm-hybrid"),
+        "minilm-hybrid": lambda: HybridSystem(
+            [bm25, minilm], bm25_share, name="minilm-hybrid", weighting=config.fusion
+        ),
         "raw-llm": lambda: raw_llm_system(config.encoder, cache),
         "llara-base": lambda: llara_system(unadapted, cache, name="llara-base"),
         "llara": lambda: llara,
-        "hybrid": lambda: HybridSystem([bm25, llara], bm25_share),
+        "hybrid": lambda: HybridSystem([bm25, llara], bm25_share, weighting=config.fusion),
     }
     names = list(dict.fromkeys(config.systems))
     if "llara-base" in names and config.encoder.adapter is None:

@@ -4,7 +4,7 @@
   queries encoded and ranked by exact dot product (every encoder here returns L2-normalised vectors, so
   that is cosine); :func:`llara_system` is the LLaRA encoder of an :class:`EncoderConfig`;
 - BM25 (bm25s, Lucene scoring, English Snowball stemming, English stop-words removed, k1=1.2, b=0.75);
-- a hybrid: a weighted sum of z-normalised scores of other systems (:func:`convex_fusion`).
+- a hybrid: a weighted sum of z-normalised scores of other systems (:func:`llara_rag.fusion.fuse`).
 
 The evaluation harness scores them and training's negative miners rank with them.
 """
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from llara_rag.adapter import DEFAULT_ADAPTER
-from llara_rag.fusion import CANDIDATES, Run, convex_fusion, top
+from llara_rag.fusion import CANDIDATES, DEFAULT_WEIGHTING, FusionWeighting, Run, fuse, top
 from llara_rag.lexical import BM25_B, BM25_K1, STEMMER, STOPWORDS, bm25_top, build_bm25
 from llara_rag.ranking.cache import VectorCache, dtype_setting
 from llara_rag.ranking.collections import Collection
@@ -190,26 +190,34 @@ class BM25System(RetrievalSystem):
 
 
 class HybridSystem(RetrievalSystem):
-    """A weighted sum of other systems' z-normalised scores (:func:`convex_fusion`, the fusion every
-    retriever uses); equal weights by default."""
+    """A weighted sum of other systems' z-normalised scores (:func:`llara_rag.fusion.fuse`, the fusion every
+    retriever uses); equal weights by default, scaled per query by each side's head strength unless
+    ``weighting`` is fixed."""
 
     def __init__(
-        self, parts: Sequence[RetrievalSystem], weights: Sequence[float] | None = None, name: str = "hybrid"
+        self,
+        parts: Sequence[RetrievalSystem],
+        weights: Sequence[float] | None = None,
+        name: str = "hybrid",
+        weighting: FusionWeighting = DEFAULT_WEIGHTING,
     ) -> None:
         self.parts = list(parts)
+        self.weighting = weighting
         self.weights = list(weights) if weights is not None else [1 / len(self.parts)] * len(self.parts)
         if len(self.weights) != len(self.parts):
             raise ValueError(f"{len(self.weights)} weights for {len(self.parts)} systems")
         terms = " + ".join(f"{weight:g} {part.label}" for weight, part in zip(self.weights, self.parts))
-        super().__init__(name, f"hybrid z-score({terms})")
+        per_query = ", weights scaled by head strength" if weighting == "head" else ""
+        super().__init__(name, f"hybrid z-score({terms}{per_query})")
 
     def _retrieve(self, collection: Collection, depth: int) -> Run:
         runs = [part.retrieve(collection, CANDIDATES) for part in self.parts]
-        return convex_fusion(runs, self.weights, depth)
+        return fuse(runs, self.weights, depth, self.weighting)
 
     def describe(self) -> dict[str, object]:
         return {
             "kind": "convex z-score",
+            "weighting": self.weighting,
             "parts": {
                 part.name: {"weight": w, **part.describe()} for w, part in zip(self.weights, self.parts)
             },

@@ -309,6 +309,7 @@ def create_app(
         retrieval = RetrievalConfig(
             mode=request.mode or chat.retrieval.mode,
             alpha=chat.retrieval.alpha if request.alpha is None else request.alpha,
+            fusion=request.fusion or chat.retrieval.fusion,
             top_k=request.k,
             where=request.where,
         )

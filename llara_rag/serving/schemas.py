@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llara_rag.fusion import RetrievalMode
+from llara_rag.fusion import FusionWeighting, RetrievalMode
 from llara_rag.retrieval import Hit
 
 
@@ -57,6 +57,9 @@ class SearchRequest(BaseModel):
     k: int = Field(default=5, gt=0, le=100, description="Chunks returned.")
     mode: RetrievalMode | None = Field(default=None, description="The service's mode when not given.")
     alpha: float | None = Field(default=None, ge=0, le=1, description="The dense side's weight (hybrid).")
+    fusion: FusionWeighting | None = Field(
+        default=None, description="head: each side's weight scaled by its head strength per query; fixed."
+    )
     where: dict[str, str | int | float] = Field(
         default_factory=dict, description="Only chunks whose metadata equals every item (e.g. file_name)."
     )

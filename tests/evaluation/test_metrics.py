@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from llara_rag.evaluation.metrics import mean_scores, per_query_scores
-from llara_rag.fusion import convex_fusion
+from llara_rag.fusion import convex_fusion, fuse, head_strength, z_scores
 from llara_rag.ranking.systems import exact_top_k
 
 GRADED_QRELS = {"q": {"a": 2, "b": 1, "z": 0}}
@@ -62,6 +62,21 @@ def test_convex_fusion_sums_weighted_z_scores_with_the_lowest_for_missing_docume
     assert list(fused["q"]) == ["b", "a", "d", "c"]
     assert list(fused["only-first"]) == ["x", "y"]
     assert list(convex_fusion([first, second], [0.9, 0.1], depth=1)["q"]) == ["a"]
+
+
+def test_head_weighting_trusts_the_side_whose_head_stands_out() -> None:
+    """Side one singles out 'a' far above 30 others; side two ranks 'b' first by a hair (a flat run)."""
+    others = {f"o{i}": 0.0 for i in range(30)}
+    sure = {"q": {"a": 10.0, "b": 0.1, **others}}
+    flat = {"q": {"b": 1.0, "a": 0.0, **{key: 0.9 for key in others}}}
+    assert list(fuse([sure, flat], [0.5, 0.5], depth=1, weighting="fixed")["q"]) == ["b"]
+    assert list(fuse([sure, flat], [0.5, 0.5], depth=1, weighting="head")["q"]) == ["a"]
+    strengths = [head_strength(z_scores(run["q"])) for run in (sure, flat)]
+    assert strengths[0] > 1.5 * strengths[1] > 0
+    tied, level = {"q": {"a": 1.0, "b": 1.0}}, {"q": {"b": 2.0, "c": 2.0}}  # no head on either side
+    assert fuse([tied, level], [0.3, 0.7], depth=3, weighting="head") == fuse(
+        [tied, level], [0.3, 0.7], depth=3, weighting="fixed"
+    )
 
 
 def test_exact_top_k_matches_a_full_sort() -> None:
