@@ -24,11 +24,7 @@ RetrievalMode = Literal["lexical", "dense", "hybrid"]
 """Where a retriever's chunks come from: BM25 alone, LLaRA vectors alone, or both fused."""
 MODES: tuple[RetrievalMode, ...] = get_args(RetrievalMode)
 DEFAULT_MODE: RetrievalMode = "hybrid"
-MEASURED_WITH_DEFAULT_ENCODER = (
-    "nDCG@10 with the shipped default adapter (benchmarks/results/default.md): hybrid 0.405 / 0.546 / 0.741 / 0.533 on "
-    "cranfield / cacm / scifact / adi, lexical 0.370 / 0.499 / 0.680 / 0.483, dense 0.303 / 0.370 / 0.648 / 0.462"
-)
-"""Why :data:`DEFAULT_MODE` is the default: it measured best, on every collection."""
+"""The best measured mode with the shipped default, on every collection (benchmarks/results/default.md)."""
 DEFAULT_ALPHA = 0.5
 """The dense side's weight in the hybrid (the lexical side gets the rest): equal weights, as ``eval``
 measures its hybrid (``EvaluationConfig.bm25_weight`` 0.5)."""

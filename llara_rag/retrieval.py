@@ -28,7 +28,6 @@ from llara_rag.fusion import (
     CANDIDATES,
     DEFAULT_ALPHA,
     DEFAULT_MODE,
-    MEASURED_WITH_DEFAULT_ENCODER,
     RetrievalMode,
     DEFAULT_WEIGHTING,
     FusionWeighting,
@@ -66,7 +65,7 @@ class RetrievalConfig(UserSettings):
         default=DEFAULT_MODE,
         description="Where chunks come from: lexical (BM25 over the collection's lexical index, as `eval` "
         "scores BM25), dense (LLaRA vectors in Chroma) or hybrid (both, z-normalised scores summed as in "
-        f"`eval`'s hybrid). The default is the best measured, {MEASURED_WITH_DEFAULT_ENCODER}.",
+        "`eval`'s hybrid), the best measured with the shipped default.",
         json_schema_extra={"flag": "--mode"},
     )
     top_k: int = Field(default=5, gt=0, description="Chunks returned.", json_schema_extra={"flag": "-k"})
