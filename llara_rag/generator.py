@@ -212,6 +212,38 @@ class LocalGenerator(CustomLLM):
         if failures:
             raise GeneratorError(f"Generation failed: {failures[0]}") from failures[0]
 
+    def sample(self, conversations: Sequence[Sequence[ChatMessage]], samples: int) -> list[list[str]]:
+        """``samples`` replies to each conversation, decoded as one left-padded batch, not streamed.
+
+        For many short replies at once (the questions of generated training pairs): batching them is what
+        makes a CPU usable, where :meth:`complete` writes one reply at a time.
+        """
+        import torch
+
+        prompts = [_render_chat(self._tokenizer, conversation) for conversation in conversations]
+        inputs = self._tokenizer(
+            prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
+        ).to(self._model.device)
+        width = inputs["input_ids"].shape[1]
+        if width + self.config.max_new_tokens > self.metadata.context_window:
+            raise GeneratorError(
+                f"A prompt of {width} tokens leaves no room for {self.config.max_new_tokens} new tokens in the "
+                f"generator's context window of {self.metadata.context_window}; give shorter texts."
+            )
+        drawn = samples if self.config.temperature > 0 else 1  # greedy: every sample is the same reply
+        self._cancelled.clear()
+        with torch.no_grad():
+            output = self._model.generate(
+                **inputs,
+                max_new_tokens=self.config.max_new_tokens,
+                num_return_sequences=drawn,
+                **self._generate_kwargs(),
+            )
+        texts = self._tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
+        if drawn == 1:
+            return [[text] * samples for text in texts]
+        return [texts[index * samples : (index + 1) * samples] for index in range(len(prompts))]
+
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         text = "".join(self._stream(prompt if formatted else self.completion_to_prompt(prompt)))

@@ -63,3 +63,14 @@ def test_smollm2_generator_is_the_raw_chat_model_and_streams() -> None:
     answer = "".join(pieces)
     assert len(pieces) > 3 and answer.strip()
     assert "<|im_" not in answer  # the template's markers are special tokens, never shown
+
+
+def test_sample_writes_each_conversation_its_replies_in_one_batch(tiny_generator: LocalGenerator) -> None:
+    conversations = [
+        [ChatMessage(role="user", content="what is a chunk?")],
+        [ChatMessage(role="user", content="how does the index store a vector and a chunk?")],
+    ]
+    replies = tiny_generator.sample(conversations, samples=3)
+    assert [len(texts) for texts in replies] == [3, 3]
+    greedy = tiny_generator.complete("what is a chunk?").text  # temperature 0: every sample is the greedy one
+    assert replies[0] == [greedy] * 3, "left padding leaves the shorter prompt's reply unchanged"

@@ -37,6 +37,9 @@ from llara_rag.training.corpus import (
 from llara_rag.training.info_nce import DEFAULT_CHUNK_TOKENS
 from llara_rag.training.objective import ExampleBuilder, LLaRALoss, ObjectiveConfig, collate_examples
 from llara_rag.training.pseudo_pairs import PairConfig, PairMaker, make_pairs
+
+PAIRS = PairConfig.model_fields
+"""The pair maker's settings, whose defaults adapt's flags take."""
 from llara_rag.training.supervised import (
     ContrastiveArguments,
     check_contrastive_settings,
@@ -72,6 +75,12 @@ CONTRASTIVE_FIELDS = frozenset(
     {
         "stages",
         "pair_maker",
+        "pair_generator",
+        "questions_per_passage",
+        "round_trip_top",
+        "generate_passages",
+        "generated_share",
+        "pair_negatives",
         "contrastive_max_steps",
         "contrastive_epochs",
         "contrastive_learning_rate",
@@ -145,7 +154,53 @@ class AdaptationArguments(StageArguments):
             "choices": get_args(PairMaker),
             "help": "contrastive pairs from the documents: ict (a sentence against the rest of its passage), "
             "crop (two random spans), next (a window against the next one), title (first line against the "
-            "text)",
+            "text), generated (a question the local generator wrote for the passage, kept when BM25 finds the "
+            "passage again; ict where none is)",
+        },
+    )
+    pair_generator: str = field(
+        default=PAIRS["generator"].default,
+        metadata={
+            "flag": "--pair-generator",
+            "help": "generated: the instruction-tuned chat model that writes the questions (embedded alias, "
+            ".gguf file, local folder or Hub id)",
+        },
+    )
+    questions_per_passage: int = field(
+        default=PAIRS["questions_per_passage"].default,
+        metadata={
+            "flag": "--questions-per-passage",
+            "help": "generated: questions sampled per passage; the best one that passes the round trip is kept",
+        },
+    )
+    round_trip_top: int = field(
+        default=PAIRS["round_trip_top"].default,
+        metadata={
+            "flag": "--round-trip-top",
+            "help": "generated: keep a question only when BM25 over the corpus ranks its passage this high",
+        },
+    )
+    generate_passages: int = field(
+        default=-1,
+        metadata={
+            "flag": "--generate-passages",
+            "help": "generated: passages drawn (with --seed) to write questions for (-1: as many as the "
+            "contrastive stage reads, its steps x batch size, or every passage when it runs by epochs)",
+        },
+    )
+    generated_share: float = field(
+        default=PAIRS["generated_share"].default,
+        metadata={
+            "flag": "--generated-share",
+            "help": "generated: share of the drawn passages given a generated question; the rest get ict pairs",
+        },
+    )
+    pair_negatives: int = field(
+        default=PAIRS["negatives"].default,
+        metadata={
+            "flag": "--pair-negatives",
+            "help": "BM25-mined hard negatives per contrastive pair, below the top ranks and never of the "
+            "pair's own document (0: in-batch negatives only)",
         },
     )
     max_steps: int = field(
@@ -248,8 +303,22 @@ class AdaptationArguments(StageArguments):
             maker=self.pair_maker,  # type: ignore[arg-type] - validated in __post_init__
             passage_tokens=self.passage_max_length,
             query_tokens=self.query_max_length,
+            generator=self.pair_generator,
+            questions_per_passage=self.questions_per_passage,
+            round_trip_top=self.round_trip_top,
+            max_passages=self.generate_passages,
+            generated_share=self.generated_share,
+            negatives=self.pair_negatives,
             seed=self.seed,
         )
+
+    def pairs_for_run(self, world: int) -> PairConfig:
+        """The pair settings of a run: questions cached with its checkpoints, and (unless set) as many
+        passages asked about as the contrastive stage reads."""
+        budget = self.generate_passages
+        if budget <= 0 and self.contrastive_max_steps > 0:
+            budget = self.contrastive_max_steps * self.contrastive_batch_size * world
+        return self.pairs.model_copy(update={"max_passages": budget, "cache_dir": Path(self.output_dir)})
 
     def contrastive(self, start_adapter: Path | None) -> ContrastiveArguments:
         """The contrastive stage's arguments: every shared setting, its own schedule, checkpoints in a subfolder."""
@@ -264,8 +333,8 @@ class AdaptationArguments(StageArguments):
             "num_train_epochs": self.contrastive_epochs,
             "learning_rate": self.contrastive_learning_rate,
             "per_device_train_batch_size": self.contrastive_batch_size,
-            "negatives": 0,
-            "miner": "none",
+            "negatives": self.pair_negatives,
+            "miner": "bm25" if self.pair_negatives else "none",
         }
         kept = {name: value for name, value in shared.items() if name not in CONTRASTIVE_DEFAULTS}
         return ContrastiveArguments(**(kept | stage))
@@ -444,7 +513,10 @@ def adapt(
     backbone = load_backbone(args.model, device="cpu")
     finish = whitening_step(args, source, backbone.hidden_size)
     if with_contrastive:
-        samples, pairs, corpus = make_pairs(source, backbone.tokenizer, args.pairs)
+        with args.main_process_first(desc="making pairs"):  # generated questions: one process writes them
+            samples, pairs, corpus = make_pairs(
+                source, backbone.tokenizer, args.pairs_for_run(max(1, args.world_size))
+            )
         check_groups(samples, max(1, args.world_size))
     del backbone
     _log_plan(args, len(samples) if with_contrastive else 0)
@@ -482,10 +554,11 @@ def adapt(
         backbone = load_backbone(args.model, device="cpu")
         model = continued_lora_model(backbone, first, cargs) if first else lora_model(backbone, cargs)
         logger.info(
-            "Stage contrastive: %d %s pairs, %d a step, in-batch negatives",
+            "Stage contrastive: %d %s pairs, %d a step, in-batch negatives%s",
             len(samples),
             args.pair_maker,
             cargs.per_device_train_batch_size,
+            f" and {args.pair_negatives} BM25 hard negatives a pair" if args.pair_negatives else "",
         )
         trainer = train_contrastive(backbone, model, samples, cargs, resume=resume, evaluator=evaluator)
         records["contrastive"] = {
@@ -511,7 +584,8 @@ def adapt(
     if with_contrastive:
         parts.append(
             f"label-free contrastive training (InfoNCE, τ={args.temperature}, {args.pair_maker} pairs, "
-            "in-batch negatives)"
+            "in-batch negatives"
+            + (f", {args.pair_negatives} BM25 hard negatives a pair)" if args.pair_negatives else ")")
         )
     description = (
         f"Unsupervised adaptation to the {corpus.documents} documents of `{source}`: {', then '.join(parts)}."
