@@ -59,6 +59,7 @@ BATCH_PASSAGES = 8
 MIN_PASSAGE_WORDS = 16
 """Shorter passages (a title alone) get an inverse-cloze pair: there is too little to ask about."""
 QUESTION_WORDS = (4, 40)
+EXAMPLES = 5
 PREFIX = re.compile(r"^\s*(?:\d+[.)]\s*|(?:q|question)\s*\d*\s*[:.-]\s*)", re.IGNORECASE)
 
 
@@ -160,12 +161,13 @@ class GenerationReport:
     """Kept questions of the passages generated for in this run, not read from the cache."""
     seconds: float = 0.0
     cpu_seconds: float = 0.0
-    examples: dict[str, list[str]] = field(default_factory=lambda: {"kept": [], "dropped": []})
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    """A few kept questions, questions the round trip dropped and replies that were no question."""
 
     def as_dict(self) -> dict[str, object]:
         minutes = self.seconds / 60
         return {
-            **{key: value for key, value in self.__dict__.items() if key != "examples"},
+            **self.__dict__,
             "seconds": round(self.seconds, 2),
             "cpu_seconds": round(self.cpu_seconds, 2),
             "cpu_minutes": round(self.cpu_seconds / 60, 2),
@@ -259,11 +261,14 @@ def generate_questions(
     )
     seen: set[str] = set()  # a question asked of two passages is kept for the first only
     candidates: dict[int, list[str]] = {}
+    unusable = []
     for position, index in enumerate(long_enough):
         questions = []
         for reply in replies[position]:
             question = clean_question(reply)
-            if question and (key := document_key(question)) not in seen:
+            if question is None:
+                unusable.append(reply.strip())
+            elif (key := document_key(question)) not in seen:
                 seen.add(key)
                 questions.append(question)
         report.usable += len(questions)
@@ -276,5 +281,9 @@ def generate_questions(
     fresh = {index for index in long_enough if cache_hits.get(index) is None}
     report.generated_kept = len(fresh & kept.keys())
     report.filtered_out = len(candidates) - len(kept)
-    report.examples = {"kept": list(kept.values())[:5], "dropped": dropped[:5]}
+    report.examples = {
+        "kept": list(kept.values())[:EXAMPLES],
+        "dropped": dropped[:EXAMPLES],
+        "unusable": [reply[:200] for reply in unusable[:EXAMPLES]],
+    }
     return kept, report

@@ -330,7 +330,8 @@ def make_pairs(
         if config.maker == "title":
             pair = title_pair(passage.text)
         elif config.maker == "next":
-            pair = (tail(passage.text, tokenizer, config.query_tokens), passage.following) if passage.following else None
+            following = passage.following
+            pair = (tail(passage.text, tokenizer, config.query_tokens), following) if following else None
         elif config.maker == "ict":
             pair, cropped = _ict(passage.text, rng, config)
             fallbacks += cropped
