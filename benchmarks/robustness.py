@@ -37,7 +37,7 @@ from llara_rag.evaluation.baselines import minilm_system
 from llara_rag.evaluation.metrics import mean_scores
 from llara_rag.fusion import CANDIDATES, HEAD, Run, convex_fusion, fuse, head_strength
 from llara_rag.ranking.collections import Collection
-from llara_rag.ranking.systems import BM25System, RetrievalSystem, llara_system
+from llara_rag.ranking.systems import BM25System, DenseSystem, RetrievalSystem, llara_system
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -93,11 +93,29 @@ def by_agreement(normalised_runs: list[dict[str, float]]) -> list[float]:
 
 
 FUSIONS: dict[str, Callable[[Run, Run, int], Run]] = {
-    "head": lambda dense, lexical, depth: fuse([lexical, dense], [0.5, 0.5], depth, "head"),
     "fixed": lambda dense, lexical, depth: fuse([lexical, dense], [0.5, 0.5], depth, "fixed"),
+    "head": lambda dense, lexical, depth: fuse([lexical, dense], [0.5, 0.5], depth, "head"),
     "agreement": lambda dense, lexical, depth: convex_fusion([lexical, dense], by_agreement, depth),
 }
-"""The hybrid's weightings: the library's two (``head``, its default, first) and a candidate."""
+"""The hybrid's weightings: the library's two (``fixed``, its default, first) and a candidate."""
+
+
+def share_folded_vectors(collection: Collection, dense: dict[str, RetrievalSystem]) -> None:
+    """A corpus already in lower case reads the same to a lower-casing encoder as to its case-sensitive
+    twin (same backbone and adapter): the twin's cached vectors are stored under the folding encoder's key
+    instead of encoding the corpus again."""
+    if any(text != text.lower() for text in collection.doc_texts):
+        return
+    systems = [system for system in dense.values() if isinstance(system, DenseSystem)]
+    for folding in (s for s in systems if getattr(s.encoder, "lowercase", False)):
+        for cased in (s for s in systems if getattr(s.encoder, "lowercase", None) is False):
+            same = folding.encoder.config.model_copy(update={"lowercase": False}) == cased.encoder.config
+            key = VectorCache.key(cased.encoder.fingerprint, cased.settings, collection.digest)
+            path = cased.cache.path(collection.name, key)
+            if same and folding.settings == cased.settings and path.is_file():
+                vectors = cased.cache.load(path, collection.doc_ids)
+                target = VectorCache.key(folding.encoder.fingerprint, folding.settings, collection.digest)
+                folding.cache.save(folding.cache.path(collection.name, target), collection.doc_ids, vectors)
 
 
 def variants(collection: Collection, corpus_variant: bool) -> dict[str, Collection]:
@@ -166,6 +184,7 @@ def main() -> None:
     started = time.time()
     for name in args.collections:
         collection = load_collection(DATA / name, "test")
+        share_folded_vectors(collection, dense)
         results[name] = {}
         for variant, changed in variants(collection, True).items():
             systems = {
@@ -175,19 +194,32 @@ def main() -> None:
             }
             results[name][variant] = measure(changed, systems, BM25System())
             logger.info("%s | %s | %s", name, variant, results[name][variant])
+    output = Path(args.output)
+    kept, kept_encoders = earlier_results(output.with_suffix(".json"), args.adapter, set(results))
     payload = {
         "command": "python benchmarks/robustness.py " + " ".join(args.collections),
         "machine": platform.machine(),
         "adapter": args.adapter,
-        "encoders": encoders,
+        "encoders": {**kept_encoders, **encoders},
         "fusions": list(FUSIONS),
         "seconds": round(time.time() - started),
-        "results": results,
+        "results": {**kept, **results},
     }
-    output = Path(args.output)
     output.with_suffix(".json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
     output.with_suffix(".md").write_text(report(payload), encoding="utf-8")
     logger.info("Wrote %s and .md", output.with_suffix(".json"))
+
+
+def earlier_results(path: Path, adapter: str, measured: set[str]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """The collections (and their LLaRA rows' settings) an earlier run with the same adapter measured and
+    this one did not, so a slow collection can be a run of its own."""
+    if not path.is_file():
+        return {}, {}
+    earlier = json.loads(path.read_text(encoding="utf-8"))
+    if earlier.get("adapter") != adapter:
+        return {}, {}
+    kept = {name: scores for name, scores in earlier["results"].items() if name not in measured}
+    return kept, earlier["encoders"] if kept else {}
 
 
 def dense_goal(scores: dict[str, dict[str, float]], dense: str) -> str:
@@ -224,8 +256,10 @@ def report(payload: dict) -> str:
         "# Robustness to how queries and documents are typed",
         "",
         f"`{payload['command']}` on {payload['machine']}, adapter `{payload['adapter']}` "
-        f"(LLaRA rows: {payload['encoders']}); nDCG@10 on the test queries, {payload['seconds'] / 60:.0f} min. "
-        "Variants and fusions: the docstring of `benchmarks/robustness.py`.",
+        f"(LLaRA rows: {payload['encoders']}); nDCG@10 on the test queries, {payload['seconds'] / 60:.0f} min "
+        "(collections it did not name are kept from earlier runs). Variants and fusions: the docstring of "
+        "`benchmarks/robustness.py`; a cell '—' was not measured (a case-sensitive encoder's corpus encoded "
+        "again in capitals).",
     ]
     for name, scores in results.items():
         variants_ = list(scores)
