@@ -3,8 +3,9 @@
 Each turn retrieves chunks for the question through any LlamaIndex retriever (:func:`open_chat_session`
 uses the collection's :class:`~llara_rag.retrieval.LLaRAHybridRetriever`, as ``llara-rag query`` does;
 ``ChatConfig.condense_questions`` has the generator first rewrite a follow-up into a standalone
-question) and answers from them with the conversation as memory. Every answer is followed by the chunks
-it was written from: a small local generator can be wrong, and the sources let the reader check.
+question) and answers from them with the conversation as memory, or (``ChatConfig.answer``) quotes the
+sentences that answer (:mod:`llara_rag.grounded`). Every answer is followed by the chunks it was written
+from: a generator can be wrong, and the sources let the reader check.
 """
 
 from __future__ import annotations
