@@ -73,7 +73,10 @@ class ExtractConfig(BaseModel):
         "says the documents do not say.",
     )
     previous_weight: float = Field(
-        default=0.5, ge=0, le=1, description="Weight of the previous question's words in the sentences' scores."
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Weight of the previous question's words in the sentences' scores.",
     )
     follow_up_terms: int = Field(
         default=2,
@@ -112,8 +115,10 @@ def sentences(nodes: Sequence[NodeWithScore]) -> list[Sentence]:
 
 
 FRAMING = frozenset(
-    "quickly fast often long much many happens happen get gets called call need needs must can may "
-    "allowed way kind".split()
+    {
+        *("quickly", "fast", "often", "long", "much", "many", "happens", "happen", "get", "gets"),
+        *("called", "call", "need", "needs", "must", "can", "may", "allowed", "way", "kind"),
+    }
 )
 """Words that frame a question rather than name what it asks about: left out of the coverage."""
 
@@ -272,13 +277,18 @@ class ExtractiveChatEngine(BaseChatEngine):
             raw_output=nodes,
         )
         history.extend(
-            [ChatMessage(role=MessageRole.USER, content=message), ChatMessage(role="assistant", content=answer)]
+            [
+                ChatMessage(role=MessageRole.USER, content=message),
+                ChatMessage(role="assistant", content=answer),
+            ]
         )
         if chat_history is None:
             self._history = history
         return answer, nodes, source
 
-    def chat(self, message: str, chat_history: list[ChatMessage] | None = None, **_: Any) -> AgentChatResponse:
+    def chat(
+        self, message: str, chat_history: list[ChatMessage] | None = None, **_: Any
+    ) -> AgentChatResponse:
         answer, nodes, source = self._answer(message, chat_history)
         return AgentChatResponse(response=answer, sources=[source], source_nodes=nodes)
 
@@ -291,7 +301,9 @@ class ExtractiveChatEngine(BaseChatEngine):
             chat_stream=stream, sources=[source], source_nodes=nodes, is_writing_to_memory=False
         )
 
-    async def achat(self, message: str, chat_history: list[ChatMessage] | None = None, **_: Any) -> AgentChatResponse:
+    async def achat(
+        self, message: str, chat_history: list[ChatMessage] | None = None, **_: Any
+    ) -> AgentChatResponse:
         return self.chat(message, chat_history)
 
     async def astream_chat(

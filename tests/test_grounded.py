@@ -14,7 +14,9 @@ BM25 = ExtractConfig(scorer="bm25")
 
 def _nodes(*names: str) -> list[NodeWithScore]:
     return [
-        NodeWithScore(node=TextNode(text=(SAMPLE_DOCS / name).read_text(), metadata={"file_name": name}), score=1.0)
+        NodeWithScore(
+            node=TextNode(text=(SAMPLE_DOCS / name).read_text(), metadata={"file_name": name}), score=1.0
+        )
         for name in names
     ]
 
@@ -36,21 +38,25 @@ def test_the_answering_sentence_is_quoted_with_the_number_of_its_source() -> Non
     nodes = _nodes("deployment_process.md", "on_call_policy.md")
     answer = extract("How quickly must a SEV1 page be acknowledged?", nodes, BM25)
     assert answer.answers
-    assert answer.text().startswith('"A SEV1 (customers cannot book or track shipments) must be acknowledged within 5 minutes')
+    assert answer.text().startswith(
+        '"A SEV1 (customers cannot book or track shipments) must be acknowledged within 5 minutes'
+    )
     assert answer.quoted[0].source == 2 and answer.text().split('"')[2].strip().startswith("[2]")
 
 
 def test_a_follow_up_is_scored_with_the_previous_question_too() -> None:
     nodes = _nodes("on_call_policy.md")
     alone = extract("What about a SEV2?", nodes, BM25)
-    follow_up = extract("What about a SEV2?", nodes, BM25, previous="How quickly must a SEV1 page be acknowledged?")
+    follow_up = extract(
+        "What about a SEV2?", nodes, BM25, previous="How quickly must a SEV1 page be acknowledged?"
+    )
     assert "acknowledged within 30 minutes" in follow_up.quoted[0].text
     assert alone.quoted[0].text != follow_up.quoted[0].text or "30 minutes" in alone.quoted[0].text
 
 
 def test_an_unanswered_question_is_refused_showing_the_closest_sentence() -> None:
     answer = extract("Can I bring my dog to the office?", _nodes("office_equipment.md"), BM25)
-    assert not answer.answers and answer.text().startswith(f"{NOT_ANSWERED} Closest: \"")
+    assert not answer.answers and answer.text().startswith(f'{NOT_ANSWERED} Closest: "')
     assert extract("anything?", [], BM25).text() == NOT_ANSWERED
 
 

@@ -89,7 +89,7 @@ class Health(BaseModel):
     dimension: int
     collection: str | None = Field(description="The collection searched; None when serving embeddings only.")
     chunks: int | None
-    chat: bool = Field(description="Whether /v1/chat answers (a generator was loaded).")
+    chat: bool = Field(description="Whether /v1/chat answers (quoting, or with the generator loaded).")
     auth: bool = Field(description="Whether /v1/ routes need an API key.")
 
 

@@ -78,7 +78,9 @@ def test_openai_client_chats_with_the_collection_streamed_or_not(live_server: st
     completion = client.chat.completions.create(model="any", messages=messages)  # type: ignore[arg-type]
     text = completion.choices[0].message.content or ""
     answer, _, sources = text.partition("\n\nSources: ")
-    assert answer.split() == ["text"] * ANSWER_TOKENS and sources.startswith("[1] ") and ".md, chunk" in sources
+    assert (
+        answer.split() == ["text"] * ANSWER_TOKENS and sources.startswith("[1] ") and ".md, chunk" in sources
+    )
     listed = (completion.model_extra or {})["sources"]
     assert [source["number"] for source in listed] == list(range(1, len(listed) + 1))
     assert completion.choices[0].finish_reason == "stop"
@@ -96,9 +98,13 @@ def test_openai_client_chats_with_the_collection_streamed_or_not(live_server: st
         )
 
 
-def test_grounded_service_quotes_the_sentence_that_answers(embed_model: LLaRAEmbedding, served_db: Path) -> None:
+def test_grounded_service_quotes_the_sentence_that_answers(
+    embed_model: LLaRAEmbedding, served_db: Path
+) -> None:
     chat = ChatConfig(
-        answer="extract", retrieval=RetrievalConfig(mode="lexical", top_k=3), extract=ExtractConfig(scorer="bm25")
+        answer="extract",
+        retrieval=RetrievalConfig(mode="lexical", top_k=3),
+        extract=ExtractConfig(scorer="bm25"),
     )
     app = create_app(embed_model, store=StoreConfig(path=served_db), chat=chat)
     with TestClient(app) as client:
@@ -112,7 +118,9 @@ def test_grounded_service_quotes_the_sentence_that_answers(embed_model: LLaRAEmb
         ).json()
     assert health["chat"] is True
     text = answered["choices"][0]["message"]["content"]
-    assert text.startswith('"There are no deploys on Fridays') and "Sources: [1] deployment_process.md" in text
+    assert (
+        text.startswith('"There are no deploys on Fridays') and "Sources: [1] deployment_process.md" in text
+    )
     assert refused["choices"][0]["message"]["content"].startswith("The documents retrieved do not say.")
 
 
