@@ -71,8 +71,9 @@ def main() -> None:
         "# A `llara-rag chat` session over `examples/sample_docs`",
         "",
         (
-            f"`llara-rag chat --db DB --max-new-tokens {args.max_new_tokens}` (embedder and generator: the packaged "
-            "SmolLM2-135M-Instruct, CPU), typed through a pseudo-terminal by `benchmarks/chat_transcript.py`; "
+            f"`llara-rag chat --db DB --max-new-tokens {args.max_new_tokens}` (embedder: the packaged "
+            "SmolLM2-135M-Instruct, CPU; answers quoted from the retrieved chunks, the default with the embedded "
+            "generator), typed through a pseudo-terminal by `benchmarks/chat_transcript.py`; "
             f"exit status {child.exitstatus}. The typed lines appear after `you> `."
         ),
         "",

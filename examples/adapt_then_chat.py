@@ -66,7 +66,12 @@ def main() -> None:
     )
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "llara-rag-examples")
     parser.add_argument("--model", default="smollm2", help="the embedding backbone to adapt")
-    parser.add_argument("--generator", default="smollm2", help="the chat model that writes answers")
+    parser.add_argument(
+        "--generator", default="smollm2", help="the chat model: embedded alias, openai:URL or ollama:MODEL"
+    )
+    parser.add_argument(
+        "--answer", choices=("auto", "generate", "extract"), default="auto", help="quote or generate answers"
+    )
     parser.add_argument("--max-steps", type=int, default=80, help="adaptation budget in optimizer steps")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=150)
@@ -104,7 +109,7 @@ def main() -> None:
         adapted_store,
         adapted,
         GeneratorConfig(model=args.generator, max_new_tokens=args.max_new_tokens),
-        ChatConfig(retrieval=RetrievalConfig(mode="hybrid", top_k=3)),  # BM25 with the adapted vectors
+        ChatConfig(retrieval=RetrievalConfig(mode="hybrid", top_k=3), answer=args.answer),  # BM25 + adapted
     )
     question = next(iter(QUESTIONS))
     print(f"\nyou> {question}\nassistant> ", end="", flush=True)

@@ -3,10 +3,14 @@
     python examples/chat_with_your_docs.py                      # the sample handbook, a scripted conversation
     python examples/chat_with_your_docs.py --interactive        # then your own questions (Ctrl-D quits)
     python examples/chat_with_your_docs.py --docs ~/my-notes --interactive
+    python examples/chat_with_your_docs.py --generator openai:http://localhost:8080/v1   # a real LLM
 
 Re-running is incremental: only new or changed files are embedded again. Each folder (and encoder) gets
 its own database unless --db says otherwise, so chatting with your notes never cites the sample handbook.
-Chunks are retrieved as `llara-rag chat` retrieves them (``--mode lexical``, ``dense`` or ``hybrid``).
+Chunks are retrieved as `llara-rag chat` retrieves them (``--mode lexical``, ``dense`` or ``hybrid``),
+and answered as it answers them: quoted from the documents with the embedded generator (``--answer
+extract``, the measured default; ``--answer generate`` lets the 135M model write freely), written by the
+LLM of an ``openai:URL`` or ``ollama:MODEL`` generator.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import hashlib
 import logging
 import tempfile
 from pathlib import Path
+from typing import get_args
 
-from llara_rag.chat import ChatConfig, open_chat_session
+from llara_rag.chat import AnswerMode, ChatConfig, open_chat_session
 from llara_rag.embedding import LLaRAEmbedding
 from llara_rag.fusion import DEFAULT_MODE, MODES
 from llara_rag.generator import GeneratorConfig
@@ -53,7 +58,13 @@ def main() -> None:
     )
     parser.add_argument("--db", type=Path, help="the Chroma folder (default: one per --docs folder, in /tmp)")
     parser.add_argument("--model", default="smollm2", help="the embedding backbone")
-    parser.add_argument("--generator", default="smollm2", help="the chat model that writes answers")
+    parser.add_argument(
+        "--generator", default="smollm2", help="the chat model: embedded alias, openai:URL or ollama:MODEL"
+    )
+    parser.add_argument("--generator-model", help="the model an openai: endpoint runs")
+    parser.add_argument(
+        "--answer", choices=get_args(AnswerMode), default="auto", help="quote (extract) or generate answers"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--interactive", action="store_true", help="chat in the terminal after the script")
     parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE, help="how chunks are retrieved")
@@ -69,8 +80,10 @@ def main() -> None:
     session = open_chat_session(
         store,
         embed_model,
-        GeneratorConfig(model=args.generator, max_new_tokens=args.max_new_tokens),
-        ChatConfig(retrieval=RetrievalConfig(mode=args.mode, top_k=3)),
+        GeneratorConfig(
+            model=args.generator, endpoint_model=args.generator_model, max_new_tokens=args.max_new_tokens
+        ),
+        ChatConfig(retrieval=RetrievalConfig(mode=args.mode, top_k=3), answer=args.answer),
     )
     for question in CONVERSATION:
         print(f"\nyou> {question}\nassistant> ", end="", flush=True)

@@ -3,8 +3,9 @@
 Each turn retrieves chunks for the question through any LlamaIndex retriever (:func:`open_chat_session`
 uses the collection's :class:`~llara_rag.retrieval.LLaRAHybridRetriever`, as ``llara-rag query`` does;
 ``ChatConfig.condense_questions`` has the generator first rewrite a follow-up into a standalone
-question) and answers from them with the conversation as memory. Every answer is followed by the chunks
-it was written from: a small local generator can be wrong, and the sources let the reader check.
+question) and answers from them with the conversation as memory, or (``ChatConfig.answer``) quotes the
+sentences that answer (:mod:`llara_rag.grounded`). Every answer is followed by the chunks it was written
+from: a generator can be wrong, and the sources let the reader check.
 """
 
 from __future__ import annotations
@@ -15,22 +16,23 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from pydantic import ConfigDict, Field
 
+from llara_rag.grounded import ExtractConfig
 from llara_rag.retrieval import RetrievalConfig, chunk_number, source_label
 from llara_rag.validation import UserSettings
 
 if TYPE_CHECKING:
     from llama_index.core.base.base_retriever import BaseRetriever
-    from llama_index.core.chat_engine import CondensePlusContextChatEngine
     from llama_index.core.chat_engine.types import BaseChatEngine
     from llama_index.core.llms import LLM
     from llama_index.core.memory import Memory
     from llama_index.core.schema import NodeWithScore
 
     from llara_rag.embedding import LLaRAEmbedding
+    from llara_rag.encoder import LLaRAEncoder
     from llara_rag.generator import GeneratorConfig
     from llara_rag.store import StoreConfig
 
@@ -43,6 +45,8 @@ CONTEXT_PROMPT = (
     "Excerpts from the documents:\n\n{context_str}\n\nAnswer the next question from these excerpts only."
 )
 """Short on purpose: a 135M-parameter generator follows a short instruction better than a long one."""
+
+AnswerMode = Literal["auto", "generate", "extract"]
 
 HELP = (
     "Ask a question about the indexed documents. Commands: /sources shows the excerpts behind the last "
@@ -71,18 +75,46 @@ class ChatConfig(UserSettings):
         json_schema_extra={"flag": "--condense"},
     )
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    answer: AnswerMode = Field(
+        default="auto",
+        description="How answers are written: extract quotes the retrieved sentences that answer, with their "
+        "citations, and says when they do not (no generator is loaded); generate has the generator write "
+        "freely from the excerpts; auto extracts with an in-process generator (the embedded one answers "
+        "more questions correctly that way, see benchmarks/results/answers.md) and generates with an "
+        "openai: or ollama: endpoint.",
+        json_schema_extra={"flag": "--answer"},
+    )
+    extract: ExtractConfig = Field(default_factory=ExtractConfig, description="How sentences are quoted.")
+
+
+def answer_mode(config: ChatConfig, generator: GeneratorConfig) -> Literal["generate", "extract"]:
+    """``config.answer`` with ``auto`` decided for ``generator``: generate only with an endpoint."""
+    if config.answer != "auto":
+        return config.answer
+    return "generate" if generator.endpoint is not None else "extract"
 
 
 def build_chat_engine(
-    retriever: BaseRetriever, llm: LLM, config: ChatConfig | None = None
-) -> CondensePlusContextChatEngine:
-    """A condense-plus-context chat engine over ``retriever``, answering with ``llm`` (any LlamaIndex LLM).
+    retriever: BaseRetriever,
+    llm: LLM | None,
+    config: ChatConfig | None = None,
+    encoder: LLaRAEncoder | None = None,
+) -> BaseChatEngine:
+    """A chat engine over ``retriever``: a condense-plus-context one answering with ``llm`` (any LlamaIndex
+    LLM), or, with ``config.answer == "extract"`` or no ``llm``, the extractive one of
+    :mod:`llara_rag.grounded` (``encoder`` scores its sentences unless its scorer is BM25 alone).
 
     ``config.retrieval`` is for :func:`open_chat_session`, which builds the retriever from it.
     """
     from llama_index.core.chat_engine import CondensePlusContextChatEngine
 
+    from llara_rag.grounded import ExtractiveChatEngine
+
     config = config or ChatConfig()
+    if config.answer == "extract" or llm is None:
+        if config.answer == "generate":
+            raise ValueError("answer='generate' needs an llm")
+        return ExtractiveChatEngine(retriever, config.extract, encoder)
     return CondensePlusContextChatEngine.from_defaults(
         retriever=retriever,
         llm=llm,
@@ -259,15 +291,16 @@ def open_chat_session(
     generator: GeneratorConfig,
     config: ChatConfig | None = None,
 ) -> ChatSession:
-    """A terminal chat over an indexed collection, answered by a local generator.
+    """A terminal chat over an indexed collection, answered by ``generator`` or by quotes (``config.answer``).
 
     The collection (and, for a mode that needs it, its lexical index) is opened first, so one indexed
     with another encoder, or without a lexical index, is refused before the generator spends seconds loading.
     """
-    from llara_rag.generator import LocalGenerator
+    from llara_rag.generator import load_generator
     from llara_rag.retrieval import open_retriever
 
     config = config or ChatConfig()
     retriever = open_retriever(store, embed_model, config.retrieval)
-    llm = LocalGenerator(generator)
-    return ChatSession(build_chat_engine(retriever, llm, config), cancel=llm.cancel)
+    llm = load_generator(generator) if answer_mode(config, generator) == "generate" else None
+    engine = build_chat_engine(retriever, llm, config, embed_model.encoder)
+    return ChatSession(engine, cancel=getattr(llm, "cancel", None))

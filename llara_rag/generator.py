@@ -4,13 +4,20 @@ The default is the SmolLM2-135M-Instruct the embedder is built from, loaded *raw
 folder (the encoder's copy has sixteen extra special-token rows and may carry an adapter). Prompts go
 through the model's own chat template, and tokens stream from a generation thread that stops as soon
 as the consumer stops reading or calls :meth:`LocalGenerator.cancel` (Ctrl-C in ``llara-rag chat``),
-so an interrupted answer never keeps the CPU busy or delays the exit. Any other LlamaIndex ``LLM``
-(an OpenAI-compatible server, Ollama, llama.cpp) can take its place wherever one is passed.
+so an interrupted answer never keeps the CPU busy or delays the exit.
+
+:func:`load_generator` also reaches real LLM servers through LlamaIndex's own integrations:
+``openai:http://host:port/v1`` (``OpenAILike``: llama.cpp's server, vLLM, LM Studio, an OpenAI-compatible
+API, ``llara-rag serve`` itself) and ``ollama:MODEL`` (``Ollama``, at ``$OLLAMA_HOST`` or its default port).
+The key of an OpenAI-compatible endpoint comes from ``$LLARA_RAG_GENERATOR_API_KEY`` (else
+``$OPENAI_API_KEY``), never from a flag, which ``ps`` would show. The endpoint is asked for its models
+before the first question, so one that does not answer is named in one line.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -34,11 +41,19 @@ from llara_rag.backbone import (
     resolve_dtype,
 )
 from llara_rag.errors import GeneratorError, ModelNotFoundError
+from llara_rag.extras import require
 
 if TYPE_CHECKING:
+    from llama_index.core.llms import LLM
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
+
+API_KEY_ENVS = ("LLARA_RAG_GENERATOR_API_KEY", "OPENAI_API_KEY")
+"""Where the key of an ``openai:`` endpoint is read from, first found first."""
+OLLAMA_HOST_ENV = "OLLAMA_HOST"
+ENDPOINT_TIMEOUT_S = 120.0
+LLMS_EXTRA = "llms"
 
 
 class GeneratorConfig(BaseModel):
@@ -48,8 +63,15 @@ class GeneratorConfig(BaseModel):
 
     model: str = Field(
         default=DEFAULT_MODEL,
-        description="The chat model that writes the answers: embedded alias, .gguf file, local folder or Hub id.",
-        json_schema_extra={"flag": "--generator"},
+        description="The chat model that writes the answers: embedded alias, .gguf file, local folder or Hub "
+        "id, or a server: openai:http://HOST:PORT/v1 (key from $LLARA_RAG_GENERATOR_API_KEY or "
+        "$OPENAI_API_KEY) or ollama:MODEL (at $OLLAMA_HOST).",
+        json_schema_extra={"flag": "--generator", "dest": "generator"},
+    )
+    endpoint_model: str | None = Field(
+        default=None,
+        description="The model an openai: endpoint runs (default: the first it lists).",
+        json_schema_extra={"flag": "--generator-model"},
     )
     max_new_tokens: int = Field(
         default=256,
@@ -69,6 +91,85 @@ class GeneratorConfig(BaseModel):
     repetition_penalty: float = Field(default=1.1, ge=1.0, description="Small models loop without it.")
     device: str | None = Field(default=None, description="cuda, cpu, ...; None picks CUDA when present.")
     dtype: Dtype | None = Field(default=None, description="None: fp32 on CPU, bf16 on GPU.")
+
+    @property
+    def endpoint(self) -> tuple[str, str] | None:
+        """``("openai", URL)`` or ``("ollama", MODEL)`` for a server; None for an in-process model."""
+        kind, separator, target = self.model.partition(":")
+        if separator and kind in ("openai", "ollama") and target:
+            return kind, target
+        return None
+
+
+def load_generator(config: GeneratorConfig | None = None) -> LLM:
+    """The LlamaIndex LLM ``config`` names: a :class:`LocalGenerator`, or a client of a server that was
+    checked to answer (:class:`~llara_rag.errors.GeneratorError` in one line when it does not)."""
+    config = config or GeneratorConfig()
+    endpoint = config.endpoint
+    if endpoint is None:
+        return LocalGenerator(config)
+    kind, target = endpoint
+    return _openai_like(config, target) if kind == "openai" else _ollama(config, target)
+
+
+def _openai_like(config: GeneratorConfig, url: str) -> LLM:
+    openai = require("openai", LLMS_EXTRA)
+    OpenAILike = require("llama_index.llms.openai_like", LLMS_EXTRA).OpenAILike
+    key = next((os.environ[name] for name in API_KEY_ENVS if os.environ.get(name)), "none")
+    client = openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=10.0)
+    try:
+        listed = [model.id for model in client.models.list()]
+    except openai.AuthenticationError:
+        raise GeneratorError(
+            f"The generator endpoint {url} refused the API key; set ${API_KEY_ENVS[0]} to its key."
+        ) from None
+    except openai.APIError as error:
+        raise GeneratorError(
+            f"The generator endpoint {url} does not answer ({type(error).__name__}: {error}); start the "
+            "server, or fix the URL in --generator openai:URL (e.g. http://localhost:8080/v1)."
+        ) from None
+    model = config.endpoint_model or next(iter(listed), None)
+    if model is None:
+        raise GeneratorError(f"The generator endpoint {url} lists no model; name one with --generator-model.")
+    logger.info("Generating with %s at %s", model, url)
+    return OpenAILike(
+        model=model,
+        api_base=url,
+        api_key=key,
+        is_chat_model=True,
+        context_window=config.context_window,
+        max_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        timeout=ENDPOINT_TIMEOUT_S,
+        max_retries=0,
+    )
+
+
+def _ollama(config: GeneratorConfig, model: str) -> LLM:
+    import httpx
+
+    ollama = require("ollama", LLMS_EXTRA)
+    Ollama = require("llama_index.llms.ollama", LLMS_EXTRA).Ollama
+    host = os.environ.get(OLLAMA_HOST_ENV) or "http://localhost:11434"
+    try:
+        ollama.Client(host=host, timeout=10.0).show(model)
+    except ollama.ResponseError as error:
+        raise GeneratorError(
+            f"Ollama at {host} has no model {model!r} ({error.error}); pull it with `ollama pull {model}`."
+        ) from None
+    except (ConnectionError, httpx.HTTPError):
+        raise GeneratorError(
+            f"Ollama does not answer at {host}; start it with `ollama serve`, or set ${OLLAMA_HOST_ENV}."
+        ) from None
+    logger.info("Generating with Ollama's %s at %s", model, host)
+    return Ollama(
+        model=model,
+        base_url=host,
+        context_window=config.context_window,
+        temperature=config.temperature,
+        request_timeout=ENDPOINT_TIMEOUT_S,
+        additional_kwargs={"num_predict": config.max_new_tokens},
+    )
 
 
 def _render_chat(tokenizer: PreTrainedTokenizerBase, messages: Sequence[ChatMessage]) -> str:

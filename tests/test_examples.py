@@ -64,6 +64,19 @@ def test_chat_with_your_docs(
     assert out.count("assistant> ") == 3 and out.count("Sources: [1] ") == 3
 
 
+@pytest.mark.slow
+def test_chat_with_your_docs_answers_its_three_questions_from_the_handbook(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's first command, with the real default model: quoted answers, right and the same each run."""
+    run_example("chat_with_your_docs.py", monkeypatch, "--db", str(tmp_path / "db"))
+    answers = [part.split("\nSources: ")[0] for part in capsys.readouterr().out.split("assistant> ")[1:]]
+    assert len(answers) == 3
+    assert "acknowledged within 5 minutes" in answers[0]
+    assert "PagerDuty escalates to the secondary" in answers[1]
+    assert "There are no deploys on Fridays" in answers[2]
+
+
 def test_chat_example_keeps_one_database_per_folder(tmp_path: Path) -> None:
     """Chatting with your notes after the sample must not cite the sample handbook."""
     default_db = runpy.run_path(str(EXAMPLES / "chat_with_your_docs.py"))["default_db"]

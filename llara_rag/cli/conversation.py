@@ -1,4 +1,4 @@
-"""`llara-rag chat` and `llara-rag serve`: a collection answered by a local LLM, in the terminal or over HTTP."""
+"""`llara-rag chat` and `llara-rag serve`: a collection answered in the terminal or over HTTP."""
 
 from __future__ import annotations
 
@@ -26,12 +26,13 @@ def _quiet_chat_logs(args: argparse.Namespace) -> None:
         from transformers.utils.logging import disable_progress_bar
 
         logging.getLogger("llama_index").setLevel(logging.WARNING)
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request to an openai: endpoint
         disable_progress_bar()
 
 
 def add_chat(sub: argparse._SubParsersAction, generated: bool) -> None:
     parser = sub.add_parser(
-        "chat", help="chat in the terminal with an indexed collection, answered by a local LLM"
+        "chat", help="chat in the terminal with an indexed collection: quoted answers, or an LLM's"
     )
     add_model_arguments(parser)
     if generated:
@@ -101,10 +102,12 @@ def run_serve(args: argparse.Namespace) -> int:
     embed_model = embedding(args)
     llm = None
     if generator is not None:
-        from llara_rag.generator import LocalGenerator
+        from llara_rag.chat import answer_mode
+        from llara_rag.generator import load_generator
 
         _quiet_chat_logs(args)
-        llm = LocalGenerator(generator)
+        chat = chat.model_copy(update={"answer": answer_mode(chat, generator)})
+        llm = load_generator(generator) if chat.answer == "generate" else None
     app = create_app(embed_model, config, store=store, llm=llm, chat=chat)
     logger.info("Serving %s on http://%s:%d (chat page at /)", embed_model.model_name, args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level="debug" if args.verbose else "info")

@@ -6,7 +6,8 @@ A pydantic field names its flag in ``json_schema_extra`` (``{"flag": "--chunk-si
 may change a default alone). :func:`add_options` turns each into an argparse option with the field's
 default; :func:`option_values` reads them back as keyword arguments. A boolean field that defaults to
 True is switched off by its flag (``--keep-stopwords`` sets ``remove_stopwords`` to False); ``per_unit``
-lets a flag count in larger units than its field (``--max-file-mb`` for bytes).
+lets a flag count in larger units than its field (``--max-file-mb`` for bytes); ``dest`` names the
+parsed value when the field's name is another option's (the generator's ``model`` is not ``--model``'s).
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ class Option:
     help: str
     choices: tuple[Any, ...] | None = None
     per_unit: float = 1
+    dest: str | None = None
+
+    @property
+    def name(self) -> str:
+        """Where argparse keeps the value."""
+        return self.dest or self.field
 
     def shown(self, value: Any) -> Any:
         """A field value in the flag's unit."""
@@ -59,7 +66,10 @@ def _pydantic_option(model: type[BaseModel], name: str) -> Option | None:
     choices = get_args(info.annotation) if get_origin(info.annotation) is Literal else None
     per_unit = extra.get("per_unit", 1)
     assert isinstance(per_unit, (int, float))
-    return Option(name, _flags(extra["flag"]), info.default, info.description or "", choices, per_unit)  # type: ignore[arg-type]
+    dest = extra.get("dest")
+    return Option(
+        name, _flags(extra["flag"]), info.default, info.description or "", choices, per_unit, dest  # type: ignore[arg-type]
+    )
 
 
 def _dataclass_option(settings: type, field: dataclasses.Field) -> Option | None:
@@ -84,14 +94,14 @@ def add_options(
         if isinstance(default, bool):
             action = "store_false" if default else "store_true"
             text = f"do not {text[0].lower()}{text[1:]}" if default else text
-            parser.add_argument(*option.flags, dest=option.field, action=action, help=text)
+            parser.add_argument(*option.flags, dest=option.name, action=action, help=text)
             continue
         shown = option.shown(default)
         kind = type(shown) if isinstance(shown, (int, float)) else str
         name = max(option.flags, key=len).lstrip("-").upper().replace("-", "_")
         parser.add_argument(
             *option.flags,
-            dest=option.field,
+            dest=option.name,
             type=kind,
             default=shown,
             choices=option.choices,
@@ -102,4 +112,4 @@ def add_options(
 
 def option_values(args: argparse.Namespace, options: list[Option]) -> dict[str, Any]:
     """The keyword arguments of the settings ``options`` came from, in the fields' units."""
-    return {option.field: option.stored(getattr(args, option.field)) for option in options}
+    return {option.field: option.stored(getattr(args, option.name)) for option in options}

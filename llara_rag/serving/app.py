@@ -6,6 +6,7 @@ key and the ``Host`` are checked before a body is read, :mod:`llara_rag.serving.
 - ``POST /v1/embeddings``: OpenAI's embeddings API; ``input_type: "query"`` selects LLaRA's query side;
 - ``POST /v1/search``: chunks for a question, in the mode ``llara-rag query`` uses (dense, lexical, hybrid);
 - ``POST /v1/chat``: an answer from the chat engine of ``llara-rag chat``, as server-sent events;
+- ``POST /v1/chat/completions``: OpenAI's chat API over the same engine (:mod:`.completions`);
 - ``GET /v1/models``, ``GET /health`` (model, fingerprint, collection) and ``GET /``, the chat page.
 
 Errors are OpenAI's shape, ``{"error": {"message", "type", "code"}}``, with a message naming the fix
@@ -38,6 +39,7 @@ from llara_rag.errors import LLaRAError
 from llara_rag.prompts import Side
 from llara_rag.retrieval import Hit, LLaRAHybridRetriever, RetrievalConfig
 from llara_rag.serving.batching import EmbeddingBatcher
+from llara_rag.serving.completions import add_chat_completions
 from llara_rag.serving.gate import API_KEY_ENV, BODY_LIMIT_FLAG, LOOPBACK_HOSTS, RequestGate
 from llara_rag.serving.refusals import DOCUMENTED, add_error_handlers
 from llara_rag.serving.schemas import (
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
     from llama_index.core.schema import NodeWithScore, QueryBundle
 
     from llara_rag.embedding import LLaRAEmbedding
+    from llara_rag.encoder import LLaRAEncoder
     from llara_rag.lexical import LexicalIndex
     from llara_rag.store import StoreConfig
 
@@ -180,16 +183,28 @@ class ServedCollection:
 class Conversations:
     """Chat engines by session id, the least recently used dropped beyond ``limit``."""
 
-    def __init__(self, retriever: LLaRAHybridRetriever, llm: LLM, config: ChatConfig, limit: int) -> None:
+    def __init__(
+        self,
+        retriever: LLaRAHybridRetriever,
+        llm: LLM | None,
+        config: ChatConfig,
+        limit: int,
+        encoder: LLaRAEncoder | None = None,
+    ) -> None:
         self.retriever, self.llm, self.config, self.limit = retriever, llm, config, limit
+        self.encoder = encoder
         self._engines: OrderedDict[str, BaseChatEngine] = OrderedDict()
+
+    def fresh(self) -> BaseChatEngine:
+        """An engine remembered nowhere, for a request that carries its own history."""
+        return build_chat_engine(self.retriever, self.llm, self.config, self.encoder)
 
     def get(self, session_id: str | None) -> tuple[str, BaseChatEngine]:
         if session_id in self._engines:
             self._engines.move_to_end(session_id)
             return session_id, self._engines[session_id]
         session_id = uuid.uuid4().hex
-        self._engines[session_id] = build_chat_engine(self.retriever, self.llm, self.config)
+        self._engines[session_id] = self.fresh()
         while len(self._engines) > self.limit:
             self._engines.popitem(last=False)
         return session_id, self._engines[session_id]
@@ -204,7 +219,8 @@ def create_app(
     chat: ChatConfig | None = None,
 ) -> FastAPI:
     """The service for ``embed_model``: embeddings always; search over ``store``'s collection when given
-    (opened now, so an index built with another model is refused before serving); chat when ``llm`` is too.
+    (opened now, so an index built with another model is refused before serving); chat when ``llm`` is too,
+    or when ``chat.answer`` is ``extract`` (quotes, no generator).
     """
     config = config or ServiceConfig()
     chat = chat or ChatConfig()
@@ -219,11 +235,11 @@ def create_app(
     )
     chat_lock = asyncio.Lock()  # one generator answers one question at a time
     conversations = None
-    if llm is not None:
+    if llm is not None or chat.answer == "extract":
         if served is None:
             raise ValueError("chat needs a collection to retrieve from: pass store as well as llm")
         chat_retriever = _retriever(served, embed_model, chat.retrieval)
-        conversations = Conversations(chat_retriever, llm, chat, config.max_sessions)
+        conversations = Conversations(chat_retriever, llm, chat, config.max_sessions, encoder)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -342,6 +358,14 @@ def create_app(
             headers={"Cache-Control": "no-cache"},
         )
 
+    add_chat_completions(
+        api,
+        conversations.fresh if conversations else None,
+        embed_model.model_name,
+        chat_lock,
+        getattr(llm, "cancel", None),
+        limit_chars,
+    )
     app.include_router(api)
     return app
 

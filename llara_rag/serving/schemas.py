@@ -1,4 +1,4 @@
-"""The bodies the service reads and writes: OpenAI's embeddings API, and llara-rag's search and chat.
+"""The bodies the service reads and writes: OpenAI's embeddings and chat completions; search; chat.
 
 The embeddings request is OpenAI's, plus ``input_type`` (the name other embedding providers use) to ask
 for LLaRA's query side. OpenAI clients send fields this service does not use (``user``): they are ignored.
@@ -6,7 +6,7 @@ for LLaRA's query side. OpenAI clients send fields this service does not use (``
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -92,7 +92,7 @@ class Health(BaseModel):
     dimension: int
     collection: str | None = Field(description="The collection searched; None when serving embeddings only.")
     chunks: int | None
-    chat: bool = Field(description="Whether /v1/chat answers (a generator was loaded).")
+    chat: bool = Field(description="Whether /v1/chat answers (quoting, or with the generator loaded).")
     auth: bool = Field(description="Whether /v1/ routes need an API key.")
 
 
@@ -106,3 +106,45 @@ class ErrorResponse(BaseModel):
     """OpenAI's error body, which every refusal and failure of the service answers."""
 
     error: ErrorDetail
+class ChatCompletionMessage(BaseModel):
+    """One message of OpenAI's chat API; content parts other than text are refused."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if self.content is None or isinstance(self.content, str):
+            return self.content or ""
+        if any(part.get("type") != "text" for part in self.content):
+            raise ValueError("only text content parts are read; send the message as text.")
+        return "".join(str(part.get("text", "")) for part in self.content)
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's chat completions request: the last user message is answered from the collection, the ones
+    before it are the conversation; sampling fields (``temperature``, ``max_tokens``, ...) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = Field(default=None, description="Ignored: the service answers with its own settings.")
+    messages: list[ChatCompletionMessage] = Field(min_length=1)
+    stream: bool = False
+
+
+class ChatCompletionChoice(BaseModel):
+    index: int = 0
+    message: dict[str, str]
+    finish_reason: Literal["stop"] = "stop"
+
+
+class ChatCompletion(BaseModel):
+    """OpenAI's chat completion, plus ``sources``: the retrieved chunks the answer cites as [1], [2], ..."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatCompletionChoice]
+    sources: list[dict[str, Any]]
