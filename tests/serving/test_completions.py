@@ -24,7 +24,7 @@ from llara_rag.store import StoreConfig
 
 SAMPLE_DOCS = Path(__file__).resolve().parents[2] / "examples" / "sample_docs"
 ANSWER_TOKENS = 6
-KEY = "s3cret"
+KEY = "s3cret-key-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_grounded_service_quotes_the_sentence_that_answers(
         extract=ExtractConfig(scorer="bm25"),
     )
     app = create_app(embed_model, store=StoreConfig(path=served_db), chat=chat)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         health = client.get("/health").json()
         answered = client.post(
             "/v1/chat/completions",
