@@ -24,6 +24,7 @@ import os
 import random
 import re
 import shlex
+import signal
 import shutil
 import socket
 import subprocess
@@ -801,10 +802,14 @@ def _watch_model_loads(interrupt: bool = False) -> Iterator[list[str]]:
         return loaded
 
     embedding.get_encoder = encoder.get_encoder = watched
+    # Ctrl-C reaches the command as KeyboardInterrupt only through Python's own SIGINT handler, which code
+    # run earlier in the process (a server, a chat loop) may have replaced.
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield loads
     finally:
         embedding.get_encoder = encoder.get_encoder = real
+        signal.signal(signal.SIGINT, handler)
 
 
 def run_case(case: Case, workspace: Workspace, scratch: Path) -> Outcome:

@@ -13,7 +13,9 @@ too; rerunning the same command after an interruption resumes where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,11 +66,13 @@ logger = logging.getLogger(__name__)
 RECORDS_FILE = "records.jsonl"
 """The training windows, saved beside the checkpoints so what the adapter learnt from can be inspected."""
 STAGES = ("ebae-ebar", "contrastive")
+MEASURED_BUDGET = 0
+"""The step count that asks for the measured budget: 40 EBAE/EBAR steps of 8 windows and 18 contrastive
+steps of 64 pairs, the recipe every adaptation figure of benchmarks/results/adaptation.md was measured with
+(on corpora of 1,400 and 3,200 documents), each at most one pass over its data. It stays fixed as corpora
+grow, so a run's time does not: a larger corpus is sampled, not read whole (-1 and the epoch flags read it
+whole); a smaller one is read once rather than over and over."""
 MEASURED_STEPS, MEASURED_CONTRASTIVE_STEPS = 40, 18
-"""The default budget: 40 EBAE/EBAR steps of 8 windows and 18 contrastive steps of 64 pairs, the recipe every
-adaptation figure of benchmarks/results/adaptation.md was measured with (on corpora of 1,400 and 3,200
-documents). It stays fixed as corpora grow, so a run's time does not: a larger corpus is sampled, not read
-whole; -1 and the epoch flags read it whole."""
 STAGE_ONE_ADAPTER = "ebae-ebar-adapter"
 """Stage 1's finished adapter, inside the checkpoint folder: stage 2 starts from it, a rerun skips stage 1."""
 CONTRASTIVE_FIELDS = frozenset(
@@ -204,19 +208,19 @@ class AdaptationArguments(StageArguments):
         },
     )
     max_steps: int = field(
-        default=MEASURED_STEPS,
+        default=MEASURED_BUDGET,
         metadata={
             "flag": "--max-steps",
-            "help": "EBAE/EBAR optimizer steps: the budget adapt's results were measured with, whatever the "
-            "corpus size (-1: --epochs decides)",
+            "help": f"EBAE/EBAR optimizer steps (0: the budget adapt's results were measured with, "
+            f"{MEASURED_STEPS} steps or one epoch if fewer; -1: --epochs decides)",
         },
     )
     contrastive_max_steps: int = field(
-        default=MEASURED_CONTRASTIVE_STEPS,
+        default=MEASURED_BUDGET,
         metadata={
             "flag": "--contrastive-steps",
-            "help": "contrastive optimizer steps: the measured budget, whatever the corpus size "
-            "(-1: --contrastive-epochs decides)",
+            "help": f"contrastive optimizer steps (0: the measured budget, {MEASURED_CONTRASTIVE_STEPS} steps or "
+            "one epoch of pairs if fewer; -1: --contrastive-epochs decides)",
         },
     )
     contrastive_epochs: float = field(
@@ -394,10 +398,17 @@ def whitening_step(
     return finish
 
 
+def budget_steps(steps: int, measured: int, rows: int, per_step: int) -> int:
+    """``steps`` as asked (-1: one epoch; see ``planned_steps``), or for :data:`MEASURED_BUDGET` the measured
+    count, capped at one pass over ``rows``."""
+    return min(measured, max(1, math.ceil(rows / max(1, per_step)))) if steps == MEASURED_BUDGET else steps
+
+
 def planned_steps(records: int, args: AdaptationArguments) -> int:
-    if args.max_steps > 0:
-        return args.max_steps
     per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+    steps = budget_steps(args.max_steps, MEASURED_STEPS, records, per_step)
+    if steps > 0:
+        return steps
     return max(1, int(-(-records * args.num_train_epochs // per_step)))
 
 
@@ -429,6 +440,8 @@ def _stage_one(
     pad_id = backbone.tokenizer.pad_token_id
     pad_id = pad_id if pad_id is not None else backbone.tokenizer.eos_token_id or 0
     steps = planned_steps(len(examples), args)
+    if args.max_steps == MEASURED_BUDGET:
+        args = dataclasses.replace(args, max_steps=steps)
 
     def announce(trainer: AdapterTrainer) -> None:
         seconds = _probe_seconds(trainer)
@@ -456,16 +469,15 @@ def _log_plan(args: AdaptationArguments, pairs: int) -> None:
     stages = args.stage_list
     parts = []
     if "ebae-ebar" in stages:
-        steps = "an epoch" if args.max_steps <= 0 else f"{args.max_steps} steps"
+        steps = {MEASURED_BUDGET: f"{MEASURED_STEPS} steps (at most an epoch)", -1: "an epoch"}.get(
+            args.max_steps, f"{args.max_steps} steps"
+        )
         parts.append(f"ebae-ebar {steps} of {args.per_device_train_batch_size} windows")
     if "contrastive" in stages:
         batch = args.contrastive_batch_size
-        steps = (
-            f"{args.contrastive_max_steps} steps"
-            if args.contrastive_max_steps > 0
-            else f"{args.contrastive_epochs:g} epoch(s)"
-        )
-        covered = args.contrastive_max_steps * batch / pairs if args.contrastive_max_steps > 0 and pairs else 1.0
+        asked = budget_steps(args.contrastive_max_steps, MEASURED_CONTRASTIVE_STEPS, pairs, batch)
+        steps = f"{asked} steps" if asked > 0 else f"{args.contrastive_epochs:g} epoch(s)"
+        covered = asked * batch / pairs if asked > 0 and pairs else 1.0
         parts.append(f"contrastive {steps} of {batch} pairs ({min(covered, 1.0):.0%} of {pairs} pairs)")
     logger.info(
         "Plan: %s (--max-steps and --contrastive-steps change it); each stage logs its time estimate when "
@@ -551,6 +563,10 @@ def adapt(
         first = stage_one if "ebae-ebar" in stages else start
         cpu = time.process_time()
         cargs = args.contrastive(first)
+        per_step = min(cargs.per_device_train_batch_size, len(samples)) * cargs.gradient_accumulation_steps
+        cargs.max_steps = budget_steps(
+            cargs.max_steps, MEASURED_CONTRASTIVE_STEPS, len(samples), per_step * max(1, cargs.world_size)
+        )
         backbone = load_backbone(args.model, device="cpu")
         model = continued_lora_model(backbone, first, cargs) if first else lora_model(backbone, cargs)
         logger.info(
