@@ -63,9 +63,20 @@ def non_embedding_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters()) - embedding
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory: Linux's VmHWM, which starts afresh at exec, where
+    ``ru_maxrss`` carries over the peak of the process that forked it (a parent with models loaded)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _measured(function: Callable[..., dict], queue: multiprocessing.Queue, *args: object) -> None:
     result = function(*args)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     queue.put(result)
 
 
@@ -80,7 +91,10 @@ def in_subprocess(function: Callable[..., dict], *args: object) -> dict:
     return result
 
 
-def build(name: str, batch_size: int) -> tuple[Callable[[list[str]], np.ndarray], Callable[[str], np.ndarray]]:
+Encode = Callable[[list[str]], np.ndarray]
+
+
+def build(name: str, batch_size: int) -> tuple[Encode, Callable[[str], np.ndarray]]:
     """(encode passages, encode one query) of a variant: a precision of the default encoder, or MiniLM."""
     if name == MINILM:
         from llara_rag.evaluation.baselines import load_minilm
@@ -107,7 +121,9 @@ def main() -> None:
     from llara_rag.encoder import LLaRAEncoder
     from llara_rag.precision import auto_precision, instruction_set
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--passages", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--queries", type=int, default=40)
@@ -168,15 +184,16 @@ def main() -> None:
         f"`python benchmarks/encode_speed.py --passages {len(passages)} --rounds {args.rounds} --queries "
         f"{len(queries)}`: SmolLM2-135M + the shipped adapter, {len(passages)} SciFact passages "
         f"({tokens} prompt tokens), batch {args.batch_size}, {result['threads']} threads, torch "
-        f"{torch.__version__}. The variants alternate in one process, round by round; x fp32 is the median of "
-        "the per-round ratios, the rates this run's medians (the machine was shared, so rates are noisy).",
+        f"{torch.__version__}. The variants alternate in one process, round by round; x fp32 is the median "
+        "of the per-round ratios, the rates this run's medians (the machine was shared, so rates are noisy).",
         "",
-        f"| encoder ({isa}) | passages/s | tokens/s | x fp32 | query p50 (ms) | query p95 (ms) | peak RSS (MB) |",
+        f"| encoder ({isa}) | passages/s | tokens/s | x fp32 | query p50 (ms) | query p95 (ms) "
+        "| peak RSS (MB) |",
         "|---|---|---|---|---|---|---|",
     ]
     for name in names:
         row = rows[name]
-        label = f"LLaRA {name}" + (" (= auto here)" if name == auto else "") if name != MINILM else MINILM
+        label = MINILM if name == MINILM else f"LLaRA {name}" + (" (= auto here)" if name == auto else "")
         tokens_cell = f"{row['tokens_per_s']:.0f}" if row["tokens_per_s"] else "—"
         table.append(
             f"| {label} | {row['passages_per_s']:.2f} | {tokens_cell} | {row['speedup_vs_fp32']:.2f} | "

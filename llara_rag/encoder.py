@@ -112,7 +112,8 @@ def _with_precision(values: dict[str, Any]) -> dict[str, Any]:
     dtype = values.get("dtype")
     if implied and dtype and dtype != implied:
         raise UnsupportedPrecisionError(
-            f"precision {precision} loads {implied} weights but dtype {dtype} was asked for; pass one of the two."
+            f"precision {precision} loads {implied} weights but dtype {dtype} was asked for; "
+            "pass one of the two."
         )
     return {**values, "precision": precision, "dtype": dtype or implied}
 
@@ -373,6 +374,12 @@ class LLaRAEncoder:
     @property
     def device(self) -> torch.device:
         return self.backbone.network.device
+
+    @property
+    def precision(self) -> str:
+        """The arithmetic the weights run in (fp32, bf16, fp16), as ``--precision`` and reports name it."""
+        name = str(self.backbone.network.dtype).removeprefix("torch.")
+        return {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(name, name)
 
     @property
     def lowercase(self) -> bool:

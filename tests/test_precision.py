@@ -115,5 +115,6 @@ def test_the_cli_flag_reaches_the_encoder_config(tiny_backbone_dir: Path) -> Non
 
 
 def test_the_framework_settings_pass_precision_on(tiny_backbone_dir: Path) -> None:
-    settings = EncoderSettings(model_name=str(tiny_backbone_dir), adapter=None, device="cpu", precision="bf16")
+    model = str(tiny_backbone_dir)
+    settings = EncoderSettings(model_name=model, adapter=None, device="cpu", precision="bf16")
     assert settings.to_encoder_config(batch_size=4).dtype == "bfloat16"
