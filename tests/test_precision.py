@@ -118,3 +118,16 @@ def test_the_framework_settings_pass_precision_on(tiny_backbone_dir: Path) -> No
     model = str(tiny_backbone_dir)
     settings = EncoderSettings(model_name=model, adapter=None, device="cpu", precision="bf16")
     assert settings.to_encoder_config(batch_size=4).dtype == "bfloat16"
+
+
+def test_llamaindex_and_chroma_doors_run_at_the_precision_asked(tiny_backbone_dir: Path) -> None:
+    from llara_rag.chroma_embedding import MACHINE_SETTINGS, LLaRAEmbeddingFunction
+    from llara_rag.embedding import LLaRAEmbedding
+
+    model = str(tiny_backbone_dir)
+    embedding = LLaRAEmbedding(model_name=model, adapter=None, device="cpu", precision="bf16")
+    assert embedding.encoder.precision == "bf16"
+    function = LLaRAEmbeddingFunction(model_name=model, adapter=None, device="cpu", precision="bf16")
+    assert function.encoder.precision == "bf16"
+    assert function.fingerprint == embedding.fingerprint
+    assert "precision" in MACHINE_SETTINGS and "precision" not in function.get_config()
