@@ -92,7 +92,7 @@ def resolve_precision(precision: Precision | None, device: str | None) -> Precis
         if on_gpu:
             return None
         precision = auto_precision()
-        logger.info("--precision auto: %s on this %s CPU", precision, instruction_set())
+        _announce(precision)
     elif precision == "bf16" and on_gpu:
         _require_gpu_bf16()
     elif precision == "bf16" and not cpu_flags() & NATIVE_BF16:
@@ -102,6 +102,12 @@ def resolve_precision(precision: Precision | None, device: str | None) -> Precis
             instruction_set(),
         )
     return precision
+
+
+@cache
+def _announce(precision: Precision) -> None:
+    """Once a process: every config made from the same settings resolves ``auto`` alike."""
+    logger.info("--precision auto: %s on this %s CPU", precision, instruction_set())
 
 
 def _on_gpu(device: str | None) -> bool:
