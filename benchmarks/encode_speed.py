@@ -1,11 +1,14 @@
-"""Encoding speed of LLaRAEncoder against the published reference procedure, on the same backbone.
+"""Encoding speed at each precision the encoder offers, beside all-MiniLM-L6-v2, on the CPU that runs it.
 
-The reference (FlagEmbedding research/LLARA README) is written out plainly below: AutoModel forward with
-all hidden states, left padding to a multiple of 8, no length sorting, ``[:, -8:]`` pooling. Both run on
-the same scifact passages in fresh subprocesses (so peak memory is each one's own), and a large fp32
-matmul measured in the same run gives the machine's attainable rate for the efficiency figure.
+Every variant lives in one process and the rounds alternate them batch by batch on the same SciFact
+passages, so a machine shared with other work slows them alike: the ratios to fp32 (medians over rounds)
+are the figures to compare, the absolute rates only this run's. Single-query latency alternates the same
+way over SciFact queries. Peak RSS is each variant's own, from a fresh process that loads it and encodes
+one batch. ``auto`` is the precision ``llara_rag.precision.AUTO`` picks on this CPU; its figures are those
+of the precision picked. ``benchmarks/reference_speed.py`` compares the encoder with the published
+reference procedure, and this module's helpers serve the other speed benchmarks.
 
-    python benchmarks/encode_speed.py [--passages 512] [--batch-size 16]
+    python benchmarks/encode_speed.py [--passages 64] [--rounds 3] [--queries 40] [--batch-size 16]
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import multiprocessing
 import platform
 import resource
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,18 +28,25 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-SCIFACT = ROOT.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
+SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
+PRECISIONS = ("fp32", "bf16")
+MINILM = "all-MiniLM-L6-v2"
 
 
 def load_passages(count: int) -> list[str]:
     passages = []
-    with SCIFACT.open(encoding="utf-8") as handle:
+    with (SCIFACT / "corpus.jsonl").open(encoding="utf-8") as handle:
         for line in handle:
             record = json.loads(line)
             passages.append(f"{record.get('title', '')} {record['text']}".strip())
             if len(passages) == count:
                 break
     return passages
+
+
+def load_queries(count: int) -> list[str]:
+    with (SCIFACT / "queries.jsonl").open(encoding="utf-8") as handle:
+        return [json.loads(line)["text"] for line, _ in zip(handle, range(count))]
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
@@ -52,57 +63,20 @@ def non_embedding_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters()) - embedding
 
 
-def run_llara(passages: list[str], batch_size: int) -> dict:
-    from llara_rag.encoder import LLaRAEncoder
-
-    encoder = LLaRAEncoder(batch_size=batch_size)
-    tokens = sum(len(ids) for ids in encoder.build_inputs(passages, "passage"))
-    start = time.perf_counter()
-    vectors = encoder.encode_passages(passages, show_progress=False)
-    seconds = time.perf_counter() - start
-    params = non_embedding_parameters(encoder.backbone.network.base_model)
-    return {"seconds": seconds, "real_tokens": tokens, "params": params, "vectors": vectors}
-
-
-def run_reference(passages: list[str], batch_size: int) -> dict:
-    """The reference procedure, on the same backbone and special tokens as the encoder."""
-    from llara_rag.backbone import load_backbone
-    from llara_rag.prompts import DEFAULT_PROMPTS
-
-    backbone = load_backbone("smollm2")
-    tokenizer, model = backbone.tokenizer, backbone.network.base_model
-    tokenizer.padding_side = "left"
-    special = tokenizer.convert_ids_to_tokens(list(backbone.special_ids.summarize))
-    prefix_ids = [tokenizer.bos_token_id] + tokenizer('"', add_special_tokens=False)["input_ids"]
-    suffix_ids = tokenizer(DEFAULT_PROMPTS.passage_suffix + "".join(special), add_special_tokens=False)[
-        "input_ids"
-    ]
-    start = time.perf_counter()
-    outputs = []
-    with torch.no_grad():
-        for begin in range(0, len(passages), batch_size):
-            features = []
-            for passage in passages[begin : begin + batch_size]:
-                ids = tokenizer(passage, max_length=512, truncation=True, add_special_tokens=False)[
-                    "input_ids"
-                ]
-                ids = prefix_ids + ids + suffix_ids
-                features.append({"input_ids": ids, "attention_mask": [1] * len(ids)})
-            batch = tokenizer.pad(features, padding=True, pad_to_multiple_of=8, return_tensors="pt")
-            hidden = model(**batch, return_dict=True, output_hidden_states=True).hidden_states[-1]
-            embedding = torch.nn.functional.normalize(hidden[:, -8:, :].mean(dim=1), dim=-1)
-            outputs.append(embedding.float().numpy())
-    return {"seconds": time.perf_counter() - start, "vectors": np.concatenate(outputs)}
-
-
-def _child(name: str, passages: list[str], batch_size: int) -> dict:
-    torch.manual_seed(0)
-    return (run_llara if name == "llara" else run_reference)(passages, batch_size)
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory: Linux's VmHWM, which starts afresh at exec, where
+    ``ru_maxrss`` carries over the peak of the process that forked it (a parent with models loaded)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _measured(function: Callable[..., dict], queue: multiprocessing.Queue, *args: object) -> None:
     result = function(*args)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     queue.put(result)
 
 
@@ -117,61 +91,118 @@ def in_subprocess(function: Callable[..., dict], *args: object) -> dict:
     return result
 
 
+Encode = Callable[[list[str]], np.ndarray]
+
+
+def build(name: str, batch_size: int) -> tuple[Encode, Callable[[str], np.ndarray]]:
+    """(encode passages, encode one query) of a variant: a precision of the default encoder, or MiniLM."""
+    if name == MINILM:
+        from llara_rag.evaluation.baselines import load_minilm
+
+        minilm = load_minilm(batch_size=batch_size)
+        return (lambda texts: minilm.encode(texts, show_progress=False)), (
+            lambda query: minilm.encode([query], show_progress=False)
+        )
+    from llara_rag.encoder import LLaRAEncoder
+
+    encoder = LLaRAEncoder(precision=name, batch_size=batch_size)
+    return (lambda texts: encoder.encode_passages(texts, show_progress=False)), (
+        lambda query: encoder.encode_queries([query], show_progress=False)
+    )
+
+
+def _rss_child(name: str, passages: list[str], batch_size: int) -> dict:
+    encode, _ = build(name, batch_size)
+    encode(passages[:batch_size])
+    return {}
+
+
 def main() -> None:
+    from llara_rag.encoder import LLaRAEncoder
+    from llara_rag.precision import auto_precision, instruction_set
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--passages", type=int, default=512)
+    parser.add_argument("--passages", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
-    passages = load_passages(args.passages)
-    rate_before = matmul_gflops()
-    llara = in_subprocess(_child, "llara", passages, args.batch_size)
-    reference = in_subprocess(_child, "reference", passages, args.batch_size)
-    rate_after = matmul_gflops()
-    matmul = (rate_before + rate_after) / 2
-    cosine = np.sum(llara["vectors"] * reference["vectors"], axis=1)
-    achieved = 2 * llara["params"] * llara["real_tokens"] / llara["seconds"] / 1e9
+    passages, queries = load_passages(args.passages), load_queries(args.queries)
+    names = [*PRECISIONS, MINILM]
+    variants = {name: build(name, args.batch_size) for name in names}
+    tokens = sum(len(ids) for ids in LLaRAEncoder().build_inputs(passages, "passage"))
+    vectors = {name: variants[name][0](passages[: args.batch_size]) for name in PRECISIONS}
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(args.rounds):
+        for name in names:
+            start = time.perf_counter()
+            variants[name][0](passages)
+            seconds[name].append(time.perf_counter() - start)
+    latency: dict[str, list[float]] = {name: [] for name in names}
+    for query in queries:
+        for name in names:
+            start = time.perf_counter()
+            variants[name][1](query)
+            latency[name].append(1000 * (time.perf_counter() - start))
+    rss = {name: in_subprocess(_rss_child, name, passages, args.batch_size)["peak_rss_mb"] for name in names}
+    isa, auto = instruction_set(), auto_precision()
+    rows = {}
+    for name in names:
+        median = statistics.median(seconds[name])
+        ratios = [fp32 / own for fp32, own in zip(seconds["fp32"], seconds[name])]
+        rows[name] = {
+            "passages_per_s": len(passages) / median,
+            "tokens_per_s": tokens / median if name != MINILM else None,
+            "speedup_vs_fp32": statistics.median(ratios),
+            "speedups_per_round": ratios,
+            "query_ms_p50": float(np.percentile(latency[name], 50)),
+            "query_ms_p95": float(np.percentile(latency[name], 95)),
+            "peak_rss_mb": rss[name],
+        }
+    cosine = float(np.sum(vectors["bf16"] * vectors["fp32"], axis=1).min())
     result = {
-        "passages": len(passages),
-        "batch_size": args.batch_size,
-        "threads": torch.get_num_threads(),
+        "instruction_set": isa,
         "machine": platform.processor() or platform.machine(),
-        "real_tokens": llara["real_tokens"],
-        "llara_passages_per_s": len(passages) / llara["seconds"],
-        "reference_passages_per_s": len(passages) / reference["seconds"],
-        "speedup": reference["seconds"] / llara["seconds"],
-        "llara_peak_rss_mb": llara["peak_rss_mb"],
-        "reference_peak_rss_mb": reference["peak_rss_mb"],
-        "min_cosine_vs_reference": float(cosine.min()),
-        "achieved_gflops": achieved,
-        "matmul_gflops": matmul,
-        "matmul_gflops_before_after": [rate_before, rate_after],
-        "fraction_of_matmul": achieved / matmul,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "passages": len(passages),
+        "rounds": args.rounds,
+        "queries": len(queries),
+        "batch_size": args.batch_size,
+        "llara_tokens": tokens,
+        "auto": auto,
+        "min_cosine_bf16_vs_fp32": cosine,
+        "rows": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "encode_speed.json").write_text(json.dumps(result, indent=2) + "\n")
     table = [
-        (
-            f"# Encoding speed: {len(passages)} scifact passages, SmolLM2-135M, fp32, "
-            f"{result['threads']} threads, batch {args.batch_size}"
-        ),
+        f"# Encoding speed by precision on a {isa} CPU",
         "",
-        "| procedure | passages/s | peak RSS (MB) |",
-        "|---|---|---|",
-        f"| LLaRAEncoder | {result['llara_passages_per_s']:.2f} | {result['llara_peak_rss_mb']:.0f} |",
-        (
-            f"| reference (README procedure) | {result['reference_passages_per_s']:.2f} | "
-            f"{result['reference_peak_rss_mb']:.0f} |"
-        ),
+        f"`python benchmarks/encode_speed.py --passages {len(passages)} --rounds {args.rounds} --queries "
+        f"{len(queries)}`: SmolLM2-135M + the shipped adapter, {len(passages)} SciFact passages "
+        f"({tokens} prompt tokens), batch {args.batch_size}, {result['threads']} threads, torch "
+        f"{torch.__version__}. The variants alternate in one process, round by round; x fp32 is the median "
+        "of the per-round ratios, the rates this run's medians (the machine was shared, so rates are noisy).",
         "",
-        f"- speed-up: **{result['speedup']:.2f}x**; min cosine between the two: {result['min_cosine_vs_reference']:.6f}",
-        (
-            f"- LLaRAEncoder: {achieved:.1f} GFLOP/s on real tokens (2 x {llara['params'] / 1e6:.1f} M "
-            f"non-embedding params x {llara['real_tokens']} tokens) = "
-            f"**{100 * result['fraction_of_matmul']:.0f} %** of a 2048² fp32 matmul ({matmul:.1f} GFLOP/s, "
-            "mean of before/after)"
-        ),
+        f"| encoder ({isa}) | passages/s | tokens/s | x fp32 | query p50 (ms) | query p95 (ms) "
+        "| peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        row = rows[name]
+        label = MINILM if name == MINILM else f"LLaRA {name}" + (" (= auto here)" if name == auto else "")
+        tokens_cell = f"{row['tokens_per_s']:.0f}" if row["tokens_per_s"] else "—"
+        table.append(
+            f"| {label} | {row['passages_per_s']:.2f} | {tokens_cell} | {row['speedup_vs_fp32']:.2f} | "
+            f"{row['query_ms_p50']:.0f} | {row['query_ms_p95']:.0f} | {row['peak_rss_mb']:.0f} |"
+        )
+    table += [
+        "",
+        f"- `--precision auto` on this CPU: **{auto}**; min cosine of bf16 and fp32 vectors: {cosine:.6f}.",
+        "- Quality at each precision: `benchmarks/results/precision_quality.md`.",
     ]
     (RESULTS / "encode_speed.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))

@@ -260,7 +260,8 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 def resolve_dtype(dtype: Dtype | None, device: torch.device) -> torch.dtype:
-    """fp32 on CPU (bf16 is several times slower on CPUs without AMX), bf16 on GPUs that support it."""
+    """fp32 on CPU (bf16 runs slower there without native bf16; `precision.py` picks it where it is faster),
+    bf16 on GPUs that support it."""
     import torch
 
     if dtype:

@@ -26,6 +26,7 @@ from llara_rag.backbone import DEFAULT_MODEL, Dtype
 from llara_rag.encoder import EncoderConfig, LLaRAEncoder, get_encoder
 from llara_rag.errors import ModelMismatchError
 from llara_rag.extras import STORE, missing_extra
+from llara_rag.precision import Precision
 from llara_rag.prompts import DEFAULT_PROMPTS, LLaRAPrompts
 
 try:
@@ -46,7 +47,7 @@ VECTOR_SETTINGS = (
     "fingerprint",
 )
 """What identifies the vectors; a collection's embedding function may not change it."""
-MACHINE_SETTINGS = ("device", "dtype", "batch_size")
+MACHINE_SETTINGS = ("device", "dtype", "precision", "batch_size")
 """Where and how fast the vectors are computed: chosen by each machine, never persisted (older stored
 configurations hold them; they are ignored on reopening)."""
 
@@ -65,6 +66,7 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
         lowercase: bool | None = None,
         device: str | None = None,
         dtype: Dtype | None = None,
+        precision: Precision | None = None,
         batch_size: int = 16,
         fingerprint: str | None = None,
     ) -> None:
@@ -81,6 +83,7 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
                 "lowercase": lowercase,
                 "device": device,
                 "dtype": dtype,
+                "precision": precision,
                 "batch_size": batch_size,
             }
         )
@@ -92,12 +95,14 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
         *,
         device: str | None = None,
         dtype: Dtype | None = None,
+        precision: Precision | None = None,
         batch_size: int = 16,
     ) -> LLaRAEmbeddingFunction:
         """The function that embeds like ``collection``'s vectors, for plain-Chroma ``query_texts`` and ``add``.
 
         Reads the encoder that ``llara-rag index`` pinned in the collection's metadata, or else the one this
-        class stored in its configuration; ``device``, ``dtype`` and ``batch_size`` are this machine's choice.
+        class stored in its configuration; ``device``, ``dtype``, ``precision`` and ``batch_size`` are this
+        machine's choice.
         """
         from llara_rag.store import ModelIdentity
 
@@ -116,7 +121,7 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
                     "or with embedding_function=LLaRAEmbeddingFunction(...)."
                 )
             settings = stored.get_config()
-        return cls(**settings, device=device, dtype=dtype, batch_size=batch_size)
+        return cls(**settings, device=device, dtype=dtype, precision=precision, batch_size=batch_size)
 
     @property
     def encoder(self) -> LLaRAEncoder:

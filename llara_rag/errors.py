@@ -57,3 +57,8 @@ class DamagedStoreError(LLaRAError):
 
 class PublishError(LLaRAError):
     """An adapter that cannot be pushed to the Hub: no network, a bad repository name or token."""
+
+
+class UnsupportedPrecisionError(LLaRAError):
+    """A precision this machine cannot run, or one that contradicts the dtype asked for (not a ValueError,
+    so a settings object passes it on as written rather than wrapping it)."""

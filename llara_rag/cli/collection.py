@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from llara_rag.cli.common import (
@@ -38,8 +39,20 @@ def run_index(args: argparse.Namespace) -> int:
     config = IngestConfig(**option_values(args, options_of(IngestConfig)))
     store = store_config(args)
     check_before_loading(args.docs, store, config, encoder_config(args).passage_max_length)
-    summary = index_folder(Path(args.docs), store, embedding(args), config)
+    embed_model = embedding(args)
+    start = time.perf_counter()
+    summary = index_folder(Path(args.docs), store, embed_model, config)
     print(summary.report())
+    if summary.chunks_written:
+        from llara_rag.precision import instruction_set
+
+        seconds = time.perf_counter() - start
+        device = embed_model.encoder.device.type
+        where = f"{device} ({instruction_set()})" if device == "cpu" else device
+        print(
+            f"{seconds / summary.chunks_written:.2f} s per chunk written (reading, embedding, writing) at "
+            f"{embed_model.encoder.precision} on {where}"
+        )
     return 0
 
 

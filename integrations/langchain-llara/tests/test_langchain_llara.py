@@ -69,3 +69,9 @@ def test_it_shares_the_model_and_fingerprint_with_llama_index(
 def test_empty_text_is_refused_by_name(embeddings: LLaRAEmbeddings) -> None:
     with pytest.raises(InvalidInputError, match="Text 0"):
         embeddings.embed_query(" ")
+
+
+def test_precision_reaches_the_encoder(tiny_backbone_dir: Path) -> None:
+    embeddings = LLaRAEmbeddings(model_name=str(tiny_backbone_dir), device="cpu", precision="bf16")
+    assert embeddings.encoder.precision == "bf16"
+    assert np.linalg.norm(embeddings.embed_query(QUERY)) == pytest.approx(1, abs=1e-3)

@@ -1,0 +1,95 @@
+"""nDCG@10 of the shipped default encoder at each precision, and its difference to fp32, per collection.
+
+The evidence ``auto`` stands on (``llara_rag.precision.AUTO``): a precision may be picked only where it
+moved no collection's nDCG@10 by more than 0.005. Dense rows only (test queries, the eval harness); fp32
+corpus vectors come from the vector cache when ``benchmarks/default.py`` made them, and every other
+precision is cached under its own key.
+
+    python benchmarks/precision_quality.py [adi cranfield cacm scifact] [--precisions bf16,int8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+from llara_rag.encoder import EncoderConfig
+from llara_rag.evaluation import EvaluationConfig, VectorCache, build_systems, evaluate_systems, load_collection
+from llara_rag.precision import instruction_set
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "benchmarks" / "results"
+TOLERANCE = 0.005
+"""The largest nDCG@10 change a precision may make on any collection and still be picked by ``auto``."""
+
+
+def earlier_rows() -> dict[str, dict[str, dict[str, float]]]:
+    """Scores of earlier runs (collection -> field -> precision -> value), so a run of one precision on one
+    collection adds its row to the table rather than replacing the table."""
+    path = RESULTS / "precision_quality.json"
+    if not path.is_file():
+        return {}
+    rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
+    return {row["collection"]: {"ndcg@10": row["ndcg@10"], "seconds": row["seconds"]} for row in rows}
+
+
+def write(rows: list[dict[str, object]], pending: list[str]) -> None:
+    precisions = sorted({p for row in rows for p in row["ndcg@10"] if p != "fp32"})  # type: ignore[attr-defined]
+    lines = [
+        "# nDCG@10 of the default encoder at each precision",
+        "",
+        f"`python benchmarks/precision_quality.py` on a {instruction_set()} CPU; shipped default adapter, "
+        f"test queries, dense retrieval only. Δ: minus fp32; a precision within ±{TOLERANCE} everywhere "
+        "may be picked by `--precision auto`.",
+        "",
+        "| collection | fp32 | " + " | ".join(f"{p} | Δ {p}" for p in precisions) + " |",
+        "|---|---|" + "---|---|" * len(precisions),
+    ]
+    for row in rows:
+        scores = row["ndcg@10"]
+        assert isinstance(scores, dict)
+        cells = [
+            f"{scores[p]:.4f} | {scores[p] - scores['fp32']:+.4f}" if p in scores else "— | —" for p in precisions
+        ]
+        lines.append(f"| {row['collection']} | {scores['fp32']:.4f} | " + " | ".join(cells) + " |")
+    if pending:
+        lines += ["", f"Not measured in this run: {', '.join(pending)}."]
+    (RESULTS / "precision_quality.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    payload = {"instruction_set": instruction_set(), "tolerance": TOLERANCE, "pending": pending, "rows": rows}
+    (RESULTS / "precision_quality.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("collections", nargs="*", default=["adi", "cranfield", "cacm", "scifact"])
+    parser.add_argument("--precisions", default="bf16,int8", help="compared with fp32, comma-separated")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    precisions = args.precisions.split(",")
+    cache = VectorCache()
+    systems = {}
+    for precision in ["fp32", *precisions]:
+        config = EvaluationConfig(encoder=EncoderConfig(precision=precision), systems=("llara",))
+        systems[precision] = build_systems(config, cache)[0]
+    merged = earlier_rows()
+    for done, name in enumerate(args.collections, start=1):
+        collection = load_collection(DATA / name, "test")
+        scores, seconds = {}, {}
+        for precision, system in systems.items():
+            start = time.perf_counter()
+            result = evaluate_systems(collection, [system])
+            seconds[precision] = round(time.perf_counter() - start, 1)
+            scores[precision] = result.scores()["llara"]
+        earlier = merged.get(name, {"ndcg@10": {}, "seconds": {}})
+        merged[name] = {"ndcg@10": {**earlier["ndcg@10"], **scores}, "seconds": {**earlier["seconds"], **seconds}}
+        rows = [{"collection": collection, **fields} for collection, fields in merged.items()]
+        write(rows, args.collections[done:])
+    print((RESULTS / "precision_quality.md").read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    main()

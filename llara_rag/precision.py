@@ -1,0 +1,133 @@
+"""The arithmetic an encoder runs in: fp32 or bf16 weights, and what ``auto`` picks on this machine.
+
+fp32 already runs near a CPU's fp32 matmul rate, so lower precision is the lever left for indexing.
+``auto`` reads the CPU's feature flags and looks them up in :data:`AUTO`, a table of what
+``benchmarks/encode_speed.py`` and ``benchmarks/precision_quality.py`` measured: a precision enters the
+table for a CPU only when it ran faster there and moved no collection's nDCG@10 by more than 0.005. A CPU
+the table does not name keeps fp32, so no precision changes quality unmeasured.
+
+bf16 vectors were measured interchangeable with fp32 ones (min cosine 0.9998 on SciFact passages, nDCG@10
+within 0.005 on every collection measured), so a bf16 encoder keeps the fp32 fingerprint: a collection
+indexed at one is queried at the other. The vector cache keys them apart all the same. int8 is not offered:
+the paths measured lost quality (``torch.ao`` dynamic quantisation) or speed (torchao without
+``torch.compile``), as README's Precision paragraph records.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from llara_rag.errors import UnsupportedPrecisionError
+
+logger = logging.getLogger(__name__)
+
+Precision = Literal["auto", "fp32", "bf16"]
+"""``auto``: per CPU, from :data:`AUTO`; the others as named."""
+
+NATIVE_BF16 = frozenset({"avx512_bf16", "amx_bf16"})
+"""CPU flags under which bf16 matmuls run in hardware; elsewhere bf16 is emulated and slower than fp32."""
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What ``auto`` picks on CPUs with every flag of ``flags``, and where the measurement behind it is."""
+
+    flags: frozenset[str]
+    precision: Precision
+    evidence: str
+
+
+AUTO: tuple[Measured, ...] = (
+    Measured(
+        frozenset({"avx512f", "avx512_bf16"}),
+        "bf16",
+        "benchmarks/results/encode_speed.md, benchmarks/results/precision_quality.md",
+    ),
+)
+"""First match wins; CPUs matching none keep fp32."""
+
+
+@cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux reports them; empty where ``/proc/cpuinfo`` is absent."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
+def instruction_set(flags: frozenset[str] | None = None) -> str:
+    """A short name for the CPU's vector instructions, printed beside every speed figure."""
+    flags = cpu_flags() if flags is None else flags
+    if "avx512f" in flags:
+        extras = [name.upper() for name in ("avx512_vnni", "avx512_bf16", "amx_bf16") if name in flags]
+        return "+".join(["AVX512", *extras])
+    return "AVX2" if "avx2" in flags else "pre-AVX2" if flags else "unknown"
+
+
+def auto_precision(flags: frozenset[str] | None = None) -> Precision:
+    """The recorded pick for a CPU with ``flags`` (this one by default): never bf16 without native bf16."""
+    flags = cpu_flags() if flags is None else flags
+    for row in AUTO:
+        if row.flags <= flags and (row.precision != "bf16" or flags & NATIVE_BF16):
+            return row.precision
+    return "fp32"
+
+
+def resolve_precision(precision: Precision | None, device: str | None) -> Precision | None:
+    """``precision`` as it will run, refused in one line before any model loads if it cannot; None and
+    ``auto`` on a GPU keep the dtype rule (bf16 where the GPU has it)."""
+    if precision is None:
+        return None
+    on_gpu = _on_gpu(device)
+    if precision == "auto":
+        if on_gpu:
+            return None
+        precision = auto_precision()
+        _announce(precision)
+    elif precision == "bf16" and on_gpu:
+        _require_gpu_bf16()
+    elif precision == "bf16" and not cpu_flags() & NATIVE_BF16:
+        logger.warning(
+            "--precision bf16 on a CPU without native bf16 (%s: no avx512_bf16 or amx_bf16) is emulated and "
+            "slower than fp32; pass --precision fp32 or auto.",
+            instruction_set(),
+        )
+    return precision
+
+
+@cache
+def _announce(precision: Precision) -> None:
+    """Once a process: every config made from the same settings resolves ``auto`` alike."""
+    logger.info("--precision auto: %s on this %s CPU", precision, instruction_set())
+
+
+def _on_gpu(device: str | None) -> bool:
+    if device is not None:
+        return not device.startswith("cpu")
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _require_gpu_bf16() -> None:
+    import torch
+
+    if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        raise UnsupportedPrecisionError(
+            "--precision bf16: this GPU has no bf16; leave --precision out (fp16 there) or pass fp32."
+        )
+
+
+def precision_dtype(precision: Precision | None) -> Literal["float32", "bfloat16"] | None:
+    """The weights' dtype a resolved precision loads."""
+    return {"fp32": "float32", "bf16": "bfloat16"}.get(precision or "")  # type: ignore[return-value]
