@@ -16,8 +16,8 @@ Run = dict[str, dict[str, float]]
 
 CANDIDATES = 1000
 """Runs are computed at least this deep and cut to the depth asked for, so a hybrid normalises each
-part's scores over its candidates rather than over the head alone (z-scores over 1,000 candidates beat
-those over 100 on all five pairs measured: cranfield + LLaRA 0.362 vs 0.351 nDCG@10, cacm 0.482 vs 0.466)."""
+part's scores over its candidates rather than over the head alone (which measured better on every pair
+compared when the depth was chosen)."""
 
 
 RetrievalMode = Literal["lexical", "dense", "hybrid"]
@@ -56,10 +56,8 @@ def convex_fusion(
     """Σ weight x z-score of each run's scores per query; a document a run did not return gets its lowest.
 
     A convex combination of normalised scores uses how far apart the scores are, which reciprocal-rank
-    fusion throws away (Bruch et al. 2023, TOIS). Measured here at equal weights, both over 1,000
-    candidates, it beat RRF (k=60) in four of five pairs: BM25 + LLaRA on cranfield 0.362 vs 0.335
-    nDCG@10, cacm 0.482 vs 0.459; BM25 + MiniLM on cacm 0.556 vs 0.538, scifact 0.734 vs 0.714,
-    cranfield 0.417 vs 0.419.
+    fusion throws away (Bruch et al. 2023, TOIS); it measured better than RRF (k=60) here
+    (benchmarks/results/adaptation.md keeps rows fused both ways).
     """
     import numpy as np
 
@@ -91,9 +89,8 @@ head strength for that query (``head``), so a side whose best candidates barely 
 query it cannot read, in capitals, misspelt or out of its domain) weighs less than one sure of its head."""
 FUSION_WEIGHTINGS: tuple[FusionWeighting, ...] = get_args(FusionWeighting)
 DEFAULT_WEIGHTING: FusionWeighting = "fixed"
-"""Measured in benchmarks/results/robustness.md: ``head`` gains where one side cannot read the queries (a
-case-sensitive encoder on queries in capitals, adi) and loses a few thousandths on Cranfield's other
-variants; with ``lowercase`` the capitals no longer break the dense side, so the fixed weights stay."""
+"""The weighting that measured best over the collections and query variants of
+benchmarks/results/robustness.md, where both are compared."""
 
 
 def head_strength(normalised: Mapping[str, float]) -> float:

@@ -6,9 +6,9 @@ fp32 already runs near a CPU's fp32 matmul rate, so lower precision is the lever
 table for a CPU only when it ran faster there and moved no collection's nDCG@10 by more than 0.005. A CPU
 the table does not name keeps fp32, so no precision changes quality unmeasured.
 
-bf16 vectors were measured interchangeable with fp32 ones (min cosine 0.9998 on 32 SciFact passages,
-nDCG@10 -0.0006 on adi, the one collection measured so far), so a bf16 encoder keeps the fp32 fingerprint: a
-collection indexed at one is queried at the other. The vector cache keys them apart all the same. int8 is not offered:
+bf16 vectors were measured interchangeable with fp32 ones (benchmarks/results/encode_speed.md and
+precision_quality.md), so a bf16 encoder keeps the fp32 fingerprint: a collection indexed at one is queried
+at the other. The vector cache keys them apart all the same. int8 is not offered:
 the paths measured lost quality (``torch.ao`` dynamic quantisation) or speed (torchao without
 ``torch.compile``), as README's Precision paragraph records.
 """

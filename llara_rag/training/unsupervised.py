@@ -68,9 +68,8 @@ RECORDS_FILE = "records.jsonl"
 STAGES = ("ebae-ebar", "contrastive")
 MEASURED_BUDGET = 0
 """The step count that asks for the measured budget: 40 EBAE/EBAR steps of 8 windows and 18 contrastive
-steps of 64 pairs, the recipe every adaptation figure of benchmarks/results/adaptation.md was measured with
-(on corpora of 1,400 and 3,200 documents), each at most one pass over its data. It stays fixed as corpora
-grow, so a run's time does not: a larger corpus is sampled, not read whole (-1 and the epoch flags read it
+steps of 64 pairs, the recipe every adaptation figure of benchmarks/results/adaptation.md was measured with,
+each at most one pass over its data. It stays fixed as corpora grow, so a run's time does not: a larger corpus is sampled, not read whole (-1 and the epoch flags read it
 whole); a smaller one is read once rather than over and over."""
 MEASURED_STEPS, MEASURED_CONTRASTIVE_STEPS = 40, 18
 STAGE_ONE_ADAPTER = "ebae-ebar-adapter"
@@ -231,7 +230,7 @@ class AdaptationArguments(StageArguments):
         metadata={
             "flag": "--contrastive-lr",
             "help": "contrastive peak learning rate: 5x stage 1's; a short stage's loss still falls steeply at "
-            "2e-4, and 6e-4 then 1e-3 measured better on Cranfield and CACM",
+            "2e-4 (the rates compared: benchmarks/results/adaptation.md)",
         },
     )
     contrastive_batch_size: int = field(
@@ -375,8 +374,8 @@ def whitening_step(
     the windows are read only when a whitening is fitted.
     """
     if args.whitening_dims == 0 or (args.whitening_dims < 0 and "contrastive" in args.stage_list):
-        # After the contrastive stage whitening cost Cranfield 0.113 Recall@100 (0.557 vs 0.670) and the
-        # hybrid 0.024 nDCG@10 (benchmarks/results/adaptation.md): ranking is learnt, not corrected after.
+        # After the contrastive stage whitening measured worse (benchmarks/results/adaptation.md): ranking is
+        # learnt there, not corrected after.
         return None
     dimensions = args.whitening_dims if args.whitening_dims > 0 else default_dimensions(hidden_size)
     if dimensions > hidden_size:
