@@ -33,18 +33,6 @@ LOCAL = "http://127.0.0.1"
 """Clients call the service by a loopback name: without a key it answers no other Host."""
 
 
-@pytest.fixture(scope="module")
-def served_db(tmp_path_factory: pytest.TempPathFactory, tiny_chat_model_dir: Path) -> Path:
-    db = tmp_path_factory.mktemp("served-db")
-    assert main(["index", str(SAMPLE_DOCS), "--db", str(db), "--model", str(tiny_chat_model_dir)]) == 0
-    return db
-
-
-@pytest.fixture(scope="module")
-def embed_model(tiny_chat_model_dir: Path) -> LLaRAEmbedding:
-    return LLaRAEmbedding(model_name=str(tiny_chat_model_dir))
-
-
 def _app(
     embed_model: LLaRAEmbedding, db: Path | None = None, chat: bool = True, **settings: object
 ) -> FastAPI:

@@ -22,21 +22,8 @@ from llara_rag.retrieval import RetrievalConfig
 from llara_rag.serving import ServiceConfig, create_app
 from llara_rag.store import StoreConfig
 
-SAMPLE_DOCS = Path(__file__).resolve().parents[2] / "examples" / "sample_docs"
 ANSWER_TOKENS = 6
 KEY = "s3cret-key-0123456789"
-
-
-@pytest.fixture(scope="module")
-def served_db(tmp_path_factory: pytest.TempPathFactory, tiny_chat_model_dir: Path) -> Path:
-    db = tmp_path_factory.mktemp("completions-db")
-    assert main(["index", str(SAMPLE_DOCS), "--db", str(db), "--model", str(tiny_chat_model_dir)]) == 0
-    return db
-
-
-@pytest.fixture(scope="module")
-def embed_model(tiny_chat_model_dir: Path) -> LLaRAEmbedding:
-    return LLaRAEmbedding(model_name=str(tiny_chat_model_dir))
 
 
 def _serve(app: FastAPI) -> Iterator[str]:
