@@ -1,10 +1,15 @@
 """Trains the default adapter shipped in the package (``llara_rag/default_adapter``), one stage at a time.
 
-1. ``unsupervised``: ``adapt`` (EBAE/EBAR, then label-free inverse-cloze InfoNCE) on the corpus text of
-   every collection in ``../shared/data`` (wikitext2, scifact, cranfield, cacm, adi), read as one corpus;
-   no query and no judgment is read.
-2. ``supervised``: ``finetune`` that adapter on SciFact's ``qrels/train.tsv`` (train queries, BM25 hard
-   negatives); test queries and test judgments are never read.
+1. ``unsupervised``: ``adapt`` (EBAE/EBAR, then label-free inverse-cloze InfoNCE) on general and training
+   text of ``../shared/data`` (the wikitext2 articles, the SciFact abstracts, the SQuAD paragraphs), read as
+   one corpus; no query and no judgment is read.
+2. ``supervised``: ``finetune`` that adapter on train pairs of SciFact (scientific claims) and SQuAD
+   (general questions on Wikipedia), drawn in equal parts with one BM25 hard negative each; test queries
+   and test judgments are never read.
+
+No text of Cranfield, CACM or adi is read, so the default's figures there are zero-shot: what a user gets
+on their own documents. Texts are lower-cased in training and serving (``lowercase``), so capitals, as
+typed or as indexed, do not change a vector.
 3. ``export``: the LoRA matrices and the sixteen special-token rows in fp16, the training record and a
    model card into the package folder.
 
@@ -22,6 +27,8 @@ import argparse
 import json
 import logging
 import os
+import random
+from collections import defaultdict
 from pathlib import Path
 
 from llara_rag.adapter import (
@@ -32,12 +39,14 @@ from llara_rag.adapter import (
     write_model_card,
 )
 from llara_rag.training import AdaptationArguments, ContrastiveArguments, adapt, finetune
+from llara_rag.training.pairs import MiningConfig, TrainingGroup, load_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path("../shared/data")
 """Relative to the repository: the adapter's record names where its data came from, not this machine."""
-CORPORA = ("wikitext2", "scifact", "cranfield", "cacm", "adi")
-SUPERVISED = "scifact"
+CORPORA = ("wikitext2", "scifact", "squad-dev")
+SUPERVISED = ("scifact", "squad-dev")
+"""Train splits (``qrels/train.tsv``) the supervised stage draws its groups from, in equal parts."""
 WORK = Path("build/default")
 STAGES = ("unsupervised", "supervised", "export")
 logger = logging.getLogger("benchmarks.train_default")
@@ -72,6 +81,7 @@ def unsupervised(args: argparse.Namespace) -> Path:
             contrastive_max_steps=args.contrastive_steps,
             contrastive_learning_rate=args.contrastive_lr,
             whitening_dims=0,
+            lowercase=args.lowercase,
             save_steps=args.save_steps,
             seed=args.seed,
         ),
@@ -79,16 +89,55 @@ def unsupervised(args: argparse.Namespace) -> Path:
     return adapter
 
 
+def one_per_passage(groups: list[TrainingGroup], count: int, rng: random.Random) -> list[TrainingGroup]:
+    """``count`` groups, each asking about another passage while any is left (SQuAD asks ~5 per paragraph)."""
+    by_passage: dict[str, list[TrainingGroup]] = defaultdict(list)
+    for group in groups:
+        by_passage[group.positives[0]].append(group)
+    for asked in by_passage.values():
+        rng.shuffle(asked)
+    rounds = max(len(asked) for asked in by_passage.values())
+    ordered = []
+    for round_ in range(rounds):
+        layer = [asked[round_] for asked in by_passage.values() if round_ < len(asked)]
+        rng.shuffle(layer)
+        ordered += layer
+    return ordered[:count]
+
+
+def supervised_pairs(args: argparse.Namespace, path: Path) -> Path:
+    """The train groups of every ``SUPERVISED`` collection, mined and mixed into one JSONL (rewritten when changed)."""
+    rng = random.Random(args.seed)
+    mining = MiningConfig(miner="bm25", negatives=args.negatives, seed=args.seed)
+    mixed = []
+    for name in SUPERVISED:
+        groups, _ = load_groups(DATA / name, "train", mining)
+        drawn = one_per_passage(groups, args.groups_per_source, rng)
+        logger.info("%d of the %d train groups of %s drawn", len(drawn), len(groups), name)
+        mixed += drawn
+    rng.shuffle(mixed)
+    content = "".join(
+        json.dumps({"query": group.query, "pos": list(group.positives), "neg": list(group.negatives)}) + "\n"
+        for group in mixed
+    )
+    if not path.is_file() or path.read_text(encoding="utf-8") != content:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
 def supervised(args: argparse.Namespace) -> Path:
     adapter = WORK / "supervised"
     finetune(
-        DATA / SUPERVISED,
+        supervised_pairs(args, WORK / "pairs.jsonl"),
         adapter,
         ContrastiveArguments(
             output_dir=str(WORK / "checkpoints" / "supervised"),
             start_adapter=str(WORK / "unsupervised"),
             max_steps=args.supervised_steps,
             negatives=args.negatives,
+            miner="none",
+            lowercase=args.lowercase,
             temperature=args.temperature,
             learning_rate=args.supervised_lr,
             passage_max_length=args.passage_tokens,
@@ -97,6 +146,13 @@ def supervised(args: argparse.Namespace) -> Path:
         ),
     )
     return adapter
+
+
+def source_line(name: str) -> str:
+    """A collection's name, origin and license, as its ``SOURCE.json`` records them."""
+    record = json.loads((DATA / name / "SOURCE.json").read_text(encoding="utf-8"))
+    origin = record.get("original") or record.get("origin") or record.get("source")
+    return f"- `{DATA / name}`: {record.get('name', name)} ({origin}). License: {record['license']}"
 
 
 def export(source: Path, target: Path, args: argparse.Namespace) -> None:
@@ -118,18 +174,21 @@ def export(source: Path, target: Path, args: argparse.Namespace) -> None:
     save_file({name: tensor.half().contiguous() for name, tensor in weights.items()}, target / PEFT_FILES[1])
     (target / PEFT_FILES[0]).write_bytes((source / PEFT_FILES[0]).read_bytes())
     write_adapter_info(target, info)
-    corpora = ", ".join(f"`{DATA / name / 'corpus.jsonl'}`" for name in CORPORA)
     stages = unsupervised.training["stages"]
+    data = supervised.training["data"]
     description = (
         "The default adapter of llara-rag for the embedded SmolLM2, loaded by `LLaRAEncoder()`, "
         "`LLaRAEmbedding()` and the command line unless `adapter='none'` is asked for. Made by "
-        f"`python benchmarks/train_default.py`: (1) unsupervised, on the corpus text of {corpora} (documents "
-        f"only, no query or judgment): {stages['ebae-ebar']['steps']} EBAE/EBAR steps of 8 windows, then "
+        f"`python benchmarks/train_default.py`: (1) unsupervised, on the documents of {', '.join(CORPORA)} "
+        f"(no query, no judgment): {stages['ebae-ebar']['steps']} EBAE/EBAR steps of 8 windows, then "
         f"{stages['contrastive']['steps']} label-free inverse-cloze InfoNCE steps of 64 pairs (lr "
-        f"{args.contrastive_lr:g}); (2) supervised, continuing that LoRA on SciFact's `qrels/train.tsv` "
-        f"({supervised.training['steps']} steps of 64 train queries, {args.negatives} BM25 hard negative(s) "
-        f"each, τ={args.temperature}, lr {args.supervised_lr:g}). Test queries and test judgments were never "
-        "read. Weights stored in fp16."
+        f"{args.contrastive_lr:g}); (2) supervised, continuing that LoRA on {data['groups']} train queries, "
+        f"{args.groups_per_source} from the `qrels/train.tsv` of each of {', '.join(SUPERVISED)} (one per passage "
+        f"while any is left), {supervised.training['steps']} steps of 64 queries with {args.negatives} BM25 hard "
+        f"negative(s) each, τ={args.temperature}, lr {args.supervised_lr:g}. Texts lower-cased in training and "
+        f"serving: {args.lowercase}. Test queries and test judgments were never read, and no text of the "
+        "collections the project measures it on zero-shot (Cranfield, CACM, adi). Weights stored in fp16.\n\n"
+        "## Data\n" + "\n".join(source_line(name) for name in dict.fromkeys(CORPORA + SUPERVISED))
     )
     write_model_card(target, info, description)
 
@@ -144,9 +203,13 @@ def main() -> None:
     parser.add_argument("--contrastive-steps", type=int, default=18, help="label-free steps (64 pairs each)")
     parser.add_argument("--contrastive-lr", type=float, default=contrastive_lr)
     parser.add_argument(
-        "--supervised-steps", type=int, default=12, help="SciFact steps (64 queries each; 12: one pass)"
+        "--groups-per-source", type=int, default=512, help="train queries drawn from each supervised collection"
     )
-    parser.add_argument("--negatives", type=int, default=1, help="BM25 hard negatives per SciFact query")
+    parser.add_argument(
+        "--supervised-steps", type=int, default=16, help="supervised steps (64 queries each; 16: one pass)"
+    )
+    parser.add_argument("--negatives", type=int, default=1, help="BM25 hard negatives per train query")
+    parser.add_argument("--lowercase", choices=("on", "off"), default="on", help="train on lower-cased text")
     parser.add_argument("--temperature", type=float, default=0.05)
     parser.add_argument(
         "--supervised-lr",
