@@ -42,11 +42,9 @@ def cli_page() -> str:
 
 with mkdocs_gen_files.open("cli.md", "w") as page:
     page.write(cli_page())
-mkdocs_gen_files.set_edit_path("cli.md", "../llara_rag/cli/__init__.py")
 
 with mkdocs_gen_files.open("changelog.md", "w") as page:
     page.write((ROOT / "CHANGELOG.md").read_text(encoding="utf-8"))
-mkdocs_gen_files.set_edit_path("changelog.md", "../CHANGELOG.md")
 
 for source in sorted(RESULTS.rglob("*")):
     if source.suffix in {".md", ".png"}:
