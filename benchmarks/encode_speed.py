@@ -103,7 +103,7 @@ def build(name: str, batch_size: int) -> tuple[Encode, Callable[[str], np.ndarra
         return (lambda texts: minilm.encode(texts, show_progress=False)), (
             lambda query: minilm.encode([query], show_progress=False)
         )
-    from llara_rag.encoder import LLaRAEncoder
+    from llara_rag.encoding.encoder import LLaRAEncoder
 
     encoder = LLaRAEncoder(precision=name, batch_size=batch_size)
     return (lambda texts: encoder.encode_passages(texts, show_progress=False)), (
@@ -118,8 +118,8 @@ def _rss_child(name: str, passages: list[str], batch_size: int) -> dict:
 
 
 def main() -> None:
-    from llara_rag.encoder import LLaRAEncoder
-    from llara_rag.precision import auto_precision, instruction_set
+    from llara_rag.encoding.encoder import LLaRAEncoder
+    from llara_rag.encoding.precision import auto_precision, instruction_set
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

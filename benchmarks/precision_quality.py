@@ -16,9 +16,15 @@ import logging
 import time
 from pathlib import Path
 
-from llara_rag.encoder import EncoderConfig
-from llara_rag.evaluation import EvaluationConfig, VectorCache, build_systems, evaluate_systems, load_collection
-from llara_rag.precision import instruction_set
+from llara_rag.encoding.encoder import EncoderConfig
+from llara_rag.encoding.precision import instruction_set
+from llara_rag.evaluation import (
+    EvaluationConfig,
+    VectorCache,
+    build_systems,
+    evaluate_systems,
+    load_collection,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -31,13 +31,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from llara_rag.encoder import EncoderConfig
+from llara_rag.encoding.encoder import EncoderConfig
 from llara_rag.evaluation import VectorCache, load_collection
 from llara_rag.evaluation.baselines import minilm_system
 from llara_rag.evaluation.metrics import mean_scores
-from llara_rag.fusion import CANDIDATES, HEAD, Run, convex_fusion, fuse, head_strength
-from llara_rag.ranking.collections import Collection
+from llara_rag.ranking.beir import Collection
 from llara_rag.ranking.systems import BM25System, DenseSystem, RetrievalSystem, llara_system
+from llara_rag.retrieval.fusion import CANDIDATES, HEAD, Run, convex_fusion, fuse, head_strength
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

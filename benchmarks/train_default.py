@@ -31,7 +31,7 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from llara_rag.adapter import (
+from llara_rag.encoding.adapter import (
     DEFAULT_ADAPTER,
     PEFT_FILES,
     read_adapter_info,

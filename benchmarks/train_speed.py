@@ -83,7 +83,7 @@ def prepared(backbone, args, setup: str) -> tuple[torch.nn.Module, torch.optim.O
 def _stage_one_steps(steps: int, setup: str) -> dict:
     from functools import partial
 
-    from llara_rag.backbone import load_backbone
+    from llara_rag.encoding.backbone import load_backbone
     from llara_rag.training.corpus import build_records
     from llara_rag.training.objective import ExampleBuilder, collate_examples, compute_objective
 
@@ -115,8 +115,8 @@ def _stage_one_steps(steps: int, setup: str) -> dict:
 
 
 def _contrastive_steps(steps: int, setup: str) -> dict:
-    from llara_rag.backbone import load_backbone
-    from llara_rag.encoder import PromptInputs
+    from llara_rag.encoding.backbone import load_backbone
+    from llara_rag.encoding.encoder import PromptInputs
     from llara_rag.training.info_nce import CachedInfoNCE, chunks
     from llara_rag.training.pseudo_pairs import make_pairs
     from llara_rag.training.supervised import GroupCollator

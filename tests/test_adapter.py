@@ -8,9 +8,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from llara_rag.adapter import LLARA_CONFIG_FILE, PEFT_FILES, read_adapter_info
 from llara_rag.cli import main
-from llara_rag.encoder import LLaRAEncoder
+from llara_rag.encoding.adapter import LLARA_CONFIG_FILE, PEFT_FILES, read_adapter_info
+from llara_rag.encoding.encoder import LLaRAEncoder
 from llara_rag.errors import AdapterError
 from llara_rag.testing import build_tiny_backbone
 
@@ -86,8 +86,8 @@ def test_without_llara_config_a_mismatch_says_why_it_was_not_caught(adapter, tmp
 
 
 def test_the_default_adapter_is_the_shipped_one_on_the_default_backbone_only(tiny_backbone_dir):
-    from llara_rag.adapter import DEFAULT_ADAPTER
-    from llara_rag.encoder import EncoderConfig
+    from llara_rag.encoding.adapter import DEFAULT_ADAPTER
+    from llara_rag.encoding.encoder import EncoderConfig
 
     assert EncoderConfig().adapter == str(DEFAULT_ADAPTER)
     assert EncoderConfig(adapter="none").adapter is None
@@ -97,8 +97,8 @@ def test_the_default_adapter_is_the_shipped_one_on_the_default_backbone_only(tin
 
 
 def test_saved_configurations_name_the_shipped_adapter_not_its_install_path():
-    from llara_rag.adapter import DEFAULT, DEFAULT_ADAPTER, adapter_name
-    from llara_rag.encoder import EncoderConfig
+    from llara_rag.encoding.adapter import DEFAULT, DEFAULT_ADAPTER, adapter_name
+    from llara_rag.encoding.encoder import EncoderConfig
 
     assert adapter_name(EncoderConfig().adapter) == DEFAULT
     assert EncoderConfig(adapter=adapter_name(str(DEFAULT_ADAPTER))).adapter == str(DEFAULT_ADAPTER)
@@ -108,8 +108,8 @@ def test_saved_configurations_name_the_shipped_adapter_not_its_install_path():
 def test_the_shipped_adapter_is_compact_and_names_its_backbone_and_data():
     from safetensors import safe_open
 
-    from llara_rag.adapter import DEFAULT_ADAPTER
-    from llara_rag.backbone import DEFAULT_MODEL
+    from llara_rag.encoding.adapter import DEFAULT_ADAPTER
+    from llara_rag.encoding.backbone import DEFAULT_MODEL
 
     assert sum(path.stat().st_size for path in DEFAULT_ADAPTER.iterdir()) <= 20 * 2**20
     with safe_open(str(DEFAULT_ADAPTER / PEFT_FILES[1]), framework="pt") as weights:
@@ -124,7 +124,7 @@ def test_the_shipped_adapter_is_compact_and_names_its_backbone_and_data():
 def test_model_cards_name_a_hub_base_model_when_there_is_one(adapter, tmp_path):
     from huggingface_hub import ModelCard
 
-    from llara_rag.adapter import DEFAULT_ADAPTER, write_model_card
+    from llara_rag.encoding.adapter import DEFAULT_ADAPTER, write_model_card
 
     shipped = ModelCard.load(DEFAULT_ADAPTER / "README.md")
     assert shipped.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -156,7 +156,7 @@ class FolderHub:
 
 
 def test_pushed_adapter_loads_from_its_target_with_the_same_vectors(tiny_backbone_dir, adapter, tmp_path):
-    from llara_rag.adapter import push_adapter
+    from llara_rag.encoding.adapter import push_adapter
 
     url = push_adapter(adapter, "me/cats", api=FolderHub(tmp_path))
     pushed = tmp_path / "me" / "cats"
@@ -171,7 +171,7 @@ def test_pushed_adapter_loads_from_its_target_with_the_same_vectors(tiny_backbon
 def test_push_refuses_an_incomplete_adapter_and_names_a_network_failure(adapter, tmp_path, capsys):
     import requests
 
-    from llara_rag.adapter import push_adapter
+    from llara_rag.encoding.adapter import push_adapter
     from llara_rag.errors import PublishError
 
     assert main(["push", str(tmp_path / "missing"), "me/cats"]) == 2

@@ -12,40 +12,40 @@ PACKAGE = Path(__file__).resolve().parents[1] / "llara_rag"
 FORBIDDEN = {
     "llara_rag.training": (
         "llara_rag.evaluation",
-        "llara_rag.store",
-        "llara_rag.ingest",
+        "llara_rag.indexing.store",
+        "llara_rag.indexing.ingest",
         "llara_rag.serving",
     ),
     "llara_rag.ranking": (
         "llara_rag.evaluation",
         "llara_rag.training",
-        "llara_rag.store",
+        "llara_rag.indexing.store",
         "llara_rag.serving",
     ),
-    "llara_rag.evaluation": ("llara_rag.training", "llara_rag.store", "llara_rag.serving"),
-    "llara_rag.encoder": (
-        "llara_rag.store",
-        "llara_rag.ingest",
-        "llara_rag.retrieval",
+    "llara_rag.evaluation": ("llara_rag.training", "llara_rag.indexing.store", "llara_rag.serving"),
+    "llara_rag.encoding.encoder": (
+        "llara_rag.indexing.store",
+        "llara_rag.indexing.ingest",
+        "llara_rag.retrieval.retriever",
         "llara_rag.training",
     ),
-    "llara_rag.store": (
-        "llara_rag.training",
-        "llara_rag.evaluation",
-        "llara_rag.serving",
-        "llara_rag.chat",
-    ),
-    "llara_rag.retrieval": (
+    "llara_rag.indexing.store": (
         "llara_rag.training",
         "llara_rag.evaluation",
         "llara_rag.serving",
-        "llara_rag.chat",
+        "llara_rag.chat.engine",
     ),
-    "llara_rag.distributed": (
+    "llara_rag.retrieval.retriever": (
         "llara_rag.training",
         "llara_rag.evaluation",
         "llara_rag.serving",
-        "llara_rag.chat",
+        "llara_rag.chat.engine",
+    ),
+    "llara_rag.indexing.distributed": (
+        "llara_rag.training",
+        "llara_rag.evaluation",
+        "llara_rag.serving",
+        "llara_rag.chat.engine",
     ),
 }
 """Importer prefix -> prefixes it must not import: each flow reaches only downstream of itself."""
@@ -112,7 +112,7 @@ def test_each_flow_imports_only_downstream(importer: str) -> None:
 
 def test_the_walk_sees_real_imports() -> None:
     assert "llara_rag.ranking.systems" in GRAPH["llara_rag.training.pairs"]
-    assert "llara_rag.adapter" in GRAPH["llara_rag.encoder"]
+    assert "llara_rag.encoding.adapter" in GRAPH["llara_rag.encoding.encoder"]
 
 
 def test_only_the_command_line_imports_the_command_line() -> None:

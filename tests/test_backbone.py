@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from llara_rag.backbone import hub_id, load_backbone
-from llara_rag.encoder import LLaRAEncoder
+from llara_rag.encoding.backbone import hub_id, load_backbone
+from llara_rag.encoding.encoder import LLaRAEncoder
+from llara_rag.encoding.prompts import PREDICT_TOKENS, SPECIAL_TOKENS, SUMMARIZE_TOKENS
 from llara_rag.errors import InvalidModelFileError, ModelNotFoundError
-from llara_rag.prompts import PREDICT_TOKENS, SPECIAL_TOKENS, SUMMARIZE_TOKENS
 from llara_rag.testing import build_tiny_backbone
 
 
@@ -61,7 +61,7 @@ def test_without_its_package_the_embedded_model_comes_from_the_hub(monkeypatch: 
 
     import huggingface_hub
 
-    from llara_rag.backbone import EMBEDDED_MODELS, resolve_backbone
+    from llara_rag.encoding.backbone import EMBEDDED_MODELS, resolve_backbone
 
     packaged = resolve_backbone("smollm2")
     embedded = EMBEDDED_MODELS["smollm2"]
@@ -94,8 +94,8 @@ def test_quantised_loading_names_what_is_missing(
 
     from pydantic import ValidationError
 
-    from llara_rag.backbone import placement
-    from llara_rag.encoder import EncoderConfig
+    from llara_rag.encoding.backbone import placement
+    from llara_rag.encoding.encoder import EncoderConfig
     from llara_rag.errors import InvalidInputError
     from llara_rag.extras import MissingExtraError
 
@@ -116,7 +116,7 @@ def test_quantised_loading_names_what_is_missing(
 def test_a_mistyped_dtype_fails_when_the_settings_are_made_naming_the_choices() -> None:
     from pydantic import ValidationError
 
-    from llara_rag.encoder import EncoderConfig
+    from llara_rag.encoding.encoder import EncoderConfig
 
     with pytest.raises(ValidationError, match="'float32', 'bfloat16' or 'float16'"):
         EncoderConfig(dtype="fp16")  # once an AttributeError from getattr(torch, ...) at load time

@@ -12,8 +12,8 @@ import pytest
 from llama_index.core import Settings, VectorStoreIndex
 from llama_index.core.llms import MockLLM
 
+from llara_rag.chat.generator import GeneratorConfig, LocalGenerator
 from llara_rag.cli import main
-from llara_rag.generator import GeneratorConfig, LocalGenerator
 from llara_rag.testing import build_tiny_backbone
 
 SAMPLE_DOCS = Path(__file__).resolve().parents[1] / "examples" / "sample_docs"
@@ -35,7 +35,7 @@ def sample_db(tmp_path_factory: pytest.TempPathFactory, tiny_chat_model_dir: Pat
 def test_citations_name_the_file_and_the_chunk_ingestion_wrote() -> None:
     from llama_index.core.schema import NodeWithScore, TextNode
 
-    from llara_rag.chat import cite
+    from llara_rag.chat.engine import cite
 
     ingested = TextNode(id_="/docs/policy.md#2", text="x", metadata={"file_name": "policy.md"})
     elsewhere = TextNode(id_="3f2a", text="y", metadata={})
@@ -46,7 +46,7 @@ def test_citations_name_the_file_and_the_chunk_ingestion_wrote() -> None:
 def _index(embedding_dir: Path) -> VectorStoreIndex:
     from llama_index.core import SimpleDirectoryReader
 
-    from llara_rag.embedding import LLaRAEmbedding
+    from llara_rag.encoding.embedding import LLaRAEmbedding
 
     documents = SimpleDirectoryReader(str(SAMPLE_DOCS)).load_data()
     return VectorStoreIndex.from_documents(documents, embed_model=LLaRAEmbedding(str(embedding_dir)))
@@ -71,7 +71,8 @@ def _lines(*lines: str) -> Iterator[str]:
 def test_session_streams_an_answer_cites_its_sources_and_resets(
     tiny_chat_model_dir: Path, tiny_generator: LocalGenerator
 ) -> None:
-    from llara_rag.chat import ChatSession, build_chat_engine
+    from llara_rag.chat.engine import build_chat_engine
+    from llara_rag.cli.session import ChatSession
 
     engine = build_chat_engine(_index(tiny_chat_model_dir).as_retriever(similarity_top_k=3), tiny_generator)
     script = _lines("how fast is a page acknowledged?", "/sources", "/nonsense", "/reset")
@@ -103,7 +104,7 @@ def test_session_streams_an_answer_cites_its_sources_and_resets(
 
 
 def test_chat_memory_counts_tokens_with_the_generators_tokenizer(tiny_generator: LocalGenerator) -> None:
-    from llara_rag.chat import chat_memory
+    from llara_rag.chat.engine import chat_memory
 
     text = "how does the index store a chunk?"
     assert chat_memory(tiny_generator, 64).tokenizer_fn(text) == tiny_generator.tokenizer.encode(text)
@@ -114,7 +115,7 @@ def test_follow_ups_are_retrieved_in_the_users_words_unless_condensing_is_asked(
     from llama_index.core.base.base_retriever import BaseRetriever
     from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
-    from llara_rag.chat import ChatConfig, build_chat_engine
+    from llara_rag.chat.engine import ChatConfig, build_chat_engine
 
     class Recording(BaseRetriever):
         def __init__(self) -> None:
@@ -136,7 +137,8 @@ def test_follow_ups_are_retrieved_in_the_users_words_unless_condensing_is_asked(
 
 
 def test_ctrl_c_during_an_answer_stops_it_and_keeps_the_session(tiny_chat_model_dir: Path) -> None:
-    from llara_rag.chat import ChatSession, build_chat_engine
+    from llara_rag.chat.engine import build_chat_engine
+    from llara_rag.cli.session import ChatSession
 
     generator = LocalGenerator(GeneratorConfig(model=str(tiny_chat_model_dir), max_new_tokens=300))
     engine = build_chat_engine(_index(tiny_chat_model_dir).as_retriever(similarity_top_k=1), generator)
@@ -163,7 +165,7 @@ def test_ctrl_c_during_an_answer_stops_it_and_keeps_the_session(tiny_chat_model_
 
 
 def test_ctrl_c_at_the_prompt_ends_the_session(tiny_chat_model_dir: Path) -> None:
-    from llara_rag.chat import ChatSession
+    from llara_rag.cli.session import ChatSession
 
     def interrupt(prompt: str) -> str:
         raise KeyboardInterrupt

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from chromadb.config import Settings
 
-from llara_rag.chroma_embedding import LLaRAEmbeddingFunction
 from llara_rag.errors import InvalidInputError, ModelMismatchError
+from llara_rag.indexing.chroma_embedding import LLaRAEmbeddingFunction
 from llara_rag.testing import build_tiny_backbone, write_corpus, write_random_adapter
 
 DOCUMENTS = [
@@ -90,7 +90,7 @@ def test_changing_the_model_of_a_collection_is_refused(
 def test_the_function_shares_the_llama_index_encoder(
     function: LLaRAEmbeddingFunction, tiny_backbone_dir: Path
 ) -> None:
-    from llara_rag.embedding import LLaRAEmbedding
+    from llara_rag.encoding.embedding import LLaRAEmbedding
 
     embedding = LLaRAEmbedding(model_name=str(tiny_backbone_dir), query_max_length=16, passage_max_length=32)
     assert embedding.encoder is function.encoder
@@ -130,7 +130,7 @@ def test_a_configuration_stored_on_a_gpu_machine_reopens_on_cpu(
 def test_a_collection_refuses_an_encoder_whose_weights_changed(
     tiny_backbone_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import llara_rag.encoder
+    import llara_rag.encoding.encoder
 
     adapter = tmp_path / "adapter"
     write_random_adapter(tiny_backbone_dir, adapter, seed=1)
@@ -140,7 +140,7 @@ def test_a_collection_refuses_an_encoder_whose_weights_changed(
     )
     made_with = function.fingerprint
     write_random_adapter(tiny_backbone_dir, adapter, seed=2)
-    monkeypatch.setattr(llara_rag.encoder, "_SHARED", {})  # a new process
+    monkeypatch.setattr(llara_rag.encoding.encoder, "_SHARED", {})  # a new process
 
     reopened = client(tmp_path / "db").get_collection("docs")
     with pytest.raises(ModelMismatchError, match=f"made by encoder {made_with}"):

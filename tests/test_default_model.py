@@ -63,10 +63,10 @@ def test_the_readme_first_command_finds_each_answer_in_its_file(tmp_path: Path) 
     from llama_index.core import Settings
     from llama_index.core.llms import MockLLM
 
-    from llara_rag.embedding import LLaRAEmbedding
-    from llara_rag.ingest import index_folder
-    from llara_rag.retrieval import RetrievalConfig, open_retriever, search
-    from llara_rag.store import StoreConfig
+    from llara_rag.encoding.embedding import LLaRAEmbedding
+    from llara_rag.indexing.ingest import index_folder
+    from llara_rag.indexing.store import StoreConfig
+    from llara_rag.retrieval.retriever import RetrievalConfig, open_retriever, search
 
     Settings.llm = MockLLM()
     embed_model = LLaRAEmbedding()

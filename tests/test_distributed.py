@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from llara_rag.encoding.pool import EncoderWorkerError
 from llara_rag.errors import InvalidInputError, ModelMismatchError
-from llara_rag.ingest import IngestConfig, docstore_path, index_folder, ingest_folder
-from llara_rag.lexical import lexical_folder
-from llara_rag.pool import EncoderWorkerError
-from llara_rag.store import ModelIdentity, StoreConfig, open_store
+from llara_rag.indexing.ingest import IngestConfig, docstore_path, index_folder, ingest_folder
+from llara_rag.indexing.lexical import lexical_folder
+from llara_rag.indexing.store import ModelIdentity, StoreConfig, open_store
 from llara_rag.testing import write_corpus
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
 
-from llara_rag.distributed import RayConfig, RayWriter, index_with_ray
+from llara_rag.indexing.distributed import RayConfig, RayWriter, index_with_ray
 
 CHUNKING = IngestConfig(chunk_size=64, chunk_overlap=8, chunks_per_batch=8)
 
@@ -32,7 +32,7 @@ def local_cluster() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def embed_model(tiny_backbone_dir: Path):
-    from llara_rag.embedding import LLaRAEmbedding
+    from llara_rag.encoding.embedding import LLaRAEmbedding
 
     return LLaRAEmbedding(model_name=str(tiny_backbone_dir))
 

@@ -121,7 +121,7 @@ def test_the_ingestion_cache_sees_new_adapter_weights_in_the_same_folder(
     from llama_index.core.ingestion import IngestionCache, IngestionPipeline
     from llama_index.core.schema import TextNode
 
-    import llara_rag.encoder
+    import llara_rag.encoding.encoder
 
     adapter = tmp_path / "adapter"
     settings = {"model_name": str(tiny_backbone_dir), "adapter": str(adapter)}
@@ -137,7 +137,7 @@ def test_the_ingestion_cache_sees_new_adapter_weights_in_the_same_folder(
     first, first_vectors = ingest()
 
     write_random_adapter(tiny_backbone_dir, adapter, seed=2)  # `adapt` run again into the same folder
-    monkeypatch.setattr(llara_rag.encoder, "_SHARED", {})  # a new process
+    monkeypatch.setattr(llara_rag.encoding.encoder, "_SHARED", {})  # a new process
     second, second_vectors = ingest()
     assert second.fingerprint != first.fingerprint
     np.testing.assert_allclose(second_vectors, second.encoder.encode_passages(DOCS), atol=1e-6)

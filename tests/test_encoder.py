@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from llara_rag.encoder import EncoderConfig, LLaRAEncoder, collate, get_encoder, pool_special
+from llara_rag.encoding.encoder import EncoderConfig, LLaRAEncoder, collate, get_encoder, pool_special
+from llara_rag.encoding.prompts import PREDICT_TOKENS, SUMMARIZE_TOKENS
 from llara_rag.errors import AdapterError, InvalidInputError
-from llara_rag.prompts import PREDICT_TOKENS, SUMMARIZE_TOKENS
 from llara_rag.testing import build_tiny_backbone, write_random_adapter
 
 TEXTS = [
@@ -150,10 +150,10 @@ def test_get_encoder_serves_an_adapter_written_again_into_the_same_folder(
 def test_serving_an_adapter_with_other_prompts_than_it_was_trained_with_warns(
     tiny_backbone_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from llara_rag.prompts import LLaRAPrompts
+    from llara_rag.encoding.prompts import LLaRAPrompts
 
     adapter = str(write_random_adapter(tiny_backbone_dir, tmp_path / "adapter"))
-    with caplog.at_level("WARNING", logger="llara_rag.encoder"):
+    with caplog.at_level("WARNING", logger="llara_rag.encoding.encoder"):
         LLaRAEncoder(model=str(tiny_backbone_dir), adapter=adapter)
         assert not caplog.records
         LLaRAEncoder(model=str(tiny_backbone_dir), adapter=adapter, prompts=LLaRAPrompts(prefix="<<"))
@@ -163,7 +163,7 @@ def test_serving_an_adapter_with_other_prompts_than_it_was_trained_with_warns(
 def test_serving_an_adapter_at_other_lengths_than_it_was_trained_with_says_so(
     tiny_backbone_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from llara_rag.adapter import TrainedLengths, read_adapter_info, write_adapter_info
+    from llara_rag.encoding.adapter import TrainedLengths, read_adapter_info, write_adapter_info
 
     adapter = write_random_adapter(tiny_backbone_dir, tmp_path / "adapter")
     info = read_adapter_info(adapter)
@@ -171,7 +171,7 @@ def test_serving_an_adapter_at_other_lengths_than_it_was_trained_with_says_so(
     write_adapter_info(
         adapter, info.model_copy(update={"trained_lengths": TrainedLengths(query=64, passage=160)})
     )
-    with caplog.at_level("INFO", logger="llara_rag.encoder"):
+    with caplog.at_level("INFO", logger="llara_rag.encoding.encoder"):
         LLaRAEncoder(
             model=str(tiny_backbone_dir), adapter=str(adapter), query_max_length=64, passage_max_length=160
         )

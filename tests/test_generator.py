@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from llama_index.core.llms import ChatMessage
 
+from llara_rag.chat.generator import GeneratorConfig, LocalGenerator
 from llara_rag.errors import GeneratorError
-from llara_rag.generator import GeneratorConfig, LocalGenerator
 
 
 def test_generator_streams_what_complete_returns(tiny_generator: LocalGenerator) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from llama_index.core.schema import NodeWithScore, TextNode
 
-from llara_rag.grounded import NOT_ANSWERED, ExtractConfig, ExtractiveChatEngine, extract, sentences
+from llara_rag.chat.grounded import NOT_ANSWERED, ExtractConfig, ExtractiveChatEngine, extract, sentences
 
 SAMPLE_DOCS = Path(__file__).resolve().parents[1] / "examples" / "sample_docs"
 BM25 = ExtractConfig(scorer="bm25")

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from llara_rag.errors import DamagedStoreError, InvalidInputError, LexicalIndexError
-from llara_rag.ingest import VERSION_KEY, IngestConfig, docstore_path, index_folder
-from llara_rag.lexical import lexical_folder, open_lexical_index
-from llara_rag.store import PinnedChromaVectorStore, StoreConfig, open_store
+from llara_rag.indexing.ingest import VERSION_KEY, IngestConfig, docstore_path, index_folder
+from llara_rag.indexing.lexical import lexical_folder, open_lexical_index
+from llara_rag.indexing.store import PinnedChromaVectorStore, StoreConfig, open_store
 from llara_rag.testing import WORDS, write_corpus
 
 SMALL = IngestConfig(chunk_size=64, chunk_overlap=8, documents_per_batch=2)
@@ -24,7 +24,7 @@ SMALL = IngestConfig(chunk_size=64, chunk_overlap=8, documents_per_batch=2)
 
 @pytest.fixture(scope="module")
 def embed_model(tiny_backbone_dir: Path):
-    from llara_rag.embedding import LLaRAEmbedding
+    from llara_rag.encoding.embedding import LLaRAEmbedding
 
     return LLaRAEmbedding(model_name=str(tiny_backbone_dir))
 
@@ -123,7 +123,7 @@ def test_chunk_size_beyond_the_encoder_limit_is_refused(tmp_path: Path, embed_mo
 def test_a_crash_between_writing_vectors_and_recording_them_is_finished_by_a_rerun(
     tmp_path: Path, embed_model, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from llara_rag import ingest
+    from llara_rag.indexing import ingest
 
     docs = write_corpus(tmp_path / "docs", n_files=7)
     reference = StoreConfig(path=tmp_path / "db", collection="reference")
@@ -157,7 +157,7 @@ def test_a_crash_between_writing_vectors_and_recording_them_is_finished_by_a_rer
 def test_a_crash_while_saving_the_lexical_index_is_finished_by_a_rerun(
     tmp_path: Path, embed_model, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from llara_rag import lexical as lexical_module
+    from llara_rag.indexing import lexical as lexical_module
 
     docs = write_corpus(tmp_path / "docs", n_files=4)
     config = StoreConfig(path=tmp_path / "db", collection="lexical-crash")
@@ -197,9 +197,9 @@ def test_a_killed_index_command_is_finished_by_a_rerun(tmp_path: Path, embed_mod
     script = textwrap.dedent(
         f"""
         from pathlib import Path
-        from llara_rag.embedding import LLaRAEmbedding
-        from llara_rag.ingest import IngestConfig, index_folder
-        from llara_rag.store import StoreConfig
+        from llara_rag.encoding.embedding import LLaRAEmbedding
+        from llara_rag.indexing.ingest import IngestConfig, index_folder
+        from llara_rag.indexing.store import StoreConfig
         config = IngestConfig(chunk_size=64, chunk_overlap=8, documents_per_batch=1)
         index_folder(Path({str(docs)!r}), StoreConfig(path=Path({str(killed.path)!r}), collection="docs"),
                      LLaRAEmbedding(model_name={embed_model.model_name!r}), config)
@@ -240,7 +240,7 @@ def versions(config: StoreConfig, embed_model) -> dict[str, set[str]]:
 def test_a_huge_file_is_written_in_batches_and_a_crash_keeps_them(
     tmp_path: Path, embed_model, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from llara_rag import ingest
+    from llara_rag.indexing import ingest
 
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -299,9 +299,9 @@ def test_a_document_being_updated_keeps_its_chunks_until_a_killed_run_is_finishe
         f"""
         import time
         from pathlib import Path
-        from llara_rag.embedding import LLaRAEmbedding
-        from llara_rag.ingest import IngestConfig, index_folder
-        from llara_rag.store import PinnedChromaVectorStore, StoreConfig
+        from llara_rag.encoding.embedding import LLaRAEmbedding
+        from llara_rag.indexing.ingest import IngestConfig, index_folder
+        from llara_rag.indexing.store import PinnedChromaVectorStore, StoreConfig
         upsert = PinnedChromaVectorStore.upsert
         def slow_upsert(self, nodes):  # as a real encoder's pace: the kill lands mid-update
             upsert(self, nodes)

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llara_rag.encoder import LLaRAEncoder
-from llara_rag.pool import EncoderWorkerError
+from llara_rag.encoding.encoder import LLaRAEncoder
+from llara_rag.encoding.pool import EncoderWorkerError
 from llara_rag.ranking import load_collection
 
 
@@ -64,7 +64,7 @@ class ThreadCounter:
 def test_cpu_workers_share_the_cores_instead_of_each_taking_them_all() -> None:
     import torch
 
-    from llara_rag.pool import EncoderPool
+    from llara_rag.encoding.pool import EncoderPool
 
     pool = EncoderPool([ThreadCounter, ThreadCounter], ["cpu", "cpu"], batch_size=1)
     try:

@@ -10,12 +10,12 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from llara_rag import precision as precision_module
 from llara_rag.cli import build_parser
 from llara_rag.cli.common import encoder_config
-from llara_rag.encoder import EncoderConfig, EncoderSettings, LLaRAEncoder
+from llara_rag.encoding import precision as precision_module
+from llara_rag.encoding.encoder import EncoderConfig, EncoderSettings, LLaRAEncoder
+from llara_rag.encoding.precision import auto_precision, instruction_set, resolve_precision
 from llara_rag.errors import UnsupportedPrecisionError
-from llara_rag.precision import auto_precision, instruction_set, resolve_precision
 from llara_rag.ranking.cache import VectorCache
 from llara_rag.ranking.systems import llara_system
 
@@ -57,12 +57,12 @@ def test_bf16_without_native_bf16_is_warned_about(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(precision_module, "cpu_flags", lambda: HASWELL)
-    with caplog.at_level(logging.WARNING, logger="llara_rag.precision"):
+    with caplog.at_level(logging.WARNING, logger="llara_rag.encoding.precision"):
         assert resolve_precision("bf16", "cpu") == "bf16"
     assert "without native bf16 (AVX2" in caplog.text and "--precision fp32 or auto" in caplog.text
     caplog.clear()
     monkeypatch.setattr(precision_module, "cpu_flags", lambda: EPYC)
-    with caplog.at_level(logging.WARNING, logger="llara_rag.precision"):
+    with caplog.at_level(logging.WARNING, logger="llara_rag.encoding.precision"):
         resolve_precision("bf16", "cpu")
     assert not caplog.text
 
@@ -121,8 +121,8 @@ def test_the_framework_settings_pass_precision_on(tiny_backbone_dir: Path) -> No
 
 
 def test_llamaindex_and_chroma_doors_run_at_the_precision_asked(tiny_backbone_dir: Path) -> None:
-    from llara_rag.chroma_embedding import MACHINE_SETTINGS, LLaRAEmbeddingFunction
-    from llara_rag.embedding import LLaRAEmbedding
+    from llara_rag.encoding.embedding import LLaRAEmbedding
+    from llara_rag.indexing.chroma_embedding import MACHINE_SETTINGS, LLaRAEmbeddingFunction
 
     model = str(tiny_backbone_dir)
     embedding = LLaRAEmbedding(model_name=model, adapter=None, device="cpu", precision="bf16")

@@ -11,13 +11,13 @@ import pytest
 
 from llara_rag.cli import main
 from llara_rag.errors import LexicalIndexError
-from llara_rag.ingest import IngestConfig, index_folder
-from llara_rag.lexical import lexical_folder, open_lexical_index, start_revision
+from llara_rag.indexing.ingest import IngestConfig, index_folder
+from llara_rag.indexing.lexical import lexical_folder, open_lexical_index, start_revision
+from llara_rag.indexing.store import StoreConfig, open_store
+from llara_rag.ranking.beir import Collection
 from llara_rag.ranking.cache import VectorCache
-from llara_rag.ranking.collections import Collection
 from llara_rag.ranking.systems import BM25System, DenseSystem, HybridSystem
-from llara_rag.retrieval import RetrievalConfig, open_retriever, search
-from llara_rag.store import StoreConfig, open_store
+from llara_rag.retrieval.retriever import RetrievalConfig, open_retriever, search
 from llara_rag.testing import write_corpus
 
 SMALL = IngestConfig(chunk_size=64, chunk_overlap=8, documents_per_batch=2)
@@ -26,7 +26,7 @@ QUESTIONS = {"q1": "cats purr when happy", "q2": "python systems programming", "
 
 @pytest.fixture(scope="module")
 def embed_model(tiny_backbone_dir: Path):
-    from llara_rag.embedding import LLaRAEmbedding
+    from llara_rag.encoding.embedding import LLaRAEmbedding
 
     return LLaRAEmbedding(model_name=str(tiny_backbone_dir))
 
@@ -237,7 +237,7 @@ def test_invalid_retrieval_settings_are_refused_in_one_line_naming_the_flag(
 
 
 def test_no_results_say_why(indexed: StoreConfig, embed_model, tmp_path: Path) -> None:
-    from llara_rag.retrieval import why_no_results
+    from llara_rag.retrieval.retriever import why_no_results
 
     filtered = open_retriever(indexed, embed_model, RetrievalConfig(mode="dense", where={"nosuch": 1}))
     assert search(filtered, "cats") == []

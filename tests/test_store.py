@@ -17,9 +17,9 @@ from llara_rag.errors import (
     ModelMismatchError,
     StoreConnectionError,
 )
-from llara_rag.ingest import IngestConfig, index_folder
-from llara_rag.retrieval import RetrievalConfig, open_retriever, search
-from llara_rag.store import ModelIdentity, StoreConfig, open_index, open_store, parse_where
+from llara_rag.indexing.ingest import IngestConfig, index_folder
+from llara_rag.indexing.store import ModelIdentity, StoreConfig, open_index, open_store, parse_where
+from llara_rag.retrieval.retriever import RetrievalConfig, open_retriever, search
 from llara_rag.testing import write_corpus
 
 
@@ -28,7 +28,7 @@ def embed_model(tiny_backbone_dir: Path):
     from llama_index.core import Settings
     from llama_index.core.llms import MockLLM
 
-    from llara_rag.embedding import LLaRAEmbedding
+    from llara_rag.encoding.embedding import LLaRAEmbedding
 
     model = LLaRAEmbedding(model_name=str(tiny_backbone_dir))
     Settings.llm = MockLLM()
@@ -117,7 +117,7 @@ def test_a_collection_without_adapter_is_reopened_with_adapter_none() -> None:
 
 
 def test_a_collection_from_plain_chroma_is_checked_by_dimension(tmp_path: Path, embed_model) -> None:
-    from llara_rag.store import connect
+    from llara_rag.indexing.store import connect
 
     config = StoreConfig(path=tmp_path / "db", collection="foreign")
     collection = connect(config).create_collection("foreign", embedding_function=None)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llara_rag.adapter import WHITENING_FILE
+from llara_rag.encoding.adapter import WHITENING_FILE
+from llara_rag.encoding.whitening import Whitening, default_dimensions, fit_whitening
 from llara_rag.errors import AdapterError
-from llara_rag.whitening import Whitening, default_dimensions, fit_whitening
 
 
 def _anisotropic(count: int, dimension: int, seed: int) -> np.ndarray:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llara_rag.documents import Skip, list_files, read_file, shown, supported_files
 from llara_rag.errors import InvalidInputError
+from llara_rag.indexing.documents import Skip, list_files, read_file, shown, supported_files
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -49,7 +49,7 @@ class Record:
 
 @dataclass
 class SkipLog:
-    """Inputs left out (:class:`~llara_rag.documents.Skip`): a summary counts them by reason, with a few
+    """Inputs left out (:class:`~llara_rag.indexing.documents.Skip`): a summary counts them by reason, with a few
     names each, so it says what was not learnt from."""
 
     skips: list[Skip] = field(default_factory=list, kw_only=True)

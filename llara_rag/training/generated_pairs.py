@@ -99,7 +99,7 @@ def clean_question(reply: str) -> str | None:
 
 def generator_writer(model: str, samples: int) -> QuestionWriter:
     """A writer that samples ``samples`` replies a passage from ``model``, loaded on first use."""
-    from llara_rag.generator import GeneratorConfig, LocalGenerator
+    from llara_rag.chat.generator import GeneratorConfig, LocalGenerator
 
     loaded: list[LocalGenerator] = []
 
@@ -224,7 +224,7 @@ def round_trip(
 
     ``candidates`` maps a passage's index in ``corpus`` to its (deduplicated) questions.
     """
-    from llara_rag.lexical import bm25_top, build_bm25
+    from llara_rag.indexing.lexical import bm25_top, build_bm25
 
     asked = [(index, question) for index, questions in candidates.items() for question in questions]
     if not asked:

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llara_rag.encoder import PromptInputs
-from llara_rag.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts
+from llara_rag.encoding.encoder import PromptInputs
+from llara_rag.encoding.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts
 from llara_rag.training.corpus import Record
 from llara_rag.training.loss import LossOutput
 from llara_rag.training.token_rows import TokenRows, lm_head, model_inputs
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from llara_rag.backbone import SpecialTokenIds
+    from llara_rag.encoding.backbone import SpecialTokenIds
 
 IGNORE = -100
 

@@ -23,11 +23,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llara_rag.encoder import EncoderConfig
+from llara_rag.encoding.encoder import EncoderConfig
 from llara_rag.errors import InvalidInputError
-from llara_rag.fusion import Run
-from llara_rag.ranking.collections import Collection, load_collection
+from llara_rag.ranking.beir import Collection, load_collection
 from llara_rag.ranking.systems import RetrievalSystem
+from llara_rag.retrieval.fusion import Run
 from llara_rag.training.corpus import SkipLog, jsonl_rows
 
 logger = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def _ranker(config: MiningConfig) -> RetrievalSystem:
 
     if config.miner == "bm25":
         return BM25System()
-    from llara_rag.encoder import LLaRAEncoder
+    from llara_rag.encoding.encoder import LLaRAEncoder
     from llara_rag.ranking.cache import VectorCache
     from llara_rag.ranking.systems import DenseSystem, llara_label
 

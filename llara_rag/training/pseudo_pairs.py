@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llara_rag.backbone import DEFAULT_MODEL
+from llara_rag.encoding.backbone import DEFAULT_MODEL
 from llara_rag.errors import InvalidInputError
 from llara_rag.training.corpus import CorpusSummary, distinct_documents, document_key, window_texts
 from llara_rag.training.generated_pairs import CACHE_FILE, QuestionWriter, generate_questions
@@ -262,8 +262,8 @@ def _generated(
 
 def _with_negatives(samples: list[GroupSample], passages: list[Passage], config: PairConfig) -> list[GroupSample]:
     """Each sample with ``config.negatives`` BM25-mined passages of other documents after its positive."""
-    from llara_rag.lexical import bm25_top, build_bm25
-    from llara_rag.ranking.collections import Collection
+    from llara_rag.indexing.lexical import bm25_top, build_bm25
+    from llara_rag.ranking.beir import Collection
 
     ids = [str(index) for index in range(len(passages))]
     by_document: dict[int, dict[str, int]] = {}

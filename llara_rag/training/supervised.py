@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
-from llara_rag.adapter import TrainedLengths
-from llara_rag.backbone import Backbone, load_backbone
-from llara_rag.encoder import EncoderConfig, PromptInputs, collate
+from llara_rag.encoding.adapter import TrainedLengths
+from llara_rag.encoding.backbone import Backbone, load_backbone
+from llara_rag.encoding.encoder import EncoderConfig, PromptInputs, collate
 from llara_rag.errors import InvalidInputError
 from llara_rag.training.corpus import document_key
 from llara_rag.training.info_nce import DEFAULT_CHUNK_TOKENS, CachedInfoNCE, InfoNCEConfig
@@ -223,7 +223,7 @@ class FinetuneResult:
 
 def start_record(directory: str) -> dict[str, Any]:
     """The adapter a stage continued; the shipped one by its name, not by where this machine installed it."""
-    from llara_rag.adapter import DEFAULT, DEFAULT_ADAPTER, adapter_digest, read_adapter_info
+    from llara_rag.encoding.adapter import DEFAULT, DEFAULT_ADAPTER, adapter_digest, read_adapter_info
 
     info = read_adapter_info(directory)
     return {

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from llara_rag.adapter import (
+from llara_rag.encoding.adapter import (
     LLARA_CONFIG_FILE,
     PEFT_FILES,
     AdapterInfo,
@@ -35,7 +35,7 @@ from llara_rag.adapter import (
     write_adapter_info,
     write_model_card,
 )
-from llara_rag.backbone import DEFAULT_MODEL, Backbone
+from llara_rag.encoding.backbone import DEFAULT_MODEL, Backbone
 from llara_rag.errors import AdapterError, EmbeddingCollapseError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import TrainerControl, TrainerState
 
-    from llara_rag.prompts import Side
+    from llara_rag.encoding.prompts import Side
     from llara_rag.training.loss import TrainingLoss
 
 logger = logging.getLogger(__name__)
@@ -193,8 +193,8 @@ class StageArguments(TrainingArguments):
     @property
     def text_lowercase(self) -> bool:
         """``lowercase`` resolved: as asked, else as the adapter this stage continues was trained."""
-        from llara_rag.adapter import resolve_adapter
-        from llara_rag.encoder import trained_lowercase
+        from llara_rag.encoding.adapter import resolve_adapter
+        from llara_rag.encoding.encoder import trained_lowercase
 
         if self.lowercase is not None:
             return self.lowercase == "on"
@@ -317,7 +317,7 @@ def start_run(
     checkpoints of an earlier run, so training starts from scratch. ``adapter_dir`` is checked against
     ``source`` (what the run trains on) first: :func:`check_output`.
     """
-    from llara_rag.adapter import adapter_digest, resolve_adapter
+    from llara_rag.encoding.adapter import adapter_digest, resolve_adapter
 
     check_output(adapter_dir, source)
 
@@ -370,7 +370,7 @@ def finished_adapter(directory: str | Path, recipe: dict[str, Any]) -> AdapterIn
     An adapter trained otherwise (or unreadable) is never replaced silently, since collections indexed
     with it would stop opening: the run is refused, naming the settings that differ (``--overwrite``).
     """
-    from llara_rag.adapter import read_adapter_info
+    from llara_rag.encoding.adapter import read_adapter_info
 
     path = Path(directory)
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
@@ -467,7 +467,7 @@ class TrainingEncoder:
         *,
         lowercase: bool = False,
     ) -> None:
-        from llara_rag.encoder import EncoderConfig, PromptInputs
+        from llara_rag.encoding.encoder import EncoderConfig, PromptInputs
 
         self.model, self.batch_size = model, batch_size
         self.inputs = PromptInputs(backbone.tokenizer, backbone.special_ids, lowercase=lowercase)
@@ -482,7 +482,7 @@ class TrainingEncoder:
         import numpy as np
         import torch
 
-        from llara_rag.encoder import collate
+        from llara_rag.encoding.encoder import collate
         from llara_rag.training.info_nce import embed
 
         ids = self.inputs(texts, side, self.max_length[side])

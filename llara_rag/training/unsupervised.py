@@ -5,7 +5,7 @@
    trained on the one-pass EBAE/EBAR objective, which teaches the special tokens to stand for a passage;
 2. ``contrastive``: InfoNCE on (pseudo-query, passage) pairs made from the same documents
    (:mod:`llara_rag.training.pseudo_pairs`), continuing stage 1's LoRA, which teaches it to rank;
-then fits the domain whitening (:mod:`llara_rag.whitening`) on a sample of the windows and writes one
+then fits the domain whitening (:mod:`llara_rag.encoding.whitening`) on a sample of the windows and writes one
 adapter directory that ``LLaRAEncoder(adapter=...)`` loads. ``stages`` runs either stage alone.
 Checkpoints go to ``args.output_dir`` (the CLI uses ``OUTPUT.checkpoints``), stage 1's finished adapter
 too; rerunning the same command after an interruption resumes where it stopped.
@@ -25,9 +25,9 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from llara_rag.adapter import DEFAULT, TrainedLengths, apply_adapter
-from llara_rag.backbone import load_backbone
-from llara_rag.encoder import EncoderConfig, LLaRAEncoder
+from llara_rag.encoding.adapter import DEFAULT, TrainedLengths, apply_adapter
+from llara_rag.encoding.backbone import load_backbone
+from llara_rag.encoding.encoder import EncoderConfig, LLaRAEncoder
 from llara_rag.errors import InvalidInputError
 from llara_rag.training.corpus import (
     CorpusSummary,
@@ -42,6 +42,7 @@ from llara_rag.training.pseudo_pairs import PairConfig, PairMaker, make_pairs
 
 PAIRS = PairConfig.model_fields
 """The pair maker's settings, whose defaults adapt's flags take."""
+from llara_rag.encoding.whitening import default_dimensions, fit_whitening
 from llara_rag.training.supervised import (
     ContrastiveArguments,
     check_contrastive_settings,
@@ -59,7 +60,6 @@ from llara_rag.training.trainer import (
     run_stage,
     start_run,
 )
-from llara_rag.whitening import default_dimensions, fit_whitening
 
 logger = logging.getLogger(__name__)
 
@@ -618,7 +618,7 @@ def adapt(
 
 def finished_stage(directory: Path, recipe: dict[str, Any]) -> dict[str, Any] | None:
     """A finished stage adapter's training record when it was trained with ``recipe``, else None (retrain)."""
-    from llara_rag.adapter import LLARA_CONFIG_FILE, read_adapter_info
+    from llara_rag.encoding.adapter import LLARA_CONFIG_FILE, read_adapter_info
     from llara_rag.errors import AdapterError
 
     if not (directory / LLARA_CONFIG_FILE).is_file():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llara_rag.errors import DatasetError
-from llara_rag.ranking.collections import load_collection
+from llara_rag.ranking.beir import load_collection
 
 
 def write_collection(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from llara_rag.adapter import read_adapter_info
+from llara_rag.encoding.adapter import read_adapter_info
 from llara_rag.errors import InvalidInputError
 from llara_rag.training import AdaptationArguments, adapt
 from llara_rag.training.generated_pairs import CACHE_FILE, clean_question

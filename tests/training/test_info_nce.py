@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from llara_rag.backbone import load_backbone
-from llara_rag.encoder import PromptInputs
+from llara_rag.encoding.backbone import load_backbone
+from llara_rag.encoding.encoder import PromptInputs
 from llara_rag.training.info_nce import CachedInfoNCE, InfoNCEConfig, chunks, embed, info_nce
 from llara_rag.training.loss import LossOutput
 from llara_rag.training.supervised import GroupCollator, GroupSample

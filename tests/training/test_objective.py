@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from llara_rag.backbone import load_backbone
+from llara_rag.encoding.backbone import load_backbone
 from llara_rag.training.corpus import Record
 from llara_rag.training.objective import (
     IGNORE,

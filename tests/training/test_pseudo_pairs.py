@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from llara_rag.adapter import TrainedLengths, adapter_digest, read_adapter_info
-from llara_rag.encoder import LLaRAEncoder
+from llara_rag.encoding.adapter import TrainedLengths, adapter_digest, read_adapter_info
+from llara_rag.encoding.encoder import LLaRAEncoder
 from llara_rag.errors import InvalidInputError
 from llara_rag.training import AdaptationArguments, adapt
 from llara_rag.training.pseudo_pairs import PairConfig, crop_pair, ict_pair, make_pairs, title_pair
@@ -177,8 +177,8 @@ def test_a_corpus_smaller_than_a_batch_trains_on_what_there_is(tiny_backbone_dir
 
 
 def test_a_finished_run_rerun_changes_nothing_and_other_settings_need_overwrite(tiny_backbone_dir, tmp_path):
-    from llara_rag.adapter import adapter_digest
     from llara_rag.cli import main
+    from llara_rag.encoding.adapter import adapter_digest
 
     docs = _corpus(tmp_path, [DOCUMENT, "Rust is a systems programming language. Python is a language too."])
     output = tmp_path / "adapter"

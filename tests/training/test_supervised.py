@@ -11,13 +11,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from llara_rag.adapter import TrainedLengths, adapter_digest, read_adapter_info
 from llara_rag.cli import main
-from llara_rag.encoder import LLaRAEncoder
+from llara_rag.encoding.adapter import TrainedLengths, adapter_digest, read_adapter_info
+from llara_rag.encoding.encoder import LLaRAEncoder
 from llara_rag.errors import AdapterError, InvalidInputError
-from llara_rag.fusion import Run
-from llara_rag.ranking.collections import Collection
+from llara_rag.ranking.beir import Collection
 from llara_rag.ranking.systems import RetrievalSystem
+from llara_rag.retrieval.fusion import Run
 from llara_rag.testing import PAIRS, build_tiny_backbone
 from llara_rag.training import AdaptationArguments, adapt
 from llara_rag.training.info_nce import ACCURACY_METRIC, embed, info_nce

@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from llara_rag.backbone import load_backbone
-from llara_rag.encoder import PromptInputs
+from llara_rag.encoding.backbone import load_backbone
+from llara_rag.encoding.encoder import PromptInputs
 from llara_rag.testing import build_tiny_backbone
 from llara_rag.training import AdaptationArguments
 from llara_rag.training.info_nce import embed
@@ -50,7 +50,7 @@ def _peft_embed(model, inputs) -> torch.Tensor:
     """The reference: the same pooling over peft's own forward pass from token ids."""
     import torch.nn.functional as F
 
-    from llara_rag.encoder import pool_special
+    from llara_rag.encoding.encoder import pool_special
 
     hidden = model(**inputs, output_hidden_states=True, use_cache=False).hidden_states[-1]
     return F.normalize(pool_special(hidden, inputs["attention_mask"]), dim=-1)

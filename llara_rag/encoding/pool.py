@@ -20,7 +20,7 @@ import numpy as np
 from llara_rag.errors import LLaRAError
 
 if TYPE_CHECKING:
-    from llara_rag.prompts import Side
+    from llara_rag.encoding.prompts import Side
 
 logger = logging.getLogger(__name__)
 

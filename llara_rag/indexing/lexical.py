@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import bm25s
     from chromadb.api.models.Collection import Collection
 
-    from llara_rag.store import PinnedChromaVectorStore, StoreConfig
+    from llara_rag.indexing.store import PinnedChromaVectorStore, StoreConfig
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class LexicalIndex:
 
 def lexical_folder(config: StoreConfig, collection: Collection) -> Path:
     """Beside the ingestion record, one per collection instance (a re-created collection starts afresh)."""
-    return config.docstore_folder() / f"{collection.name}-{collection.id}{FOLDER_SUFFIX}"
+    return config.collection_file(collection, FOLDER_SUFFIX)
 
 
 def collection_revision(collection: Collection) -> str | None:
@@ -174,7 +174,7 @@ def collection_revision(collection: Collection) -> str | None:
 
 def start_revision(collection: Collection) -> str:
     """Stamps the collection as changed since its lexical index was built; call before writing to it."""
-    from llara_rag.store import update_metadata
+    from llara_rag.indexing.store import update_metadata
 
     revision = uuid.uuid4().hex
     update_metadata(collection, {REVISION_KEY: revision})

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llara_rag.adapter import WHITENING_FILE
+from llara_rag.encoding.adapter import WHITENING_FILE
 from llara_rag.errors import AdapterError
 
 if TYPE_CHECKING:
-    from llara_rag.encoder import LLaRAEncoder
-    from llara_rag.prompts import Side
+    from llara_rag.encoding.encoder import LLaRAEncoder
+    from llara_rag.encoding.prompts import Side
 
 logger = logging.getLogger(__name__)
 

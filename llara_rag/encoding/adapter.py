@@ -19,22 +19,22 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from llara_rag.encoding.prompts import DEFAULT_PROMPTS, LLaRAPrompts
 from llara_rag.errors import AdapterError, PublishError
-from llara_rag.prompts import DEFAULT_PROMPTS, LLaRAPrompts
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
     from peft import PeftModel
 
-    from llara_rag.backbone import Backbone
+    from llara_rag.encoding.backbone import Backbone
 
 logger = logging.getLogger(__name__)
 
 LLARA_CONFIG_FILE = "llara_config.json"
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
 WHITENING_FILE = "whitening.safetensors"
-"""The domain whitening (:mod:`llara_rag.whitening`) the adapter's vectors go through, when present."""
-DEFAULT_ADAPTER = Path(__file__).parent / "default_adapter"
+"""The domain whitening (:mod:`llara_rag.encoding.whitening`) the adapter's vectors go through, when present."""
+DEFAULT_ADAPTER = Path(__file__).parents[1] / "default_adapter"
 """The retrieval-trained adapter shipped for the default backbone (``benchmarks/train_default.py`` made it)."""
 DEFAULT = "default"
 """``adapter="default"``: the shipped adapter on the default backbone, no adapter on any other model."""
@@ -251,7 +251,7 @@ def write_model_card(directory: str | Path, info: AdapterInfo, description: str)
 
     from huggingface_hub import ModelCard, ModelCardData
 
-    from llara_rag.backbone import hub_id
+    from llara_rag.encoding.backbone import hub_id
 
     data = ModelCardData(
         library_name="peft",

@@ -35,13 +35,13 @@ from llama_index.core.chat_engine.types import (
 from llama_index.core.tools import ToolOutput
 from pydantic import BaseModel, ConfigDict, Field
 
-from llara_rag.fusion import z_scores
+from llara_rag.retrieval.fusion import z_scores
 
 if TYPE_CHECKING:
     from llama_index.core.base.base_retriever import BaseRetriever
     from llama_index.core.schema import NodeWithScore
 
-    from llara_rag.encoder import LLaRAEncoder
+    from llara_rag.encoding.encoder import LLaRAEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def _blocks(text: str) -> list[str]:
 
 
 def _terms(texts: Sequence[str]) -> list[list[str]]:
-    from llara_rag.lexical import tokenize
+    from llara_rag.indexing.lexical import tokenize
 
     tokenized = tokenize(texts)
     vocabulary = {index: term for term, index in tokenized.vocab.items()}
@@ -161,7 +161,7 @@ def coverage(question: str, candidates: Sequence[str]) -> np.ndarray:
 
 
 def bm25_scores(question: str, candidates: Sequence[str]) -> np.ndarray:
-    from llara_rag.lexical import build_bm25
+    from llara_rag.indexing.lexical import build_bm25
 
     index = build_bm25(candidates)
     return np.asarray(index.get_scores(_terms([question])[0]), dtype=float)

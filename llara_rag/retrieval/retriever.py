@@ -2,9 +2,9 @@
 
 :class:`LLaRAHybridRetriever` is a LlamaIndex retriever, so any query or chat engine takes it; ``llara-rag
 query``, ``llara-rag chat``, the examples and ``benchmarks/retrieval_paths.py`` all retrieve through it.
-Each side ranks as ``eval`` ranks: BM25 with :func:`llara_rag.lexical.bm25_top` (a chunk sharing no term
+Each side ranks as ``eval`` ranks: BM25 with :func:`llara_rag.indexing.lexical.bm25_top` (a chunk sharing no term
 with the question is not retrieved), LLaRA by cosine similarity. The hybrid is
-:func:`llara_rag.fusion.fuse`, the function ``eval``'s hybrid is scored with, over each side's
+:func:`llara_rag.retrieval.fusion.fuse`, the function ``eval``'s hybrid is scored with, over each side's
 best ``min(candidates, collection size)`` chunks (1,000 by default, as ``eval``): a chunk one side did
 not return gets that side's lowest z-score.
 
@@ -24,24 +24,24 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llara_rag.errors import InvalidInputError
-from llara_rag.fusion import (
+from llara_rag.retrieval.fusion import (
     CANDIDATES,
     DEFAULT_ALPHA,
     DEFAULT_MODE,
-    RetrievalMode,
     DEFAULT_WEIGHTING,
     FusionWeighting,
+    RetrievalMode,
     fuse,
     top,
 )
-from llara_rag.validation import UserSettings, not_unicode
+from llara_rag.settings import UserSettings, not_unicode
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
-    from llara_rag.embedding import LLaRAEmbedding
-    from llara_rag.lexical import LexicalIndex
-    from llara_rag.store import StoreConfig
+    from llara_rag.encoding.embedding import LLaRAEmbedding
+    from llara_rag.indexing.lexical import LexicalIndex
+    from llara_rag.indexing.store import StoreConfig
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ FOUND_BY_KEY = "found_by"
 class RetrievalConfig(UserSettings):
     """How chunks are retrieved: the mode, the hybrid's weight and depth, how many, and which.
 
-    Invalid values are refused naming the `query`/`chat` flag (:mod:`llara_rag.validation`).
+    Invalid values are refused naming the `query`/`chat` flag (:mod:`llara_rag.settings`).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -284,8 +284,8 @@ def open_retriever(
     A mode that needs BM25 loads the collection's lexical index, and refuses one that is missing or out of
     step (``LexicalIndexError``, naming the fix) rather than answering from the dense side alone.
     """
-    from llara_rag.lexical import open_lexical_index
-    from llara_rag.store import open_store
+    from llara_rag.indexing.lexical import open_lexical_index
+    from llara_rag.indexing.store import open_store
 
     retrieval = retrieval or RetrievalConfig()
     collection = open_store(config, embed_model, create=False).collection
@@ -301,7 +301,7 @@ def search(retriever: BaseRetriever, question: str) -> list[Hit]:
 def why_no_results(retriever: LLaRAHybridRetriever) -> str:
     """Why a search returned nothing, and what to try: an empty collection, a filter nothing matches, or
     (lexical) a question sharing no word with any chunk."""
-    from llara_rag.ingest import VERSION_KEY
+    from llara_rag.indexing.ingest import VERSION_KEY
 
     collection = retriever.collection
     if collection.count() == 0:
