@@ -132,7 +132,7 @@ def test_the_example_indexes_the_sample_folder_and_answers(
     import runpy
     import sys
 
-    example = Path(__file__).resolve().parents[1] / "examples" / "index_with_ray.py"
+    example = Path(__file__).resolve().parents[2] / "examples" / "index_with_ray.py"
     argv = ["--server", chroma_server_url, "--model", str(tiny_backbone_dir), "--question", "deploy"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "argv", [str(example), *argv])

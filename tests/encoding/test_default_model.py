@@ -44,7 +44,7 @@ HANDBOOK_QUESTIONS = {
     "Who can grant production database access?": "security_and_access.md",
     "How many days of parental leave do I get?": "leave_and_time_off.md",
 }
-SAMPLE_DOCS = Path(__file__).resolve().parents[1] / "examples" / "sample_docs"
+SAMPLE_DOCS = Path(__file__).resolve().parents[2] / "examples" / "sample_docs"
 
 
 def test_the_shipped_default_tells_the_handbook_files_apart() -> None:

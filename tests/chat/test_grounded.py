@@ -8,7 +8,7 @@ from llama_index.core.schema import NodeWithScore, TextNode
 
 from llara_rag.chat.grounded import NOT_ANSWERED, ExtractConfig, ExtractiveChatEngine, extract, sentences
 
-SAMPLE_DOCS = Path(__file__).resolve().parents[1] / "examples" / "sample_docs"
+SAMPLE_DOCS = Path(__file__).resolve().parents[2] / "examples" / "sample_docs"
 BM25 = ExtractConfig(scorer="bm25")
 
 
