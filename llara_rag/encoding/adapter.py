@@ -14,12 +14,14 @@ import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from llara_rag.encoding.prompts import DEFAULT_PROMPTS, LLaRAPrompts
+from llara_rag.encoding.whitening import WHITENING_FILE, Whitening
 from llara_rag.errors import AdapterError, PublishError
 
 if TYPE_CHECKING:
@@ -32,8 +34,6 @@ logger = logging.getLogger(__name__)
 
 LLARA_CONFIG_FILE = "llara_config.json"
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
-WHITENING_FILE = "whitening.safetensors"
-"""The domain whitening (:mod:`llara_rag.encoding.whitening`) the adapter's vectors go through, when present."""
 DEFAULT_ADAPTER = Path(__file__).parents[1] / "default_adapter"
 """The retrieval-trained adapter shipped for the default backbone (``benchmarks/train_default.py`` made it)."""
 DEFAULT = "default"
@@ -163,10 +163,39 @@ def adapter_digest(directory: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def check_adapter(backbone: Backbone, directory: str | Path) -> AdapterInfo | None:
-    """Reads the adapter's ``llara_config.json`` and refuses it when it was trained on another backbone."""
-    check_adapter_files(directory)
-    info = read_adapter_info(directory)
+class AdapterDirectory:
+    """An adapter folder, each of its files read at most once: the encoder, its fingerprint and its
+    whitening all take this, so loading an encoder reads ``llara_config.json``, digests the weights and
+    loads the whitening once each (PEFT then reads its own two files to build the LoRA).
+
+    Refused at once when the folder or its PEFT files are missing; each part is read when first asked for.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.path = require_adapter_files(directory)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @cached_property
+    def info(self) -> AdapterInfo | None:
+        """Its ``llara_config.json``; None for an adapter written without one."""
+        return read_adapter_info(self.path)
+
+    @cached_property
+    def digest(self) -> str:
+        return adapter_digest(self.path)
+
+    @cached_property
+    def whitening(self) -> Whitening | None:
+        return Whitening.load(self.path)
+
+
+def check_adapter(backbone: Backbone, adapter: AdapterDirectory) -> AdapterInfo | None:
+    """Checks the adapter's files and refuses it when its ``llara_config.json`` names another backbone."""
+    check_adapter_files(adapter.path)
+    info = adapter.info
+    directory = adapter.path
     if info is None:
         logger.warning(
             "%s has no %s; assuming it matches %s", directory, LLARA_CONFIG_FILE, backbone.source.identity
@@ -197,7 +226,7 @@ def peft_wrapping() -> Iterator[None]:
         yield
 
 
-def load_peft(backbone: Backbone, directory: str | Path, *, trainable: bool = False) -> PeftModel:
+def load_peft(backbone: Backbone, adapter: AdapterDirectory, *, trainable: bool = False) -> PeftModel:
     """The adapter's LoRA on the backbone, after its files and its recorded backbone are checked.
 
     A shape mismatch is reported in one line (PEFT lists every tensor), and names the missing
@@ -205,7 +234,8 @@ def load_peft(backbone: Backbone, directory: str | Path, *, trainable: bool = Fa
     """
     from peft import PeftModel
 
-    info = check_adapter(backbone, directory)
+    info = check_adapter(backbone, adapter)
+    directory = adapter.path
     try:
         with peft_wrapping():
             return PeftModel.from_pretrained(backbone.network, str(directory), is_trainable=trainable)
@@ -222,13 +252,13 @@ def load_peft(backbone: Backbone, directory: str | Path, *, trainable: bool = Fa
         ) from None
 
 
-def apply_adapter(backbone: Backbone, directory: str | Path) -> None:
+def apply_adapter(backbone: Backbone, adapter: AdapterDirectory) -> None:
     """Loads a LoRA adapter onto the backbone and merges it, so inference costs what the base costs.
 
     Both training stages write one LoRA relative to the base backbone (the contrastive stage keeps
     training the adaptation LoRA rather than stacking a second one), so one load serves either stage.
     """
-    backbone.network = load_peft(backbone, directory).merge_and_unload()
+    backbone.network = load_peft(backbone, adapter).merge_and_unload()
     backbone.network.eval()
 
 

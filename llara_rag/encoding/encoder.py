@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llara_rag.encoding.adapter import DEFAULT, PEFT_FILES, adapter_name, resolve_adapter
+from llara_rag.encoding.adapter import DEFAULT, PEFT_FILES, AdapterDirectory, adapter_name, resolve_adapter
 from llara_rag.encoding.backbone import DEFAULT_MODEL, Backbone, Dtype, Quantization, load_backbone
 from llara_rag.encoding.precision import Precision, precision_dtype, resolve_precision
 from llara_rag.encoding.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts, Side
-from llara_rag.encoding.whitening import Whitening
 from llara_rag.errors import InvalidInputError, UnsupportedPrecisionError
 from llara_rag.settings import not_unicode
 
@@ -39,14 +38,9 @@ POOLING = "mean-special-8"
 PROGRESS_THRESHOLD = 64
 
 
-class EncoderConfig(BaseModel):
-    """Everything that decides which model runs and which vectors come out."""
+class EncoderFields(BaseModel):
+    """The settings the encoder and its LlamaIndex and LangChain faces share, declared once here."""
 
-    model_config = ConfigDict(frozen=True)
-
-    model: str = Field(
-        default=DEFAULT_MODEL, description="Embedded alias, .gguf file, local folder or Hub id."
-    )
     adapter: str | None = Field(
         default=DEFAULT,
         description="A LoRA adapter directory written by a trainer; 'default': the shipped adapter on the "
@@ -64,7 +58,6 @@ class EncoderConfig(BaseModel):
         description="Lower-case every text before encoding, queries and passages alike, so that capitals "
         "typed or stored carry no weight; None: as the adapter was trained (its llara_config.json), else off.",
     )
-    batch_size: int = Field(default=16, gt=0)
     device: str | None = Field(default=None, description="cuda, cpu, ...; None picks CUDA when present.")
     dtype: Dtype | None = Field(
         default=None, description="float32, bfloat16 or float16; None: fp32 on CPU, bf16 on GPU."
@@ -80,14 +73,26 @@ class EncoderConfig(BaseModel):
     precision: Precision | None = Field(
         default=None,
         description="fp32 or bf16 weights; 'auto': the fastest this CPU was measured to run without moving "
-        "nDCG@10 (llara_rag.encoding.precision.AUTO); None: as dtype says. Resolved when the config is made, so it "
-        "holds the precision that runs.",
+        "nDCG@10 (llara_rag.encoding.precision.AUTO); None: as dtype says. Resolved when the config is "
+        "made, so it holds the precision that runs.",
     )
     devices: tuple[str, ...] | None = Field(
         default=None,
         description="Several devices (e.g. cuda:0, cuda:1): one worker process with its own model on each "
         "shares every encode call longer than a batch; the vectors are those of one device, in order.",
     )
+
+
+MODEL_DESCRIPTION = "Embedded alias, .gguf file, local folder or Hub id."
+
+
+class EncoderConfig(EncoderFields):
+    """Everything that decides which model runs and which vectors come out."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str = Field(default=DEFAULT_MODEL, description=MODEL_DESCRIPTION)
+    batch_size: int = Field(default=16, gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -118,54 +123,18 @@ def _with_precision(values: dict[str, Any]) -> dict[str, Any]:
     return {**values, "precision": precision, "dtype": dtype or implied}
 
 
-class EncoderSettings(BaseModel):
+class EncoderSettings(EncoderFields):
     """The encoder settings as the LlamaIndex and LangChain embedding classes expose them.
 
-    Declared once so those classes validate alike and build the same ``EncoderConfig``; ``model_name`` is
+    Shared so those classes validate alike and build the same ``EncoderConfig``; ``model_name`` is
     their hosts' word for ``model``, and each class keeps its own batch-size field, named as its host expects.
     """
 
-    model_name: str = Field(
-        default=DEFAULT_MODEL, description="Embedded alias, .gguf file, local folder or Hub id."
-    )
-    adapter: str | None = Field(
-        default=DEFAULT,
-        description="A LoRA adapter directory from `llara-rag adapt`/`finetune`; 'default': the shipped one "
-        "(default backbone only); 'none': the bare backbone.",
-    )
-    query_max_length: int = Field(default=128, gt=0)
-    passage_max_length: int = Field(default=512, gt=0)
-    prompts: LLaRAPrompts = Field(default=DEFAULT_PROMPTS)
-    device: str | None = Field(default=None, description="None picks CUDA when present.")
-    dtype: Dtype | None = Field(default=None, description="None: fp32 on CPU, bf16 on GPU.")
-    devices: tuple[str, ...] | None = Field(
-        default=None, description="Several devices, one worker process each (see EncoderConfig.devices)."
-    )
-    quantization: Quantization | None = Field(default=None, description="8bit or 4bit, CUDA only.")
-    device_map: str | None = Field(default=None, description="'auto': spread over every GPU.")
-    lowercase: bool | None = Field(
-        default=None, description="Lower-case texts before encoding; None: as the adapter was trained."
-    )
-    precision: Precision | None = Field(
-        default=None, description="fp32, bf16 or auto (see EncoderConfig.precision)."
-    )
+    model_name: str = Field(default=DEFAULT_MODEL, description=MODEL_DESCRIPTION)
 
     def to_encoder_config(self, batch_size: int) -> EncoderConfig:
-        return EncoderConfig(
-            model=self.model_name,
-            adapter=self.adapter,
-            query_max_length=self.query_max_length,
-            passage_max_length=self.passage_max_length,
-            prompts=self.prompts,
-            batch_size=batch_size,
-            device=self.device,
-            dtype=self.dtype,
-            devices=self.devices,
-            quantization=self.quantization,
-            device_map=self.device_map,
-            lowercase=self.lowercase,
-            precision=self.precision,
-        )
+        shared = {name: getattr(self, name) for name in EncoderFields.model_fields}
+        return EncoderConfig(model=self.model_name, batch_size=batch_size, **shared)
 
 
 def trained_lowercase(adapter: str | None) -> bool:
@@ -326,8 +295,9 @@ class LLaRAEncoder:
         base = config.model_dump() if config else {}
         self.config = EncoderConfig.model_validate({**base, **fields})
         self.padding_side: Literal["left", "right"] = "right"
-        self.backbone: Backbone = backbone or shared_backbone(self.config)
-        self.whitening = Whitening.load(self.config.adapter) if self.config.adapter else None
+        self.adapter = AdapterDirectory(self.config.adapter) if self.config.adapter else None
+        self.backbone: Backbone = backbone or shared_backbone(self.config, self.adapter)
+        self.whitening = self.adapter.whitening if self.adapter else None
         self.inputs = PromptInputs(
             self.backbone.tokenizer,
             self.backbone.special_ids,
@@ -337,10 +307,10 @@ class LLaRAEncoder:
         self._pad_id = self.inputs.pad_id
         self.fingerprint = self._fingerprint()
         self._pool: EncoderPool | None = None
-        lengths = self._compare_with_training(self.config.adapter) if self.config.adapter else ""
+        lengths = self._compare_with_training(self.adapter) if self.adapter else ""
         logger.info("Loaded LLaRA encoder %s%s", self.describe(), lengths)
 
-    def _compare_with_training(self, adapter: str) -> str:
+    def _compare_with_training(self, adapter: AdapterDirectory) -> str:
         """Says where serving differs from what ``llara_config.json`` records of the adapter's training.
 
         Other prompts are a warning: the special tokens learnt to read what follows its own prompts.
@@ -348,9 +318,9 @@ class LLaRAEncoder:
         command): chunks are commonly longer than training windows, and the benchmarks serve every
         adapter at the encoder's lengths.
         """
-        from llara_rag.encoding.adapter import LLARA_CONFIG_FILE, read_adapter_info
+        from llara_rag.encoding.adapter import LLARA_CONFIG_FILE
 
-        info = read_adapter_info(adapter)
+        info = adapter.info
         if info is None:
             return ""
         if info.prompts != self.config.prompts:
@@ -465,11 +435,9 @@ class LLaRAEncoder:
 
     def _fingerprint(self) -> str:
         """Equal fingerprints mean interchangeable vectors: same backbone, adapter, prompts, pooling, size."""
-        from llara_rag.encoding.adapter import adapter_digest
-
         key = {
             "backbone": self.backbone.source.identity,
-            "adapter": adapter_digest(self.config.adapter) if self.config.adapter else None,
+            "adapter": self.adapter.digest if self.adapter else None,
             "prompts": self.config.prompts.model_dump(),
             "pooling": POOLING,
             "dimension": self.dimension,
@@ -491,12 +459,15 @@ _SHARED: dict[tuple[EncoderConfig, tuple[int, int] | None], LLaRAEncoder] = {}
 _SHARED_LOCK = threading.RLock()
 
 
-def shared_backbone(config: EncoderConfig) -> Backbone:
+def shared_backbone(config: EncoderConfig, adapter: AdapterDirectory | None) -> Backbone:
     """The weights depend on model, adapter (path and content), device and dtype only: encoders that
-    differ in lengths or batch size, or come from different integrations, share one loaded copy."""
-    from llara_rag.encoding.adapter import adapter_digest, apply_adapter
+    differ in lengths or batch size, or come from different integrations, share one loaded copy.
 
-    digest = adapter_digest(config.adapter) if config.adapter else None
+    ``adapter``: ``config.adapter``'s folder, read by the encoder that asks.
+    """
+    from llara_rag.encoding.adapter import apply_adapter
+
+    digest = adapter.digest if adapter else None
     key = (
         config.model,
         config.adapter,
@@ -515,8 +486,8 @@ def shared_backbone(config: EncoderConfig) -> Backbone:
                 quantization=config.quantization,
                 device_map=config.device_map,
             )
-            if config.adapter:
-                apply_adapter(backbone, config.adapter)
+            if adapter:
+                apply_adapter(backbone, adapter)
             _BACKBONES[key] = backbone
         return _BACKBONES[key]
 

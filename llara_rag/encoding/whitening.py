@@ -17,18 +17,19 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from llara_rag.encoding.adapter import WHITENING_FILE
 from llara_rag.errors import AdapterError
 
 if TYPE_CHECKING:
-    from llara_rag.encoding.encoder import LLaRAEncoder
     from llara_rag.encoding.prompts import Side
 
 logger = logging.getLogger(__name__)
+
+WHITENING_FILE = "whitening.safetensors"
+"""The file in an adapter directory that holds its whitening, when it has one."""
 
 QUERY_WORDS = 24
 """Pseudo-queries are the first words of sampled passages: short texts through the query prompt."""
@@ -110,8 +111,19 @@ class Whitening:
         return whitening
 
 
+class Encodes(Protocol):
+    """What fitting needs of an encoder: its width, and both sides' vectors (the encoder, or a trainer's)."""
+
+    @property
+    def dimension(self) -> int: ...
+
+    def encode_passages(self, passages: Sequence[str], **kwargs: object) -> np.ndarray: ...
+
+    def encode_queries(self, queries: Sequence[str], **kwargs: object) -> np.ndarray: ...
+
+
 def fit_whitening(
-    encoder: LLaRAEncoder, texts: Sequence[str], dimensions: int, *, samples: int = 1024, seed: int = 0
+    encoder: Encodes, texts: Sequence[str], dimensions: int, *, samples: int = 1024, seed: int = 0
 ) -> Whitening | None:
     """Fits on up to ``samples`` of ``texts`` as passages and their first words as queries.
 

@@ -1,7 +1,7 @@
 """The one trainer every llara-rag stage runs on: LoRA setup, the collapse guard, checkpoints, adapter output.
 
 A stage (the unsupervised EBAE/EBAR adaptation, the label-free and the supervised contrastive stages)
-is a loss object (:mod:`llara_rag.training.loss`), a dataset and a collator, handed to
+is a loss object (:mod:`llara_rag.training.losses.base`), a dataset and a collator, handed to
 :func:`run_stage`; its arguments subclass :class:`StageArguments`. Because this is a plain
 ``transformers.Trainer``, the same code runs on one CPU, under ``torchrun`` / ``accelerate launch`` and
 with DeepSpeed (``--deepspeed ds.json``), with checkpoints and resume.
@@ -28,6 +28,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from llara_rag.encoding.adapter import (
     LLARA_CONFIG_FILE,
     PEFT_FILES,
+    AdapterDirectory,
     AdapterInfo,
     TrainedLengths,
     load_peft,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from transformers import TrainerControl, TrainerState
 
     from llara_rag.encoding.prompts import Side
-    from llara_rag.training.loss import TrainingLoss
+    from llara_rag.training.losses.base import TrainingLoss
 
 logger = logging.getLogger(__name__)
 
@@ -270,7 +271,7 @@ def continued_lora_model(backbone: Backbone, directory: str | Path, args: StageA
     then ignored in favour of the adapter's own.
     """
     backbone.network.train()
-    model = load_peft(backbone, directory, trainable=True)
+    model = load_peft(backbone, AdapterDirectory(directory), trainable=True)
     if args.activation_checkpointing:
         model.enable_input_require_grads()
     lora = model.peft_config["default"]
@@ -477,27 +478,23 @@ class TrainingEncoder:
             "passage": served["passage_max_length"].default,
         }
         self.fingerprint = f"training-step-{step}"
+        self.dimension = backbone.hidden_size
 
     def encode(self, texts: Sequence[str], side: Side) -> np.ndarray:
-        import numpy as np
-        import torch
+        """As the encoder batches (longest first, same padding), through the model's current weights."""
+        from llara_rag.encoding.encoder import encode_longest_first
+        from llara_rag.training.losses.info_nce import embed
 
-        from llara_rag.encoding.encoder import collate
-        from llara_rag.training.info_nce import embed
-
-        ids = self.inputs(texts, side, self.max_length[side])
-        output = np.empty((len(ids), 0), dtype=np.float32)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
-        device = next(self.model.parameters()).device
-        with torch.no_grad():
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                batch = collate([ids[i] for i in rows], self.inputs.pad_id)
-                vectors = embed(self.model, {k: v.to(device) for k, v in batch.items()}).float().cpu().numpy()
-                if output.shape[1] == 0:
-                    output = np.empty((len(ids), vectors.shape[1]), dtype=np.float32)
-                output[rows] = vectors
-        return output
+        return encode_longest_first(
+            self.inputs(texts, side, self.max_length[side]),
+            lambda batch: embed(self.model, batch),
+            dimension=self.dimension,
+            batch_size=self.batch_size,
+            pad_id=self.inputs.pad_id,
+            device=next(self.model.parameters()).device,
+            description=f"Encoding {side}s",
+            show_progress=False,
+        )
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         return self.encode(queries, "query")
@@ -627,7 +624,7 @@ class AdapterTrainer(Trainer):
             self._running[name].append(float(value))
 
     def record_embeddings(self, embeddings: torch.Tensor) -> None:
-        from llara_rag.training.objective import mean_offdiagonal_cosine
+        from llara_rag.training.losses.llara import mean_offdiagonal_cosine
 
         self.record_metrics(**{COSINE_METRIC: mean_offdiagonal_cosine(embeddings)})
 

@@ -181,3 +181,39 @@ def test_push_refuses_an_incomplete_adapter_and_names_a_network_failure(adapter,
         PublishError, match=r"Cannot push .* \(Failed to resolve 'huggingface.co'\); check the"
     ):
         push_adapter(adapter, "me/cats", api=offline)
+
+
+def test_an_encoder_reads_its_adapter_folder_once(
+    tiny_backbone_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Config, digest and whitening are read once per encoder load (each was read up to three times)."""
+    import numpy as np
+    from transformers import AutoConfig
+
+    from llara_rag.encoding import adapter as adapter_module
+    from llara_rag.encoding.encoder import EncoderConfig
+    from llara_rag.encoding.whitening import Whitening
+    from llara_rag.testing import write_random_adapter
+
+    folder = write_random_adapter(tiny_backbone_dir, tmp_path / "adapter")
+    hidden = AutoConfig.from_pretrained(tiny_backbone_dir).hidden_size
+    rng = np.random.default_rng(0)
+    Whitening.fit(rng.normal(size=(16, hidden)), rng.normal(size=(16, hidden)), 2).save(folder)
+    config = EncoderConfig(model=str(tiny_backbone_dir), adapter=str(folder))
+    reads = {"read_adapter_info": 0, "adapter_digest": 0, "load": 0}
+
+    def counted(owner: object, name: str) -> None:
+        original = getattr(owner, name)
+
+        def count(*args: object, **kwargs: object) -> object:
+            reads[name] += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, count)
+
+    counted(adapter_module, "read_adapter_info")
+    counted(adapter_module, "adapter_digest")
+    counted(Whitening, "load")
+    encoder = LLaRAEncoder(config)
+    assert reads == {"read_adapter_info": 1, "adapter_digest": 1, "load": 1}
+    assert encoder.whitening is not None and encoder.dimension == 2

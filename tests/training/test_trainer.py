@@ -23,7 +23,7 @@ from llara_rag.encoding.encoder import LLaRAEncoder
 from llara_rag.encoding.whitening import default_dimensions
 from llara_rag.errors import AdapterError, EmbeddingCollapseError
 from llara_rag.training import AdaptationArguments, adapt
-from llara_rag.training.supervised import start_record
+from llara_rag.training.contrastive import start_record
 from llara_rag.training.trainer import COSINE_METRIC, CollapseGuard, start_run
 
 TEXTS = [

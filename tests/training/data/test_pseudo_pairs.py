@@ -13,7 +13,7 @@ from llara_rag.encoding.adapter import TrainedLengths, adapter_digest, read_adap
 from llara_rag.encoding.encoder import LLaRAEncoder
 from llara_rag.errors import InvalidInputError
 from llara_rag.training import AdaptationArguments, adapt
-from llara_rag.training.pseudo_pairs import PairConfig, crop_pair, ict_pair, make_pairs, title_pair
+from llara_rag.training.data.pseudo_pairs import PairConfig, crop_pair, ict_pair, make_pairs, title_pair
 
 DOCUMENT = (
     "Cats purr when happy. Dogs bark when a stock market fell on monday. "

@@ -10,9 +10,9 @@ from llara_rag.encoding.backbone import load_backbone
 from llara_rag.encoding.encoder import PromptInputs
 from llara_rag.testing import build_tiny_backbone
 from llara_rag.training import AdaptationArguments
-from llara_rag.training.info_nce import embed
-from llara_rag.training.supervised import GroupCollator, GroupSample
-from llara_rag.training.token_rows import TokenRows, lm_head
+from llara_rag.training.data.groups import GroupCollator, GroupSample
+from llara_rag.training.losses.info_nce import embed
+from llara_rag.training.losses.token_rows import TokenRows, lm_head
 from llara_rag.training.trainer import lora_model
 
 TEXTS = [("cats purr", "cats purr when happy and dogs bark"), ("wing lift", "wing lift air pressure flow")]

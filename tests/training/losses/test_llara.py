@@ -9,8 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from llara_rag.encoding.backbone import load_backbone
-from llara_rag.training.corpus import Record
-from llara_rag.training.objective import (
+from llara_rag.training.data.corpus import Record
+from llara_rag.training.losses.llara import (
     IGNORE,
     ExampleBuilder,
     ObjectiveConfig,
@@ -166,7 +166,7 @@ def test_the_head_on_needed_positions_equals_full_logits_with_lora_and_token_row
     import torch.nn.functional as F
 
     from llara_rag.training import AdaptationArguments
-    from llara_rag.training.objective import _gather, additive_mask
+    from llara_rag.training.losses.llara import _gather, additive_mask
     from llara_rag.training.trainer import lora_model
 
     tuned = load_backbone(str(tiny_backbone_dir))

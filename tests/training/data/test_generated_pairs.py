@@ -12,8 +12,8 @@ import pytest
 from llara_rag.encoding.adapter import read_adapter_info
 from llara_rag.errors import InvalidInputError
 from llara_rag.training import AdaptationArguments, adapt
-from llara_rag.training.generated_pairs import CACHE_FILE, clean_question
-from llara_rag.training.pseudo_pairs import PairConfig, make_pairs
+from llara_rag.training.data.generated_pairs import CACHE_FILE, clean_question
+from llara_rag.training.data.pseudo_pairs import PairConfig, make_pairs
 
 CATS = (
     "Cats purr when they are happy and warm. A cat also purrs when it is hurt, which is why vets listen "

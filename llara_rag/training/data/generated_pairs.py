@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llara_rag.training.corpus import document_key
+from llara_rag.training.data.corpus import document_key
 
 if TYPE_CHECKING:
     from llama_index.core.llms import ChatMessage

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from llara_rag.encoding.encoder import pool_special
-from llara_rag.training.loss import LossOutput
-from llara_rag.training.token_rows import TokenRows, model_inputs
+from llara_rag.training.losses.base import LossOutput
+from llara_rag.training.losses.token_rows import TokenRows, model_inputs
 
 if TYPE_CHECKING:
     import torch

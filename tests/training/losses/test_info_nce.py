@@ -8,9 +8,9 @@ torch = pytest.importorskip("torch")
 
 from llara_rag.encoding.backbone import load_backbone
 from llara_rag.encoding.encoder import PromptInputs
-from llara_rag.training.info_nce import CachedInfoNCE, InfoNCEConfig, chunks, embed, info_nce
-from llara_rag.training.loss import LossOutput
-from llara_rag.training.supervised import GroupCollator, GroupSample
+from llara_rag.training.data.groups import GroupCollator, GroupSample
+from llara_rag.training.losses.base import LossOutput
+from llara_rag.training.losses.info_nce import CachedInfoNCE, InfoNCEConfig, chunks, embed, info_nce
 
 TEXTS = [
     ("cats purr", "cats purr when happy and dogs bark"),

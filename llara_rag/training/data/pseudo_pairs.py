@@ -12,7 +12,7 @@ several) into one (pseudo-query, positive passage) pair:
   successor are skipped);
 - ``title``: a document's first line, when it is short and followed by text, against that text;
 - ``generated``: a question the local generator wrote for the passage and BM25 round-tripped
-  (:mod:`llara_rag.training.generated_pairs`), for at most ``max_passages`` passages drawn with the seed
+  (:mod:`llara_rag.training.data.generated_pairs`), for at most ``max_passages`` passages drawn with the seed
   (what the contrastive stage will read), ``generated_share`` of them; the rest, and every passage without
   a kept question, get an ``ict`` pair, and the log says how many pairs each maker gave.
 
@@ -20,7 +20,7 @@ Any maker's pairs can carry ``negatives`` hard negatives each: passages BM25 ran
 below its ``skip_top`` ranks (likely positives too) and never of the query's own document.
 
 Every pair carries its document's key, so two pairs of one document (or of duplicate documents) never serve
-as each other's negatives (:mod:`llara_rag.training.info_nce`).
+as each other's negatives (:mod:`llara_rag.training.losses.info_nce`).
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llara_rag.encoding.backbone import DEFAULT_MODEL
 from llara_rag.errors import InvalidInputError
-from llara_rag.training.corpus import CorpusSummary, distinct_documents, document_key, window_texts
-from llara_rag.training.generated_pairs import CACHE_FILE, QuestionWriter, generate_questions
-from llara_rag.training.pairs import MiningConfig, mine_negatives
-from llara_rag.training.supervised import GroupSample
+from llara_rag.training.data.corpus import CorpusSummary, distinct_documents, document_key, window_texts
+from llara_rag.training.data.generated_pairs import CACHE_FILE, QuestionWriter, generate_questions
+from llara_rag.training.data.groups import GroupSample
+from llara_rag.training.data.pairs import MiningConfig, mine_negatives
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

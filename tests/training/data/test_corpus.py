@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llara_rag.errors import InvalidInputError
-from llara_rag.training.corpus import build_records
+from llara_rag.training.data.corpus import build_records
 
 
 @pytest.fixture(scope="module")

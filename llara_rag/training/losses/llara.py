@@ -29,9 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llara_rag.encoding.encoder import PromptInputs
 from llara_rag.encoding.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts
-from llara_rag.training.corpus import Record
-from llara_rag.training.loss import LossOutput
-from llara_rag.training.token_rows import TokenRows, lm_head, model_inputs
+from llara_rag.training.data.corpus import Record
+from llara_rag.training.losses.base import LossOutput
+from llara_rag.training.losses.token_rows import TokenRows, lm_head, model_inputs
 
 if TYPE_CHECKING:
     import torch
@@ -277,7 +277,7 @@ def compute_objective(
     The LM head runs only where a loss reads it (the text's next tokens and the 16 special positions),
     not over prompts and padding: about half the vocabulary-sized logits of a batch, and their backward,
     are never computed. ``logits_to_keep=1`` keeps the model from computing them all itself. The special-token
-    rows go through :mod:`~llara_rag.training.token_rows`, not peft's whole-vocabulary copies.
+    rows go through :mod:`~llara_rag.training.losses.token_rows`, not peft's whole-vocabulary copies.
     """
     import torch
     import torch.nn.functional as F

@@ -28,7 +28,7 @@ from llara_rag.errors import InvalidInputError
 from llara_rag.ranking.beir import Collection, load_collection
 from llara_rag.ranking.systems import RetrievalSystem
 from llara_rag.retrieval.fusion import Run
-from llara_rag.training.corpus import SkipLog, jsonl_rows
+from llara_rag.training.data.corpus import SkipLog, jsonl_rows
 
 logger = logging.getLogger(__name__)
 
