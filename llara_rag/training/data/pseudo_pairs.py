@@ -70,7 +70,8 @@ class PairConfig(BaseModel):
         default=(4, 24), description="crop: the query span's shortest and longest length in words."
     )
     generator: str = Field(
-        default=DEFAULT_MODEL, description="generated: the instruction-tuned chat model that writes questions."
+        default=DEFAULT_MODEL,
+        description="generated: the instruction-tuned chat model that writes questions.",
     )
     questions_per_passage: int = Field(
         default=3, gt=0, description="generated: questions sampled per passage before the round-trip filter."
@@ -85,7 +86,10 @@ class PairConfig(BaseModel):
         description="generated: passages drawn (with the seed) to make pairs from; at most every passage (<=0).",
     )
     generated_share: float = Field(
-        default=1.0, ge=0, le=1, description="generated: share of those passages asked for a question (else ict)."
+        default=1.0,
+        ge=0,
+        le=1,
+        description="generated: share of those passages asked for a question (else ict).",
     )
     negatives: int = Field(default=0, ge=0, description="BM25-mined hard negatives per pair.")
     skip_top: int = Field(default=MINING["skip_top"].default, ge=0, description="Top ranks never mined.")
@@ -260,7 +264,9 @@ def _generated(
     return samples, makers, fallbacks, record
 
 
-def _with_negatives(samples: list[GroupSample], passages: list[Passage], config: PairConfig) -> list[GroupSample]:
+def _with_negatives(
+    samples: list[GroupSample], passages: list[Passage], config: PairConfig
+) -> list[GroupSample]:
     """Each sample with ``config.negatives`` BM25-mined passages of other documents after its positive."""
     from llara_rag.indexing.lexical import bm25_top, build_bm25
     from llara_rag.ranking.beir import Collection
@@ -280,12 +286,23 @@ def _with_negatives(samples: list[GroupSample], passages: list[Passage], config:
     )
     hits = bm25_top(build_bm25(collection.doc_texts), ids, list(queries.values()), config.depth)
     mining = MiningConfig(
-        miner="bm25", negatives=config.negatives, skip_top=config.skip_top, depth=config.depth, seed=config.seed
+        miner="bm25",
+        negatives=config.negatives,
+        skip_top=config.skip_top,
+        depth=config.depth,
+        seed=config.seed,
     )
     mined = mine_negatives(collection, dict(zip(queries, hits)), mining)
     topped = []
     for qid, sample in zip(queries, samples):
-        chosen = mined[qid]
+        chosen = mined[qid] or [  # every other document ranked in the skipped top: any of them will do
+            doc_id for doc_id, passage in zip(ids, passages) if passage.key != sample.keys[0]
+        ]
+        if not chosen:
+            raise InvalidInputError(
+                "Hard negatives need passages of at least two documents; add documents or train with "
+                "--pair-negatives 0."
+            )
         if len(chosen) < config.negatives:  # a corpus of few documents: repeat, so every group has one size
             chosen = random.Random(f"{config.seed}:{qid}").choices(chosen, k=config.negatives)
         negatives = [passages[int(doc_id)] for doc_id in chosen]

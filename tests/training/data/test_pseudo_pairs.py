@@ -85,6 +85,20 @@ def test_duplicate_documents_share_a_key_and_unsplittable_text_falls_back_to_cro
         make_pairs(_corpus(tmp_path, []), tokenizer, PairConfig())
 
 
+def test_negatives_come_from_another_document_even_when_every_rank_is_skipped(tiny_backbone_dir, tmp_path):
+    """Two documents and skip_top 10: the ranking holds nothing to mine, yet each pair gets the other one."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_backbone_dir)
+    rows = [DOCUMENT, "Cats purr when they are content. Dogs bark at the postman every single morning."]
+    config = PairConfig(passage_tokens=64, negatives=1, skip_top=10)
+    samples, report, _ = make_pairs(_corpus(tmp_path, rows), tokenizer, config)
+    assert report.negatives == 1 and len(samples) == 2
+    assert all(len(sample.keys) == 2 and sample.keys[0] != sample.keys[1] for sample in samples)
+    with pytest.raises(InvalidInputError, match="at least two documents"):
+        make_pairs(_corpus(tmp_path, [DOCUMENT]), tokenizer, config)
+
+
 def _arguments(tmp_path, model, **overrides) -> AdaptationArguments:
     fields = {
         "output_dir": str(tmp_path / "checkpoints"),
