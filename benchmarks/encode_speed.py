@@ -4,7 +4,7 @@ Every variant lives in one process and the rounds alternate them batch by batch 
 passages, so a machine shared with other work slows them alike: the ratios to fp32 (medians over rounds)
 are the figures to compare, the absolute rates only this run's. Single-query latency alternates the same
 way over SciFact queries. Peak RSS is each variant's own, from a fresh process that loads it and encodes
-one batch. ``auto`` is the precision ``llara_rag.precision.AUTO`` picks on this CPU; its figures are those
+one batch. ``auto`` is the precision ``llara_rag.encoding.precision.AUTO`` picks on this CPU; its figures are those
 of the precision picked. ``benchmarks/reference_speed.py`` compares the encoder with the published
 reference procedure, and this module's helpers serve the other speed benchmarks.
 

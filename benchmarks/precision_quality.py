@@ -1,6 +1,6 @@
 """nDCG@10 of the shipped default encoder at each precision, and its difference to fp32, per collection.
 
-The evidence ``auto`` stands on (``llara_rag.precision.AUTO``): a precision may be picked only where it
+The evidence ``auto`` stands on (``llara_rag.encoding.precision.AUTO``): a precision may be picked only where it
 moved no collection's nDCG@10 by more than 0.005. Dense rows only (test queries, the eval harness); fp32
 corpus vectors come from the vector cache when ``benchmarks/default.py`` made them, and every other
 precision is cached under its own key.

@@ -3,7 +3,7 @@ punctuation and with typos, and the corpus stored in capitals.
 
 For each collection and variant, nDCG@10 of BM25, all-MiniLM-L6-v2, the LLaRA default (as shipped, and
 with ``--lowercase`` settings side by side), its hybrid with BM25 under every fusion of
-``llara_rag.fusion.FUSIONS`` and the MiniLM + BM25 hybrid a user could build instead. Variants:
+``llara_rag.retrieval.fusion.FUSIONS`` and the MiniLM + BM25 hybrid a user could build instead. Variants:
 
 - ``as written``: the collection's queries;
 - ``lower`` / ``UPPER``: the queries lower-cased / upper-cased;
