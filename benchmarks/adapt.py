@@ -21,9 +21,9 @@ import os
 import time
 from pathlib import Path
 
-from llara_rag.adapter import LLARA_CONFIG_FILE, NONE, WHITENING_FILE, read_adapter_info
-from llara_rag.backbone import DEFAULT_MODEL
-from llara_rag.encoder import EncoderConfig
+from llara_rag.encoding.adapter import LLARA_CONFIG_FILE, NONE, WHITENING_FILE, read_adapter_info
+from llara_rag.encoding.backbone import DEFAULT_MODEL
+from llara_rag.encoding.encoder import EncoderConfig
 from llara_rag.evaluation import EvaluationConfig, evaluate
 from llara_rag.training import AdaptationArguments, adapt
 

@@ -36,13 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llara_rag.chat import ChatConfig, build_chat_engine
-from llara_rag.embedding import LLaRAEmbedding
-from llara_rag.generator import GeneratorConfig, load_generator
-from llara_rag.grounded import ExtractConfig, extract, search_text
-from llara_rag.ingest import index_folder
-from llara_rag.retrieval import open_retriever
-from llara_rag.store import StoreConfig
+from llara_rag.chat.engine import ChatConfig, build_chat_engine
+from llara_rag.chat.generator import GeneratorConfig, load_generator
+from llara_rag.chat.grounded import ExtractConfig, extract, search_text
+from llara_rag.encoding.embedding import LLaRAEmbedding
+from llara_rag.indexing.ingest import index_folder
+from llara_rag.indexing.store import StoreConfig
+from llara_rag.retrieval.retriever import open_retriever
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -24,8 +24,8 @@ import os
 import random
 import re
 import shlex
-import signal
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from llara_rag.documents import shown
+from llara_rag.indexing.documents import shown
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -673,9 +673,9 @@ class HttpOutcome:
 
 def serve_workspace(workspace: Workspace) -> dict[bool, object]:
     """The service over the workspace's collection, without a key (``False``) and with one (``True``)."""
-    from llara_rag.embedding import LLaRAEmbedding
+    from llara_rag.encoding.embedding import LLaRAEmbedding
+    from llara_rag.indexing.store import StoreConfig
     from llara_rag.serving import ServiceConfig, create_app
-    from llara_rag.store import StoreConfig
 
     embed_model = LLaRAEmbedding(model_name=str(workspace.model))
     store = StoreConfig(path=workspace.db)
@@ -789,7 +789,7 @@ def _quiet() -> Iterator[None]:
 def _watch_model_loads(interrupt: bool = False) -> Iterator[list[str]]:
     """Records every encoder asked for (``get_encoder``, through which every command loads one); with
     ``interrupt``, presses Ctrl-C (a ``KeyboardInterrupt`` in the main thread) once it has loaded."""
-    from llara_rag import embedding, encoder
+    from llara_rag.encoding import embedding, encoder
 
     loads: list[str] = []
     real = encoder.get_encoder

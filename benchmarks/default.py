@@ -21,8 +21,8 @@ import platform
 import time
 from pathlib import Path
 
-from llara_rag.adapter import DEFAULT_ADAPTER, adapter_digest, read_adapter_info
-from llara_rag.encoder import EncoderConfig
+from llara_rag.encoding.adapter import DEFAULT_ADAPTER, adapter_digest, read_adapter_info
+from llara_rag.encoding.encoder import EncoderConfig
 from llara_rag.evaluation import (
     EvaluationConfig,
     EvaluationResult,

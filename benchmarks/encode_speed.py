@@ -4,7 +4,7 @@ Every variant lives in one process and the rounds alternate them batch by batch 
 passages, so a machine shared with other work slows them alike: the ratios to fp32 (medians over rounds)
 are the figures to compare, the absolute rates only this run's. Single-query latency alternates the same
 way over SciFact queries. Peak RSS is each variant's own, from a fresh process that loads it and encodes
-one batch. ``auto`` is the precision ``llara_rag.precision.AUTO`` picks on this CPU; its figures are those
+one batch. ``auto`` is the precision ``llara_rag.encoding.precision.AUTO`` picks on this CPU; its figures are those
 of the precision picked. ``benchmarks/reference_speed.py`` compares the encoder with the published
 reference procedure, and this module's helpers serve the other speed benchmarks.
 
@@ -103,7 +103,7 @@ def build(name: str, batch_size: int) -> tuple[Encode, Callable[[str], np.ndarra
         return (lambda texts: minilm.encode(texts, show_progress=False)), (
             lambda query: minilm.encode([query], show_progress=False)
         )
-    from llara_rag.encoder import LLaRAEncoder
+    from llara_rag.encoding.encoder import LLaRAEncoder
 
     encoder = LLaRAEncoder(precision=name, batch_size=batch_size)
     return (lambda texts: encoder.encode_passages(texts, show_progress=False)), (
@@ -118,8 +118,8 @@ def _rss_child(name: str, passages: list[str], batch_size: int) -> dict:
 
 
 def main() -> None:
-    from llara_rag.encoder import LLaRAEncoder
-    from llara_rag.precision import auto_precision, instruction_set
+    from llara_rag.encoding.encoder import LLaRAEncoder
+    from llara_rag.encoding.precision import auto_precision, instruction_set
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 from typing import get_args
 
-from llara_rag.adapter import read_adapter_info
-from llara_rag.backbone import Dtype
-from llara_rag.encoder import EncoderConfig
+from llara_rag.encoding.adapter import read_adapter_info
+from llara_rag.encoding.backbone import Dtype
+from llara_rag.encoding.encoder import EncoderConfig
 from llara_rag.errors import AdapterError
 from llara_rag.evaluation import (
     BM25System,
@@ -40,7 +40,7 @@ from llara_rag.evaluation import (
     markdown_table,
 )
 from llara_rag.evaluation.harness import EvaluationConfig
-from llara_rag.ranking.collections import QRELS_DIR, read_qrels
+from llara_rag.ranking.beir import QRELS_DIR, read_qrels
 from llara_rag.training import ContrastiveArguments, finetune
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -36,8 +36,8 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from llara_rag.backbone import DEFAULT_MODEL, materialize, resolve_backbone
-    from llara_rag.training.pseudo_pairs import PairConfig, make_pairs
+    from llara_rag.encoding.backbone import DEFAULT_MODEL, materialize, resolve_backbone
+    from llara_rag.training.data.pseudo_pairs import PairConfig, make_pairs
 
     tokenizer = AutoTokenizer.from_pretrained(materialize(resolve_backbone(DEFAULT_MODEL)))
     load = os.getloadavg()[0]

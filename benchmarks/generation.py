@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from llama_index.core.llms import ChatMessage
 
-from llara_rag.backbone import resolve_device
-from llara_rag.chat import CONTEXT_PROMPT, DEFAULT_SYSTEM_PROMPT
-from llara_rag.generator import GeneratorConfig, LocalGenerator
+from llara_rag.chat.engine import CONTEXT_PROMPT, DEFAULT_SYSTEM_PROMPT
+from llara_rag.chat.generator import GeneratorConfig, LocalGenerator
+from llara_rag.encoding.backbone import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -1,6 +1,6 @@
 """nDCG@10 of the shipped default encoder at each precision, and its difference to fp32, per collection.
 
-The evidence ``auto`` stands on (``llara_rag.precision.AUTO``): a precision may be picked only where it
+The evidence ``auto`` stands on (``llara_rag.encoding.precision.AUTO``): a precision may be picked only where it
 moved no collection's nDCG@10 by more than 0.005. Dense rows only (test queries, the eval harness); fp32
 corpus vectors come from the vector cache when ``benchmarks/default.py`` made them, and every other
 precision is cached under its own key.
@@ -16,9 +16,15 @@ import logging
 import time
 from pathlib import Path
 
-from llara_rag.encoder import EncoderConfig
-from llara_rag.evaluation import EvaluationConfig, VectorCache, build_systems, evaluate_systems, load_collection
-from llara_rag.precision import instruction_set
+from llara_rag.encoding.encoder import EncoderConfig
+from llara_rag.encoding.precision import instruction_set
+from llara_rag.evaluation import (
+    EvaluationConfig,
+    VectorCache,
+    build_systems,
+    evaluate_systems,
+    load_collection,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -19,7 +19,7 @@ import platform
 import time
 from pathlib import Path
 
-from llara_rag.encoder import EncoderConfig
+from llara_rag.encoding.encoder import EncoderConfig
 from llara_rag.evaluation import (
     EvaluationConfig,
     EvaluationResult,

@@ -21,7 +21,7 @@ from encode_speed import RESULTS, in_subprocess, load_passages, matmul_gflops, n
 
 
 def run_llara(passages: list[str], batch_size: int) -> dict:
-    from llara_rag.encoder import LLaRAEncoder
+    from llara_rag.encoding.encoder import LLaRAEncoder
 
     encoder = LLaRAEncoder(batch_size=batch_size)
     tokens = sum(len(ids) for ids in encoder.build_inputs(passages, "passage"))
@@ -34,8 +34,8 @@ def run_llara(passages: list[str], batch_size: int) -> dict:
 
 def run_reference(passages: list[str], batch_size: int) -> dict:
     """The reference procedure, on the same backbone and special tokens as the encoder."""
-    from llara_rag.backbone import load_backbone
-    from llara_rag.prompts import DEFAULT_PROMPTS
+    from llara_rag.encoding.backbone import load_backbone
+    from llara_rag.encoding.prompts import DEFAULT_PROMPTS
 
     backbone = load_backbone("smollm2")
     tokenizer, model = backbone.tokenizer, backbone.network.base_model

@@ -40,10 +40,10 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
-from llara_rag.adapter import DEFAULT
 from llara_rag.cli import main as cli
-from llara_rag.embedding import LLaRAEmbedding
-from llara_rag.encoder import EncoderConfig
+from llara_rag.encoding.adapter import DEFAULT
+from llara_rag.encoding.embedding import LLaRAEmbedding
+from llara_rag.encoding.encoder import EncoderConfig
 from llara_rag.evaluation import (
     DEPTH,
     Collection,
@@ -54,9 +54,9 @@ from llara_rag.evaluation import (
     load_collection,
     mean_scores,
 )
-from llara_rag.fusion import MODES, Run
-from llara_rag.retrieval import RetrievalConfig, open_retriever, search
-from llara_rag.store import StoreConfig
+from llara_rag.indexing.store import StoreConfig
+from llara_rag.retrieval.fusion import MODES, Run
+from llara_rag.retrieval.retriever import RetrievalConfig, open_retriever, search
 
 logger = logging.getLogger("retrieval_paths")
 

@@ -3,7 +3,7 @@ punctuation and with typos, and the corpus stored in capitals.
 
 For each collection and variant, nDCG@10 of BM25, all-MiniLM-L6-v2, the LLaRA default (as shipped, and
 with ``--lowercase`` settings side by side), its hybrid with BM25 under every fusion of
-``llara_rag.fusion.FUSIONS`` and the MiniLM + BM25 hybrid a user could build instead. Variants:
+``llara_rag.retrieval.fusion.FUSIONS`` and the MiniLM + BM25 hybrid a user could build instead. Variants:
 
 - ``as written``: the collection's queries;
 - ``lower`` / ``UPPER``: the queries lower-cased / upper-cased;
@@ -31,14 +31,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from llara_rag.adapter import adapter_digest, resolve_adapter
-from llara_rag.encoder import EncoderConfig
+from llara_rag.encoding.adapter import adapter_digest, resolve_adapter
+from llara_rag.encoding.encoder import EncoderConfig
 from llara_rag.evaluation import VectorCache, load_collection
 from llara_rag.evaluation.baselines import minilm_system
 from llara_rag.evaluation.metrics import mean_scores
-from llara_rag.fusion import CANDIDATES, HEAD, Run, convex_fusion, fuse, head_strength
-from llara_rag.ranking.collections import Collection
+from llara_rag.ranking.beir import Collection
 from llara_rag.ranking.systems import BM25System, DenseSystem, RetrievalSystem, llara_system
+from llara_rag.retrieval.fusion import CANDIDATES, HEAD, Run, convex_fusion, fuse, head_strength
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -36,7 +36,7 @@ LLAMA_7B_SHAPE = {
 
 def run(passages: list[str], fields: dict) -> dict:
     """Passages a second of an encoder built from ``fields``, after a warm-up call."""
-    from llara_rag.encoder import LLaRAEncoder
+    from llara_rag.encoding.encoder import LLaRAEncoder
 
     encoder = LLaRAEncoder(**fields)
     # Longer than a batch, so a pool's workers start (and load their models) before the clock does.
@@ -55,7 +55,7 @@ def random_7b(workdir: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from llara_rag.backbone import materialize, resolve_backbone
+    from llara_rag.encoding.backbone import materialize, resolve_backbone
 
     path = workdir / "random-llama-7b-shape"
     if (path / "config.json").exists():

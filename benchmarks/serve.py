@@ -66,7 +66,7 @@ def start_server(*args: str) -> tuple[subprocess.Popen, str]:
 
 
 def in_process(texts: list[str]) -> dict:
-    from llara_rag.encoder import get_encoder
+    from llara_rag.encoding.encoder import get_encoder
 
     encoder = get_encoder()
     encoder.encode_passages(texts[:8])  # warm-up

@@ -76,10 +76,10 @@ def scifact_phase(live: bool, documents: int | None, workdir: str) -> dict:
     """Whole ingestion of scifact abstracts, a query series, and a no-change re-run."""
     from llama_index.core.vector_stores.types import VectorStoreQuery
 
-    from llara_rag.embedding import LLaRAEmbedding
-    from llara_rag.ingest import index_folder
-    from llara_rag.retrieval import RetrievalConfig, open_retriever, search
-    from llara_rag.store import StoreConfig, open_store
+    from llara_rag.encoding.embedding import LLaRAEmbedding
+    from llara_rag.indexing.ingest import index_folder
+    from llara_rag.indexing.store import StoreConfig, open_store
+    from llara_rag.retrieval.retriever import RetrievalConfig, open_retriever, search
 
     class PrecomputedEmbedding(LLaRAEmbedding):
         """SmolLM2's identity and tokenizer, vectors looked up instead of computed (here: seeded by text)."""
@@ -131,7 +131,7 @@ def synthetic_phase(server: bool, count: int, workdir: str) -> dict:
     from llama_index.core.schema import TextNode
     from llama_index.core.vector_stores.types import VectorStoreQuery
 
-    from llara_rag.store import ModelIdentity, StoreConfig, open_store
+    from llara_rag.indexing.store import ModelIdentity, StoreConfig, open_store
     from llara_rag.testing import chroma_server
 
     identity = ModelIdentity(fingerprint="synthetic-576", dimension=DIMENSION, model="synthetic")

@@ -31,7 +31,7 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from llara_rag.adapter import (
+from llara_rag.encoding.adapter import (
     DEFAULT_ADAPTER,
     PEFT_FILES,
     read_adapter_info,
@@ -39,7 +39,7 @@ from llara_rag.adapter import (
     write_model_card,
 )
 from llara_rag.training import AdaptationArguments, ContrastiveArguments, adapt, finetune
-from llara_rag.training.pairs import MiningConfig, TrainingGroup, load_groups
+from llara_rag.training.data.pairs import MiningConfig, TrainingGroup, load_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path("../shared/data")

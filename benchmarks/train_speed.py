@@ -83,9 +83,9 @@ def prepared(backbone, args, setup: str) -> tuple[torch.nn.Module, torch.optim.O
 def _stage_one_steps(steps: int, setup: str) -> dict:
     from functools import partial
 
-    from llara_rag.backbone import load_backbone
-    from llara_rag.training.corpus import build_records
-    from llara_rag.training.objective import ExampleBuilder, collate_examples, compute_objective
+    from llara_rag.encoding.backbone import load_backbone
+    from llara_rag.training.data.corpus import build_records
+    from llara_rag.training.losses.llara import ExampleBuilder, collate_examples, compute_objective
 
     args = _arguments("ebae-ebar")
     backbone = load_backbone(args.model, device="cpu")
@@ -115,11 +115,11 @@ def _stage_one_steps(steps: int, setup: str) -> dict:
 
 
 def _contrastive_steps(steps: int, setup: str) -> dict:
-    from llara_rag.backbone import load_backbone
-    from llara_rag.encoder import PromptInputs
-    from llara_rag.training.info_nce import CachedInfoNCE, chunks
-    from llara_rag.training.pseudo_pairs import make_pairs
-    from llara_rag.training.supervised import GroupCollator
+    from llara_rag.encoding.backbone import load_backbone
+    from llara_rag.encoding.encoder import PromptInputs
+    from llara_rag.training.data.groups import GroupCollator
+    from llara_rag.training.data.pseudo_pairs import make_pairs
+    from llara_rag.training.losses.info_nce import CachedInfoNCE, chunks
 
     args = _arguments("contrastive")
     cargs = args.contrastive(None)

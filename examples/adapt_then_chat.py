@@ -16,12 +16,13 @@ import logging
 import tempfile
 from pathlib import Path
 
-from llara_rag.chat import ChatConfig, open_chat_session
-from llara_rag.embedding import LLaRAEmbedding
-from llara_rag.generator import GeneratorConfig
-from llara_rag.ingest import index_folder
-from llara_rag.retrieval import RetrievalConfig, open_retriever, search
-from llara_rag.store import StoreConfig
+from llara_rag.chat.engine import ChatConfig
+from llara_rag.chat.generator import GeneratorConfig
+from llara_rag.cli.session import open_chat_session
+from llara_rag.encoding.embedding import LLaRAEmbedding
+from llara_rag.indexing.ingest import index_folder
+from llara_rag.indexing.store import StoreConfig
+from llara_rag.retrieval.retriever import RetrievalConfig, open_retriever, search
 from llara_rag.training import AdaptationArguments, adapt
 
 SAMPLE_DOCS = Path(__file__).resolve().parent / "sample_docs"

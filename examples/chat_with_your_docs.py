@@ -22,13 +22,14 @@ import tempfile
 from pathlib import Path
 from typing import get_args
 
-from llara_rag.chat import AnswerMode, ChatConfig, open_chat_session
-from llara_rag.embedding import LLaRAEmbedding
-from llara_rag.fusion import DEFAULT_MODE, MODES
-from llara_rag.generator import GeneratorConfig
-from llara_rag.ingest import index_folder
-from llara_rag.retrieval import RetrievalConfig
-from llara_rag.store import StoreConfig
+from llara_rag.chat.engine import AnswerMode, ChatConfig
+from llara_rag.chat.generator import GeneratorConfig
+from llara_rag.cli.session import open_chat_session
+from llara_rag.encoding.embedding import LLaRAEmbedding
+from llara_rag.indexing.ingest import index_folder
+from llara_rag.indexing.store import StoreConfig
+from llara_rag.retrieval.fusion import DEFAULT_MODE, MODES
+from llara_rag.retrieval.retriever import RetrievalConfig
 
 SAMPLE_DOCS = Path(__file__).resolve().parent / "sample_docs"
 CONVERSATION = [

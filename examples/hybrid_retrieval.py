@@ -21,11 +21,11 @@ from pathlib import Path
 
 from llama_index.core.query_engine import RetrieverQueryEngine
 
-from llara_rag.embedding import LLaRAEmbedding
-from llara_rag.generator import GeneratorConfig, LocalGenerator
-from llara_rag.ingest import index_folder
-from llara_rag.retrieval import RetrievalConfig, open_retriever, search
-from llara_rag.store import StoreConfig
+from llara_rag.chat.generator import GeneratorConfig, LocalGenerator
+from llara_rag.encoding.embedding import LLaRAEmbedding
+from llara_rag.indexing.ingest import index_folder
+from llara_rag.indexing.store import StoreConfig
+from llara_rag.retrieval.retriever import RetrievalConfig, open_retriever, search
 
 SAMPLE_DOCS = Path(__file__).resolve().parent / "sample_docs"
 QUESTIONS = [

@@ -12,10 +12,10 @@ Needs `pip install 'llara-rag[ray]'`.
 import argparse
 from pathlib import Path
 
-from llara_rag.distributed import RayConfig, index_with_ray
-from llara_rag.embedding import LLaRAEmbedding
-from llara_rag.retrieval import RetrievalConfig, open_retriever, search
-from llara_rag.store import StoreConfig
+from llara_rag.encoding.embedding import LLaRAEmbedding
+from llara_rag.indexing.distributed import RayConfig, index_with_ray
+from llara_rag.indexing.store import StoreConfig
+from llara_rag.retrieval.retriever import RetrievalConfig, open_retriever, search
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--server", required=True, help="the Chroma server's URL, e.g. http://localhost:8000")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from llama_index.core import Settings, SimpleDirectoryReader, VectorStoreIndex
 
-from llara_rag.embedding import LLaRAEmbedding
-from llara_rag.generator import GeneratorConfig, LocalGenerator
+from llara_rag.chat.generator import GeneratorConfig, LocalGenerator
+from llara_rag.encoding.embedding import LLaRAEmbedding
 
 parser = argparse.ArgumentParser()
 parser.add_argument("question", nargs="?", default="Can I deploy to production on a Friday?")

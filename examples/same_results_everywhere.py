@@ -21,8 +21,8 @@ from llama_index.core import VectorStoreIndex
 from llama_index.core.schema import TextNode
 from llama_index.embeddings.llara import LLaRAEmbedding
 
-from llara_rag.backbone import DEFAULT_MODEL
-from llara_rag.chroma_embedding import LLaRAEmbeddingFunction
+from llara_rag.encoding.backbone import DEFAULT_MODEL
+from llara_rag.indexing.chroma_embedding import LLaRAEmbeddingFunction
 
 SAMPLE_DOCS = Path(__file__).resolve().parent / "sample_docs"
 QUERIES = (

@@ -2,8 +2,9 @@
 
 import importlib.metadata
 
-from llara_rag.backbone import DEFAULT_MODEL
-from llara_rag.encoder import EncoderConfig, LLaRAEncoder, get_encoder
+from llara_rag.encoding.backbone import DEFAULT_MODEL
+from llara_rag.encoding.encoder import EncoderConfig, LLaRAEncoder, get_encoder
+from llara_rag.encoding.prompts import LLaRAPrompts
 from llara_rag.errors import (
     AdapterError,
     InvalidInputError,
@@ -12,7 +13,6 @@ from llara_rag.errors import (
     ModelMismatchError,
     ModelNotFoundError,
 )
-from llara_rag.prompts import LLaRAPrompts
 
 try:
     __version__ = importlib.metadata.version("llara-rag")
@@ -44,15 +44,15 @@ __all__ = [
 
 
 _LAZY = {
-    "LLaRAEmbedding": "llara_rag.embedding",
-    "StoreConfig": "llara_rag.store",
-    "open_store": "llara_rag.store",
-    "open_index": "llara_rag.store",
-    "IngestConfig": "llara_rag.ingest",
-    "index_folder": "llara_rag.ingest",
-    "LLaRAHybridRetriever": "llara_rag.retrieval",
-    "RetrievalConfig": "llara_rag.retrieval",
-    "open_retriever": "llara_rag.retrieval",
+    "LLaRAEmbedding": "llara_rag.encoding.embedding",
+    "StoreConfig": "llara_rag.indexing.store",
+    "open_store": "llara_rag.indexing.store",
+    "open_index": "llara_rag.indexing.store",
+    "IngestConfig": "llara_rag.indexing.ingest",
+    "index_folder": "llara_rag.indexing.ingest",
+    "LLaRAHybridRetriever": "llara_rag.retrieval.retriever",
+    "RetrievalConfig": "llara_rag.retrieval.retriever",
+    "open_retriever": "llara_rag.retrieval.retriever",
 }
 
 

@@ -1,7 +1,7 @@
 """Deprecated name of :mod:`llara_rag.training`, kept for one release so existing imports keep working.
 
 The package was renamed because it holds both stages, the label-free ``adapt`` and the supervised
-``finetune``; its submodules moved with it (``adaptation.contrastive`` is now ``training.supervised``).
+``finetune``; its submodules moved with it (``adaptation.contrastive`` is now ``training.contrastive``).
 """
 
 import warnings

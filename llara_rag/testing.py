@@ -92,8 +92,8 @@ def write_random_adapter(backbone_dir: Path, target: Path, seed: int = 1) -> Pat
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from llara_rag.adapter import AdapterInfo, write_adapter_info
-    from llara_rag.backbone import load_backbone
+    from llara_rag.encoding.adapter import AdapterInfo, write_adapter_info
+    from llara_rag.encoding.backbone import load_backbone
 
     backbone = load_backbone(str(backbone_dir))
     torch.manual_seed(seed)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llara_rag.generator import LocalGenerator
+from llara_rag.chat.generator import LocalGenerator
 from llara_rag.testing import build_tiny_backbone, chroma_server
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -60,6 +60,6 @@ def tiny_chat_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_generator(tiny_chat_model_dir: Path) -> LocalGenerator:
-    from llara_rag.generator import GeneratorConfig
+    from llara_rag.chat.generator import GeneratorConfig
 
     return LocalGenerator(GeneratorConfig(model=str(tiny_chat_model_dir), max_new_tokens=12))

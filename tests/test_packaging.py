@@ -40,7 +40,7 @@ def test_the_evaluation_stack_is_an_extra_and_embedding_never_imports_it() -> No
         requirements(metadata["optional-dependencies"]["eval"])
     )
     code = (
-        "import sys, llara_rag.embedding, llara_rag.chroma_embedding, llara_rag.evaluation; "
+        "import sys, llara_rag.encoding.embedding, llara_rag.indexing.chroma_embedding, llara_rag.evaluation; "
         "print(sorted({'pytrec_eval', 'matplotlib'} & set(sys.modules)))"
     )
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -69,9 +69,7 @@ def test_collections_are_an_extra_the_embedding_path_never_imports() -> None:
     store = {"chromadb", "llama-index-vector-stores-chroma", "bm25s", "PyStemmer"}
     assert not store & set(requirements(metadata["dependencies"]))
     assert store <= set(requirements(metadata["optional-dependencies"]["store"]))
-    code = (
-        "import sys, llara_rag.embedding; print(sorted({'chromadb', 'bm25s', 'Stemmer'} & set(sys.modules)))"
-    )
+    code = "import sys, llara_rag.encoding.embedding; print(sorted({'chromadb', 'bm25s', 'Stemmer'} & set(sys.modules)))"
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert imported.stdout.strip() == "[]"
 

@@ -26,7 +26,7 @@ def add_index(sub: argparse._SubParsersAction, generated: bool) -> None:
     parser.add_argument("docs", help="the folder of documents")
     add_model_arguments(parser)
     if generated:
-        from llara_rag.ingest import IngestConfig
+        from llara_rag.indexing.ingest import IngestConfig
 
         add_store_arguments(parser)
         add_options(parser, options_of(IngestConfig))
@@ -34,7 +34,7 @@ def add_index(sub: argparse._SubParsersAction, generated: bool) -> None:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    from llara_rag.ingest import IngestConfig, check_before_loading, index_folder
+    from llara_rag.indexing.ingest import IngestConfig, check_before_loading, index_folder
 
     config = IngestConfig(**option_values(args, options_of(IngestConfig)))
     store = store_config(args)
@@ -44,7 +44,7 @@ def run_index(args: argparse.Namespace) -> int:
     summary = index_folder(Path(args.docs), store, embed_model, config)
     print(summary.report())
     if summary.chunks_written:
-        from llara_rag.precision import instruction_set
+        from llara_rag.encoding.precision import instruction_set
 
         seconds = time.perf_counter() - start
         device = embed_model.encoder.device.type
@@ -75,8 +75,8 @@ def add_query(sub: argparse._SubParsersAction, generated: bool) -> None:
 
 
 def run_query(args: argparse.Namespace) -> int:
-    from llara_rag.retrieval import check_question, open_retriever, search, why_no_results
-    from llara_rag.store import existing_collection, parse_where
+    from llara_rag.indexing.store import existing_collection, parse_where
+    from llara_rag.retrieval.retriever import check_question, open_retriever, search, why_no_results
 
     check_question(args.question)
     retrieval = retrieval_config(args, parse_where(args.where))

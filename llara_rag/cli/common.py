@@ -6,17 +6,17 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any, get_args
 
-from llara_rag.backbone import DEFAULT_MODEL
 from llara_rag.cli.flags import add_options, option_values, options_of
-from llara_rag.precision import Precision
+from llara_rag.encoding.backbone import DEFAULT_MODEL
+from llara_rag.encoding.precision import Precision
 
 if TYPE_CHECKING:
-    from llara_rag.chat import ChatConfig
-    from llara_rag.embedding import LLaRAEmbedding
-    from llara_rag.encoder import EncoderConfig
-    from llara_rag.generator import GeneratorConfig
-    from llara_rag.retrieval import RetrievalConfig
-    from llara_rag.store import StoreConfig
+    from llara_rag.chat.engine import ChatConfig
+    from llara_rag.chat.generator import GeneratorConfig
+    from llara_rag.encoding.embedding import LLaRAEmbedding
+    from llara_rag.encoding.encoder import EncoderConfig
+    from llara_rag.indexing.store import StoreConfig
+    from llara_rag.retrieval.retriever import RetrievalConfig
 
 SERVER_ENV = "LLARA_RAG_CHROMA_SERVER"
 
@@ -71,7 +71,7 @@ def _device_list(value: str) -> tuple[str, ...]:
 
 
 def encoder_config(args: argparse.Namespace) -> EncoderConfig:
-    from llara_rag.encoder import EncoderConfig
+    from llara_rag.encoding.encoder import EncoderConfig
 
     return EncoderConfig(model=args.model, **_placement(args))
 
@@ -90,13 +90,13 @@ def _placement(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def embedding(args: argparse.Namespace) -> LLaRAEmbedding:
-    from llara_rag.embedding import LLaRAEmbedding
+    from llara_rag.encoding.embedding import LLaRAEmbedding
 
     return LLaRAEmbedding(model_name=args.model, **_placement(args))
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:
-    from llara_rag.store import StoreConfig
+    from llara_rag.indexing.store import StoreConfig
 
     add_options(parser, options_of(StoreConfig))
     parser.add_argument(
@@ -116,7 +116,7 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
 
 def store_config(args: argparse.Namespace) -> StoreConfig:
     from llara_rag.errors import InvalidInputError
-    from llara_rag.store import StoreConfig
+    from llara_rag.indexing.store import StoreConfig
 
     headers = dict(item.partition("=")[::2] for item in args.header)
     if any(not key or not value for key, value in headers.items()):
@@ -127,7 +127,7 @@ def store_config(args: argparse.Namespace) -> StoreConfig:
 
 
 def add_retrieval_arguments(parser: argparse.ArgumentParser, **defaults: Any) -> None:
-    from llara_rag.retrieval import RetrievalConfig
+    from llara_rag.retrieval.retriever import RetrievalConfig
 
     add_options(parser, options_of(RetrievalConfig), **defaults)
 
@@ -135,14 +135,14 @@ def add_retrieval_arguments(parser: argparse.ArgumentParser, **defaults: Any) ->
 def retrieval_config(
     args: argparse.Namespace, where: dict[str, str | int | float] | None = None
 ) -> RetrievalConfig:
-    from llara_rag.retrieval import RetrievalConfig
+    from llara_rag.retrieval.retriever import RetrievalConfig
 
     return RetrievalConfig(**option_values(args, options_of(RetrievalConfig)), where=where or {})
 
 
 def add_generator_arguments(parser: argparse.ArgumentParser) -> None:
-    from llara_rag.chat import ChatConfig
-    from llara_rag.generator import GeneratorConfig
+    from llara_rag.chat.engine import ChatConfig
+    from llara_rag.chat.generator import GeneratorConfig
 
     add_options(parser, options_of(GeneratorConfig))
     add_options(parser, options_of(ChatConfig))
@@ -150,13 +150,13 @@ def add_generator_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def generator_config(args: argparse.Namespace) -> GeneratorConfig:
-    from llara_rag.generator import GeneratorConfig
-    from llara_rag.validation import checked
+    from llara_rag.chat.generator import GeneratorConfig
+    from llara_rag.settings import checked
 
     return checked(GeneratorConfig, **option_values(args, options_of(GeneratorConfig)), device=args.device)
 
 
 def chat_config(args: argparse.Namespace) -> ChatConfig:
-    from llara_rag.chat import ChatConfig
+    from llara_rag.chat.engine import ChatConfig
 
     return ChatConfig(retrieval=retrieval_config(args), **option_values(args, options_of(ChatConfig)))

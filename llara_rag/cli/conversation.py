@@ -42,8 +42,8 @@ def add_chat(sub: argparse._SubParsersAction, generated: bool) -> None:
 
 
 def run_chat(args: argparse.Namespace) -> int:
-    from llara_rag.chat import open_chat_session
-    from llara_rag.store import existing_collection
+    from llara_rag.cli.session import open_chat_session
+    from llara_rag.indexing.store import existing_collection
 
     _quiet_chat_logs(args)
     generator = generator_config(args)
@@ -89,8 +89,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     require("fastapi", "serve")
     uvicorn = require("uvicorn", "serve")
+    from llara_rag.indexing.store import existing_collection
     from llara_rag.serving import ServiceConfig, create_app
-    from llara_rag.store import existing_collection
 
     config = ServiceConfig(**option_values(args, options_of(ServiceConfig)), api_key=args.api_key or None)
     store = None if args.embeddings_only else store_config(args)
@@ -102,8 +102,8 @@ def run_serve(args: argparse.Namespace) -> int:
     embed_model = embedding(args)
     llm = None
     if generator is not None:
-        from llara_rag.chat import answer_mode
-        from llara_rag.generator import load_generator
+        from llara_rag.chat.engine import answer_mode
+        from llara_rag.chat.generator import load_generator
 
         _quiet_chat_logs(args)
         chat = chat.model_copy(update={"answer": answer_mode(chat, generator)})

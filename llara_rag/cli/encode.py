@@ -21,7 +21,7 @@ def add_embed(sub: argparse._SubParsersAction, generated: bool) -> None:
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    from llara_rag.encoder import get_encoder
+    from llara_rag.encoding.encoder import get_encoder
 
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     encoder = get_encoder(encoder_config(args))

@@ -1,7 +1,7 @@
 """Options generated from the settings they set: each flag's name, default and help declared once, on its field.
 
 A pydantic field names its flag in ``json_schema_extra`` (``{"flag": "--chunk-size"}``, the key
-:mod:`llara_rag.validation` names in its refusals) and a training dataclass field in ``metadata``
+:mod:`llara_rag.settings` names in its refusals) and a training dataclass field in ``metadata``
 (``{"flag": "--lr", "help": ...}``, found on the nearest class of the MRO that declares it, so a subclass
 may change a default alone). :func:`add_options` turns each into an argparse option with the field's
 default; :func:`option_values` reads them back as keyword arguments. A boolean field that defaults to

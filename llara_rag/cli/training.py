@@ -162,7 +162,7 @@ def add_push(sub: argparse._SubParsersAction, generated: bool) -> None:
 
 
 def run_push(args: argparse.Namespace) -> int:
-    from llara_rag.adapter import push_adapter
+    from llara_rag.encoding.adapter import push_adapter
 
     print(push_adapter(args.adapter, args.repo_id, private=args.private, token=args.token))
     return 0

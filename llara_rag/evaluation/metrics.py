@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from llara_rag.extras import require
-from llara_rag.fusion import top
-from llara_rag.ranking.collections import Qrels
+from llara_rag.ranking.beir import Qrels
+from llara_rag.retrieval.fusion import top
 
 METRICS: dict[str, str] = {
     "nDCG@10": "ndcg_cut_10",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from llara_rag.ranking.collections import SkippedInputs
+from llara_rag.ranking.beir import SkippedInputs
 
 
 class SystemResult(BaseModel):

@@ -4,8 +4,8 @@ Shared by evaluation (which scores the rankings) and training (whose negative mi
 systems), so neither imports the other.
 """
 
+from llara_rag.ranking.beir import Collection, SkippedInputs, load_collection
 from llara_rag.ranking.cache import VectorCache
-from llara_rag.ranking.collections import Collection, SkippedInputs, load_collection
 from llara_rag.ranking.systems import (
     BM25System,
     DenseSystem,

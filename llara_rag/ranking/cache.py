@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llara_rag.backbone import cache_dir
+from llara_rag.encoding.backbone import cache_dir
 
 logger = logging.getLogger(__name__)
 

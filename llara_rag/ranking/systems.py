@@ -4,7 +4,7 @@
   queries encoded and ranked by exact dot product (every encoder here returns L2-normalised vectors, so
   that is cosine); :func:`llara_system` is the LLaRA encoder of an :class:`EncoderConfig`;
 - BM25 (bm25s, Lucene scoring, English Snowball stemming, English stop-words removed, k1=1.2, b=0.75);
-- a hybrid: a weighted sum of z-normalised scores of other systems (:func:`llara_rag.fusion.fuse`).
+- a hybrid: a weighted sum of z-normalised scores of other systems (:func:`llara_rag.retrieval.fusion.fuse`).
 
 The evaluation harness scores them and training's negative miners rank with them.
 """
@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from llara_rag.adapter import DEFAULT_ADAPTER
-from llara_rag.fusion import CANDIDATES, DEFAULT_WEIGHTING, FusionWeighting, Run, fuse, top
-from llara_rag.lexical import BM25_B, BM25_K1, STEMMER, STOPWORDS, bm25_top, build_bm25
+from llara_rag.encoding.adapter import DEFAULT_ADAPTER
+from llara_rag.indexing.lexical import BM25_B, BM25_K1, STEMMER, STOPWORDS, bm25_top, build_bm25
+from llara_rag.ranking.beir import Collection
 from llara_rag.ranking.cache import VectorCache, dtype_setting
-from llara_rag.ranking.collections import Collection
+from llara_rag.retrieval.fusion import CANDIDATES, DEFAULT_WEIGHTING, FusionWeighting, Run, fuse, top
 
 if TYPE_CHECKING:
-    from llara_rag.encoder import EncoderConfig
+    from llara_rag.encoding.encoder import EncoderConfig
 
 logger = logging.getLogger(__name__)
 
@@ -154,8 +154,8 @@ def llara_label(config: EncoderConfig) -> str:
 
 def llara_system(config: EncoderConfig, cache: VectorCache, name: str = "llara") -> DenseSystem:
     """The LLaRA encoder of ``config`` as a dense system, sharing the process-wide loaded encoder."""
-    from llara_rag.backbone import resolve_device, resolve_dtype
-    from llara_rag.encoder import get_encoder
+    from llara_rag.encoding.backbone import resolve_device, resolve_dtype
+    from llara_rag.encoding.encoder import get_encoder
 
     dtype = resolve_dtype(config.dtype, resolve_device(config.device))
     settings = {"passage_max_length": config.passage_max_length, **dtype_setting(dtype)}
@@ -190,7 +190,7 @@ class BM25System(RetrievalSystem):
 
 
 class HybridSystem(RetrievalSystem):
-    """A weighted sum of other systems' z-normalised scores (:func:`llara_rag.fusion.fuse`, the fusion every
+    """A weighted sum of other systems' z-normalised scores (:func:`llara_rag.retrieval.fusion.fuse`, the fusion every
     retriever uses); equal weights by default, scaled per query by each side's head strength unless
     ``weighting`` is fixed."""
 

@@ -34,10 +34,10 @@ from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from llara_rag.chat import ChatConfig, build_chat_engine, cite
+from llara_rag.chat.engine import ChatConfig, build_chat_engine, cite
+from llara_rag.encoding.prompts import Side
 from llara_rag.errors import LLaRAError
-from llara_rag.prompts import Side
-from llara_rag.retrieval import Hit, LLaRAHybridRetriever, RetrievalConfig
+from llara_rag.retrieval.retriever import Hit, LLaRAHybridRetriever, RetrievalConfig
 from llara_rag.serving.batching import EmbeddingBatcher
 from llara_rag.serving.completions import add_chat_completions
 from llara_rag.serving.gate import API_KEY_ENV, BODY_LIMIT_FLAG, LOOPBACK_HOSTS, RequestGate
@@ -53,7 +53,7 @@ from llara_rag.serving.schemas import (
     SearchResponse,
     Usage,
 )
-from llara_rag.validation import UserSettings, not_unicode
+from llara_rag.settings import UserSettings, not_unicode
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
@@ -61,10 +61,10 @@ if TYPE_CHECKING:
     from llama_index.core.llms import LLM
     from llama_index.core.schema import NodeWithScore, QueryBundle
 
-    from llara_rag.embedding import LLaRAEmbedding
-    from llara_rag.encoder import LLaRAEncoder
-    from llara_rag.lexical import LexicalIndex
-    from llara_rag.store import StoreConfig
+    from llara_rag.encoding.embedding import LLaRAEmbedding
+    from llara_rag.encoding.encoder import LLaRAEncoder
+    from llara_rag.indexing.lexical import LexicalIndex
+    from llara_rag.indexing.store import StoreConfig
 
 logger = logging.getLogger(__name__)
 
@@ -170,8 +170,8 @@ class ServedCollection:
 
     def lexical(self) -> LexicalIndex:
         """The lexical index of the collection as it is now (Chroma's metadata is read again each time)."""
-        from llara_rag.lexical import is_current, open_lexical_index
-        from llara_rag.store import existing_collection
+        from llara_rag.indexing.lexical import is_current, open_lexical_index
+        from llara_rag.indexing.store import existing_collection
 
         if self._lexical is not None:
             self.collection = existing_collection(self.store)
@@ -227,7 +227,7 @@ def create_app(
     encoder = embed_model.encoder
     served = None
     if store is not None:
-        from llara_rag.store import open_store
+        from llara_rag.indexing.store import open_store
 
         served = ServedCollection(store, open_store(store, embed_model, create=False).collection)
     batcher = EmbeddingBatcher(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llara_rag.prompts import Side
+from llara_rag.encoding.prompts import Side
 
 logger = logging.getLogger(__name__)
 

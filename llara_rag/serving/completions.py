@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 
-from llara_rag.chat import Citation, cite
+from llara_rag.chat.engine import Citation, cite
 from llara_rag.errors import LLaRAError
 from llara_rag.serving.schemas import ChatCompletion, ChatCompletionChoice, ChatCompletionRequest
 

@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llara_rag.fusion import FusionWeighting, RetrievalMode
-from llara_rag.retrieval import Hit
+from llara_rag.retrieval.fusion import FusionWeighting, RetrievalMode
+from llara_rag.retrieval.retriever import Hit
 
 
 class EmbeddingRequest(BaseModel):

@@ -1,7 +1,7 @@
 """The one trainer every llara-rag stage runs on: LoRA setup, the collapse guard, checkpoints, adapter output.
 
 A stage (the unsupervised EBAE/EBAR adaptation, the label-free and the supervised contrastive stages)
-is a loss object (:mod:`llara_rag.training.loss`), a dataset and a collator, handed to
+is a loss object (:mod:`llara_rag.training.losses.base`), a dataset and a collator, handed to
 :func:`run_stage`; its arguments subclass :class:`StageArguments`. Because this is a plain
 ``transformers.Trainer``, the same code runs on one CPU, under ``torchrun`` / ``accelerate launch`` and
 with DeepSpeed (``--deepspeed ds.json``), with checkpoints and resume.
@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from llara_rag.adapter import (
+from llara_rag.encoding.adapter import (
     LLARA_CONFIG_FILE,
     PEFT_FILES,
+    AdapterDirectory,
     AdapterInfo,
     TrainedLengths,
     load_peft,
@@ -35,7 +36,7 @@ from llara_rag.adapter import (
     write_adapter_info,
     write_model_card,
 )
-from llara_rag.backbone import DEFAULT_MODEL, Backbone
+from llara_rag.encoding.backbone import DEFAULT_MODEL, Backbone
 from llara_rag.errors import AdapterError, EmbeddingCollapseError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -44,8 +45,8 @@ if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import TrainerControl, TrainerState
 
-    from llara_rag.prompts import Side
-    from llara_rag.training.loss import TrainingLoss
+    from llara_rag.encoding.prompts import Side
+    from llara_rag.training.losses.base import TrainingLoss
 
 logger = logging.getLogger(__name__)
 
@@ -193,8 +194,8 @@ class StageArguments(TrainingArguments):
     @property
     def text_lowercase(self) -> bool:
         """``lowercase`` resolved: as asked, else as the adapter this stage continues was trained."""
-        from llara_rag.adapter import resolve_adapter
-        from llara_rag.encoder import trained_lowercase
+        from llara_rag.encoding.adapter import resolve_adapter
+        from llara_rag.encoding.encoder import trained_lowercase
 
         if self.lowercase is not None:
             return self.lowercase == "on"
@@ -270,7 +271,7 @@ def continued_lora_model(backbone: Backbone, directory: str | Path, args: StageA
     then ignored in favour of the adapter's own.
     """
     backbone.network.train()
-    model = load_peft(backbone, directory, trainable=True)
+    model = load_peft(backbone, AdapterDirectory(directory), trainable=True)
     if args.activation_checkpointing:
         model.enable_input_require_grads()
     lora = model.peft_config["default"]
@@ -317,7 +318,7 @@ def start_run(
     checkpoints of an earlier run, so training starts from scratch. ``adapter_dir`` is checked against
     ``source`` (what the run trains on) first: :func:`check_output`.
     """
-    from llara_rag.adapter import adapter_digest, resolve_adapter
+    from llara_rag.encoding.adapter import adapter_digest, resolve_adapter
 
     check_output(adapter_dir, source)
 
@@ -370,7 +371,7 @@ def finished_adapter(directory: str | Path, recipe: dict[str, Any]) -> AdapterIn
     An adapter trained otherwise (or unreadable) is never replaced silently, since collections indexed
     with it would stop opening: the run is refused, naming the settings that differ (``--overwrite``).
     """
-    from llara_rag.adapter import read_adapter_info
+    from llara_rag.encoding.adapter import read_adapter_info
 
     path = Path(directory)
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
@@ -467,7 +468,7 @@ class TrainingEncoder:
         *,
         lowercase: bool = False,
     ) -> None:
-        from llara_rag.encoder import EncoderConfig, PromptInputs
+        from llara_rag.encoding.encoder import EncoderConfig, PromptInputs
 
         self.model, self.batch_size = model, batch_size
         self.inputs = PromptInputs(backbone.tokenizer, backbone.special_ids, lowercase=lowercase)
@@ -477,27 +478,23 @@ class TrainingEncoder:
             "passage": served["passage_max_length"].default,
         }
         self.fingerprint = f"training-step-{step}"
+        self.dimension = backbone.hidden_size
 
     def encode(self, texts: Sequence[str], side: Side) -> np.ndarray:
-        import numpy as np
-        import torch
+        """As the encoder batches (longest first, same padding), through the model's current weights."""
+        from llara_rag.encoding.encoder import encode_longest_first
+        from llara_rag.training.losses.info_nce import embed
 
-        from llara_rag.encoder import collate
-        from llara_rag.training.info_nce import embed
-
-        ids = self.inputs(texts, side, self.max_length[side])
-        output = np.empty((len(ids), 0), dtype=np.float32)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
-        device = next(self.model.parameters()).device
-        with torch.no_grad():
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                batch = collate([ids[i] for i in rows], self.inputs.pad_id)
-                vectors = embed(self.model, {k: v.to(device) for k, v in batch.items()}).float().cpu().numpy()
-                if output.shape[1] == 0:
-                    output = np.empty((len(ids), vectors.shape[1]), dtype=np.float32)
-                output[rows] = vectors
-        return output
+        return encode_longest_first(
+            self.inputs(texts, side, self.max_length[side]),
+            lambda batch: embed(self.model, batch),
+            dimension=self.dimension,
+            batch_size=self.batch_size,
+            pad_id=self.inputs.pad_id,
+            device=next(self.model.parameters()).device,
+            description=f"Encoding {side}s",
+            show_progress=False,
+        )
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         return self.encode(queries, "query")
@@ -627,7 +624,7 @@ class AdapterTrainer(Trainer):
             self._running[name].append(float(value))
 
     def record_embeddings(self, embeddings: torch.Tensor) -> None:
-        from llara_rag.training.objective import mean_offdiagonal_cosine
+        from llara_rag.training.losses.llara import mean_offdiagonal_cosine
 
         self.record_metrics(**{COSINE_METRIC: mean_offdiagonal_cosine(embeddings)})
 

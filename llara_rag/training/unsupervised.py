@@ -4,8 +4,8 @@
 1. ``ebae-ebar``: the documents cut into (window, next window) records; LoRA (+ the special-token rows)
    trained on the one-pass EBAE/EBAR objective, which teaches the special tokens to stand for a passage;
 2. ``contrastive``: InfoNCE on (pseudo-query, passage) pairs made from the same documents
-   (:mod:`llara_rag.training.pseudo_pairs`), continuing stage 1's LoRA, which teaches it to rank;
-then fits the domain whitening (:mod:`llara_rag.whitening`) on a sample of the windows and writes one
+   (:mod:`llara_rag.training.data.pseudo_pairs`), continuing stage 1's LoRA, which teaches it to rank;
+then fits the domain whitening (:mod:`llara_rag.encoding.whitening`) on a sample of the windows and writes one
 adapter directory that ``LLaRAEncoder(adapter=...)`` loads. ``stages`` runs either stage alone.
 Checkpoints go to ``args.output_dir`` (the CLI uses ``OUTPUT.checkpoints``), stage 1's finished adapter
 too; rerunning the same command after an interruption resumes where it stopped.
@@ -25,31 +25,29 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from llara_rag.adapter import DEFAULT, TrainedLengths, apply_adapter
-from llara_rag.backbone import load_backbone
-from llara_rag.encoder import EncoderConfig, LLaRAEncoder
+from llara_rag.encoding.adapter import DEFAULT, AdapterDirectory, TrainedLengths, apply_adapter
+from llara_rag.encoding.backbone import load_backbone
+from llara_rag.encoding.encoder import EncoderConfig, LLaRAEncoder
+from llara_rag.encoding.whitening import default_dimensions, fit_whitening
 from llara_rag.errors import InvalidInputError
-from llara_rag.training.corpus import (
+from llara_rag.training.contrastive import (
+    ContrastiveArguments,
+    check_contrastive_settings,
+    inputs_record,
+    start_record,
+    train_contrastive,
+)
+from llara_rag.training.data.corpus import (
     CorpusSummary,
     build_records,
     check_source,
     corpus_digest,
     write_records,
 )
-from llara_rag.training.info_nce import DEFAULT_CHUNK_TOKENS
-from llara_rag.training.objective import ExampleBuilder, LLaRALoss, ObjectiveConfig, collate_examples
-from llara_rag.training.pseudo_pairs import PairConfig, PairMaker, make_pairs
-
-PAIRS = PairConfig.model_fields
-"""The pair maker's settings, whose defaults adapt's flags take."""
-from llara_rag.training.supervised import (
-    ContrastiveArguments,
-    check_contrastive_settings,
-    check_groups,
-    inputs_record,
-    start_record,
-    train_contrastive,
-)
+from llara_rag.training.data.groups import check_groups
+from llara_rag.training.data.pseudo_pairs import PairConfig, PairMaker, make_pairs
+from llara_rag.training.losses.info_nce import DEFAULT_CHUNK_TOKENS
+from llara_rag.training.losses.llara import ExampleBuilder, LLaRALoss, ObjectiveConfig, collate_examples
 from llara_rag.training.trainer import (
     AdapterTrainer,
     StageArguments,
@@ -59,9 +57,11 @@ from llara_rag.training.trainer import (
     run_stage,
     start_run,
 )
-from llara_rag.whitening import default_dimensions, fit_whitening
 
 logger = logging.getLogger(__name__)
+
+PAIRS = PairConfig.model_fields
+"""The pair maker's settings, whose defaults adapt's flags take."""
 
 RECORDS_FILE = "records.jsonl"
 """The training windows, saved beside the checkpoints so what the adapter learnt from can be inspected."""
@@ -386,7 +386,7 @@ def whitening_step(
 
     def finish(staging: Path) -> None:
         backbone = load_backbone(args.model, device=args.device.type)
-        apply_adapter(backbone, staging)
+        apply_adapter(backbone, AdapterDirectory(staging))
         records, _ = build_records(source, backbone.tokenizer, args.window_tokens)
         texts = [record.text for record in records]
         encoder = LLaRAEncoder(EncoderConfig(model=args.model, adapter=str(staging)), backbone=backbone)
@@ -566,8 +566,6 @@ def adapt(
         cargs.max_steps = budget_steps(
             cargs.max_steps, MEASURED_CONTRASTIVE_STEPS, len(samples), per_step * max(1, cargs.world_size)
         )
-        backbone = load_backbone(args.model, device="cpu")
-        model = continued_lora_model(backbone, first, cargs) if first else lora_model(backbone, cargs)
         logger.info(
             "Stage contrastive: %d %s pairs, %d a step, in-batch negatives%s",
             len(samples),
@@ -575,7 +573,7 @@ def adapt(
             cargs.per_device_train_batch_size,
             f" and {args.pair_negatives} BM25 hard negatives a pair" if args.pair_negatives else "",
         )
-        trainer = train_contrastive(backbone, model, samples, cargs, resume=resume, evaluator=evaluator)
+        trainer = train_contrastive(samples, cargs, start=first, resume=resume, evaluator=evaluator)
         records["contrastive"] = {
             **trainer.summary(),
             "inputs": inputs_record(cargs),
@@ -618,7 +616,7 @@ def adapt(
 
 def finished_stage(directory: Path, recipe: dict[str, Any]) -> dict[str, Any] | None:
     """A finished stage adapter's training record when it was trained with ``recipe``, else None (retrain)."""
-    from llara_rag.adapter import LLARA_CONFIG_FILE, read_adapter_info
+    from llara_rag.encoding.adapter import LLARA_CONFIG_FILE, read_adapter_info
     from llara_rag.errors import AdapterError
 
     if not (directory / LLARA_CONFIG_FILE).is_file():

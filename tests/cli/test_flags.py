@@ -7,8 +7,8 @@ import argparse
 import pytest
 
 from llara_rag.cli.flags import add_options, option_values, options_of
-from llara_rag.ingest import IngestConfig
-from llara_rag.retrieval import RetrievalConfig
+from llara_rag.indexing.ingest import IngestConfig
+from llara_rag.retrieval.retriever import RetrievalConfig
 
 
 def _parse(settings: type, argv: list[str], **defaults: object) -> dict[str, object]:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from llara_rag.cli import main
-from llara_rag.encoder import LLaRAEncoder
+from llara_rag.encoding.encoder import LLaRAEncoder
 from llara_rag.evaluation import RetrievalEvaluator
 from llara_rag.testing import PAIRS
-from llara_rag.training.supervised import ContrastiveArguments, finetune
+from llara_rag.training import ContrastiveArguments, finetune
 from llara_rag.training.trainer import TrainingEncoder
 
 

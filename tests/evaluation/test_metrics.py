@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from llara_rag.evaluation.metrics import mean_scores, per_query_scores
-from llara_rag.fusion import convex_fusion, fuse, head_strength, z_scores
 from llara_rag.ranking.systems import exact_top_k
+from llara_rag.retrieval.fusion import convex_fusion, fuse, head_strength, z_scores
 
 GRADED_QRELS = {"q": {"a": 2, "b": 1, "z": 0}}
 GRADED_RUN = {"q": {"b": 3.0, "x": 2.0, "a": 1.0}}

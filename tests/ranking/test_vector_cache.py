@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llara_rag.encoder import EncoderConfig
+from llara_rag.encoding.encoder import EncoderConfig
+from llara_rag.ranking.beir import Collection, load_collection
 from llara_rag.ranking.cache import VectorCache
-from llara_rag.ranking.collections import Collection, load_collection
 from llara_rag.ranking.systems import DenseSystem, llara_system
 
 

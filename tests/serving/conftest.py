@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from llara_rag.cli import main
-from llara_rag.embedding import LLaRAEmbedding
+from llara_rag.encoding.embedding import LLaRAEmbedding
 
 SAMPLE_DOCS = Path(__file__).resolve().parents[2] / "examples" / "sample_docs"
 

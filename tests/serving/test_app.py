@@ -20,10 +20,10 @@ from fastapi.testclient import TestClient
 from llama_index.core.llms import MockLLM
 
 from llara_rag.cli import main
-from llara_rag.embedding import LLaRAEmbedding
+from llara_rag.encoding.embedding import LLaRAEmbedding
 from llara_rag.errors import InvalidInputError
+from llara_rag.indexing.store import StoreConfig
 from llara_rag.serving import ServiceConfig, create_app
-from llara_rag.store import StoreConfig
 
 SAMPLE_DOCS = Path(__file__).resolve().parents[2] / "examples" / "sample_docs"
 CHROMIUM = Path("/usr/bin/chromium")

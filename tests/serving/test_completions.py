@@ -14,13 +14,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from llama_index.core.llms import MockLLM
 
-from llara_rag.chat import ChatConfig
+from llara_rag.chat.engine import ChatConfig
+from llara_rag.chat.grounded import ExtractConfig
 from llara_rag.cli import main
-from llara_rag.embedding import LLaRAEmbedding
-from llara_rag.grounded import ExtractConfig
-from llara_rag.retrieval import RetrievalConfig
+from llara_rag.encoding.embedding import LLaRAEmbedding
+from llara_rag.indexing.store import StoreConfig
+from llara_rag.retrieval.retriever import RetrievalConfig
 from llara_rag.serving import ServiceConfig, create_app
-from llara_rag.store import StoreConfig
 
 ANSWER_TOKENS = 6
 KEY = "s3cret-key-0123456789"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from llara_rag.embedding import LLaRAEmbedding
+from llara_rag.encoding.embedding import LLaRAEmbedding
 from llara_rag.errors import InvalidInputError
 from llara_rag.serving import ServiceConfig, create_app
 from llara_rag.serving.app import PAGE

@@ -11,17 +11,18 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from llara_rag.adapter import TrainedLengths, adapter_digest, read_adapter_info
 from llara_rag.cli import main
-from llara_rag.encoder import LLaRAEncoder
+from llara_rag.encoding.adapter import TrainedLengths, adapter_digest, read_adapter_info
+from llara_rag.encoding.encoder import LLaRAEncoder
 from llara_rag.errors import AdapterError, InvalidInputError
-from llara_rag.fusion import Run
-from llara_rag.ranking.collections import Collection
+from llara_rag.ranking.beir import Collection
 from llara_rag.ranking.systems import RetrievalSystem
+from llara_rag.retrieval.fusion import Run
 from llara_rag.testing import PAIRS, build_tiny_backbone
 from llara_rag.training import AdaptationArguments, adapt
-from llara_rag.training.info_nce import ACCURACY_METRIC, embed, info_nce
-from llara_rag.training.pairs import (
+from llara_rag.training.contrastive import ContrastiveArguments
+from llara_rag.training.data.groups import GroupCollator, draw_samples
+from llara_rag.training.data.pairs import (
     MiningConfig,
     PairsSummary,
     TrainingGroup,
@@ -29,12 +30,8 @@ from llara_rag.training.pairs import (
     mine_negatives,
     read_jsonl_groups,
 )
-from llara_rag.training.supervised import (
-    ContrastiveArguments,
-    GroupCollator,
-    draw_samples,
-    finetune,
-)
+from llara_rag.training.losses.info_nce import ACCURACY_METRIC, embed, info_nce
+from llara_rag.training.supervised import finetune
 from llara_rag.training.trainer import COSINE_METRIC
 
 
@@ -146,7 +143,7 @@ def _write_beir(folder: Path) -> Path:
 def test_beir_mining_reads_only_the_given_split(tmp_path, monkeypatch):
     folder = _write_beir(tmp_path / "toy")
     recorder = RecordingSystem()
-    monkeypatch.setattr("llara_rag.training.pairs._ranker", lambda config: recorder)
+    monkeypatch.setattr("llara_rag.training.data.pairs._ranker", lambda config: recorder)
     groups, summary = load_groups(folder, "train", MiningConfig(negatives=3, skip_top=1))
     assert sorted(recorder.seen) == ["train-1", "train-2"], "a test query must never be ranked for mining"
     assert sorted(g.query for g in groups) == ["cats purr", "dogs bark"]

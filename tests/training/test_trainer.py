@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from llara_rag.adapter import (
+from llara_rag.encoding.adapter import (
     DEFAULT_ADAPTER,
     LLARA_CONFIG_FILE,
     WHITENING_FILE,
@@ -18,13 +18,13 @@ from llara_rag.adapter import (
     adapter_digest,
     read_adapter_info,
 )
-from llara_rag.backbone import DEFAULT_MODEL
-from llara_rag.encoder import LLaRAEncoder
+from llara_rag.encoding.backbone import DEFAULT_MODEL
+from llara_rag.encoding.encoder import LLaRAEncoder
+from llara_rag.encoding.whitening import default_dimensions
 from llara_rag.errors import AdapterError, EmbeddingCollapseError
 from llara_rag.training import AdaptationArguments, adapt
-from llara_rag.training.supervised import start_record
+from llara_rag.training.contrastive import start_record
 from llara_rag.training.trainer import COSINE_METRIC, CollapseGuard, start_run
-from llara_rag.whitening import default_dimensions
 
 TEXTS = [
     "cats purr when happy and dogs bark when happy . " * 3,
@@ -160,7 +160,7 @@ def test_collapse_guard_stops_training_without_an_adapter(tiny_backbone_dir, doc
 def test_special_token_rows_learn_at_their_own_rate(tiny_backbone_dir, docs, tmp_path):
     from safetensors.torch import load_file
 
-    from llara_rag.backbone import load_backbone
+    from llara_rag.encoding.backbone import load_backbone
 
     backbone = load_backbone(str(tiny_backbone_dir), device="cpu")
     start = backbone.network.get_input_embeddings().weight[list(backbone.special_ids.all)].detach()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from langchain_core.embeddings import Embeddings
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from llara_rag.encoder import EncoderConfig, EncoderSettings, LLaRAEncoder, get_encoder
+from llara_rag.encoding.encoder import EncoderConfig, EncoderSettings, LLaRAEncoder, get_encoder
 
 
 class LLaRAEmbeddings(EncoderSettings, Embeddings):

@@ -12,7 +12,7 @@ from chromadb.config import Settings
 from langchain_chroma import Chroma
 from langchain_llara import LLaRAEmbeddings
 
-from llara_rag.embedding import LLaRAEmbedding
+from llara_rag.encoding.embedding import LLaRAEmbedding
 from llara_rag.errors import InvalidInputError
 
 DOCUMENTS = ["cats purr when happy", "dogs bark at the engine", "the stock market fell on monday"]

@@ -11,14 +11,14 @@ from llama_index.core.llms import MockLLM
 from llama_index.core.schema import TextNode
 from llama_index.embeddings.llara import LLaRAEmbedding
 
-import llara_rag.embedding
+import llara_rag.encoding.embedding
 
 DOCUMENTS = ["cats purr when happy", "dogs bark at the engine", "the stock market fell on monday"]
 QUERY = "why does the cat purr"
 
 
 def test_the_namespace_package_re_exports_the_core_class() -> None:
-    assert LLaRAEmbedding is llara_rag.embedding.LLaRAEmbedding
+    assert LLaRAEmbedding is llara_rag.encoding.embedding.LLaRAEmbedding
     assert BaseEmbedding in LLaRAEmbedding.__mro__
 
 

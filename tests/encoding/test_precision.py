@@ -1,0 +1,133 @@
+"""Precision: what auto picks per CPU, what each precision loads, refusals, and every door passing it on."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from llara_rag.cli import build_parser
+from llara_rag.cli.common import encoder_config
+from llara_rag.encoding import precision as precision_module
+from llara_rag.encoding.encoder import EncoderConfig, EncoderSettings, LLaRAEncoder
+from llara_rag.encoding.precision import auto_precision, instruction_set, resolve_precision
+from llara_rag.errors import UnsupportedPrecisionError
+from llara_rag.ranking.cache import VectorCache
+from llara_rag.ranking.systems import llara_system
+
+EPYC = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"})
+SKYLAKE = frozenset({"avx2", "avx512f", "avx512_vnni"})
+HASWELL = frozenset({"avx2", "fma"})
+
+
+def test_auto_picks_bf16_only_where_bf16_is_native_and_was_measured() -> None:
+    assert auto_precision(EPYC) == "bf16"
+    assert auto_precision(SKYLAKE | {"amx_bf16"}) == "fp32", "no table row measured a CPU without avx512_bf16"
+    assert auto_precision(SKYLAKE) == "fp32"
+    assert auto_precision(HASWELL) == "fp32"
+    assert auto_precision(frozenset()) == "fp32"
+
+
+def test_instruction_set_names_the_vector_extensions() -> None:
+    assert instruction_set(EPYC) == "AVX512+AVX512_VNNI+AVX512_BF16"
+    assert instruction_set(HASWELL) == "AVX2"
+    assert instruction_set(frozenset()) == "unknown"
+
+
+@pytest.mark.parametrize(("flags", "expected"), [(EPYC, "bf16"), (HASWELL, "fp32")])
+def test_auto_resolves_on_the_cpu_when_the_config_is_made(
+    monkeypatch: pytest.MonkeyPatch, tiny_backbone_dir: Path, flags: frozenset[str], expected: str
+) -> None:
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: flags)
+    config = EncoderConfig(model=str(tiny_backbone_dir), adapter=None, device="cpu", precision="auto")
+    assert config.precision == expected
+    assert config.dtype == {"bf16": "bfloat16", "fp32": "float32"}[expected]
+
+
+def test_auto_on_a_gpu_keeps_the_dtype_rule() -> None:
+    assert resolve_precision("auto", "cuda:0") is None
+    assert resolve_precision(None, "cpu") is None
+
+
+def test_bf16_without_native_bf16_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: HASWELL)
+    with caplog.at_level(logging.WARNING, logger="llara_rag.encoding.precision"):
+        assert resolve_precision("bf16", "cpu") == "bf16"
+    assert "without native bf16 (AVX2" in caplog.text and "--precision fp32 or auto" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: EPYC)
+    with caplog.at_level(logging.WARNING, logger="llara_rag.encoding.precision"):
+        resolve_precision("bf16", "cpu")
+    assert not caplog.text
+
+
+def test_bad_precisions_are_refused_before_a_model_loads(tiny_backbone_dir: Path) -> None:
+    with pytest.raises(UnsupportedPrecisionError, match="pass one of the two"):
+        EncoderConfig(model=str(tiny_backbone_dir), adapter=None, precision="bf16", dtype="float32")
+    with pytest.raises(ValidationError, match="'auto', 'fp32' or 'bf16'"):
+        EncoderConfig(model=str(tiny_backbone_dir), adapter=None, precision="int4")
+
+
+def test_bf16_loads_bf16_weights_and_keeps_the_fingerprint(tiny_backbone_dir: Path) -> None:
+    """bf16 was measured interchangeable with fp32 (nDCG@10 within 0.005), so a collection takes either."""
+    texts = ["dense retrieval with special tokens", "a second passage about something else entirely"]
+    full = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=None, device="cpu", precision="fp32")
+    half = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=None, device="cpu", precision="bf16")
+    assert half.backbone.network.dtype == torch.bfloat16
+    assert full.backbone.network.dtype == torch.float32
+    a, b = full.encode_passages(texts), half.encode_passages(texts)
+    assert b.dtype == np.float32
+    assert np.sum(a * b, axis=1).min() > 0.99
+    assert not np.array_equal(a, b)
+    assert half.fingerprint == full.fingerprint
+
+
+def test_the_vector_cache_keeps_precisions_apart(tiny_backbone_dir: Path, tmp_path: Path) -> None:
+    cache = VectorCache(tmp_path)
+    base = {"model": str(tiny_backbone_dir), "adapter": None, "device": "cpu"}
+    full = llara_system(EncoderConfig(**base, precision="fp32"), cache)
+    half = llara_system(EncoderConfig(**base, precision="bf16"), cache)
+    default = llara_system(EncoderConfig(**base), cache)
+    assert half.settings != full.settings
+    assert default.settings == full.settings, "fp32 keys made before the setting stay valid"
+
+
+@pytest.mark.parametrize("command", ["embed", "eval", "index", "query", "chat", "serve"])
+def test_every_encoding_command_takes_precision(command: str) -> None:
+    argv = [command, *(["docs"] if command == "index" else ["q"] if command == "query" else [])]
+    argv = [*argv, "x"] if command in ("embed", "eval") else argv
+    args = build_parser(argv).parse_args([*argv, "--precision", "bf16", "--device", "cpu"])
+    assert args.precision == "bf16"
+    with pytest.raises(SystemExit):
+        build_parser(argv).parse_args([*argv, "--precision", "int4"])
+
+
+def test_the_cli_flag_reaches_the_encoder_config(tiny_backbone_dir: Path) -> None:
+    argv = ["embed", "x", "--model", str(tiny_backbone_dir), "--adapter", "none", "--device", "cpu"]
+    assert encoder_config(build_parser(argv).parse_args([*argv, "--precision", "bf16"])).dtype == "bfloat16"
+    assert encoder_config(build_parser(argv).parse_args(argv)).precision is None
+
+
+def test_the_framework_settings_pass_precision_on(tiny_backbone_dir: Path) -> None:
+    model = str(tiny_backbone_dir)
+    settings = EncoderSettings(model_name=model, adapter=None, device="cpu", precision="bf16")
+    assert settings.to_encoder_config(batch_size=4).dtype == "bfloat16"
+
+
+def test_llamaindex_and_chroma_doors_run_at_the_precision_asked(tiny_backbone_dir: Path) -> None:
+    from llara_rag.encoding.embedding import LLaRAEmbedding
+    from llara_rag.indexing.chroma_embedding import MACHINE_SETTINGS, LLaRAEmbeddingFunction
+
+    model = str(tiny_backbone_dir)
+    embedding = LLaRAEmbedding(model_name=model, adapter=None, device="cpu", precision="bf16")
+    assert embedding.encoder.precision == "bf16"
+    function = LLaRAEmbeddingFunction(model_name=model, adapter=None, device="cpu", precision="bf16")
+    assert function.encoder.precision == "bf16"
+    assert function.fingerprint == embedding.fingerprint
+    assert "precision" in MACHINE_SETTINGS and "precision" not in function.get_config()

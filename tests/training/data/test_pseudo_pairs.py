@@ -1,0 +1,224 @@
+"""Label-free pairs from documents, and the two-stage `adapt` that trains on them."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from llara_rag.encoding.adapter import TrainedLengths, adapter_digest, read_adapter_info
+from llara_rag.encoding.encoder import LLaRAEncoder
+from llara_rag.errors import InvalidInputError
+from llara_rag.training import AdaptationArguments, adapt
+from llara_rag.training.data.pseudo_pairs import PairConfig, crop_pair, ict_pair, make_pairs, title_pair
+
+DOCUMENT = (
+    "Cats purr when happy. Dogs bark when a stock market fell on monday. "
+    "A dense embedding model can search an index of chunks."
+)
+
+
+def test_ict_takes_a_sentence_out_of_its_passage():
+    rng = random.Random(0)
+    pairs = [ict_pair(DOCUMENT, rng, keep_sentence=0.0) for _ in range(20)]
+    assert all(pair is not None for pair in pairs)
+    for query, positive in pairs:  # type: ignore[misc]
+        assert query in DOCUMENT and query not in positive and len(query.split()) >= 4
+    kept = ict_pair(DOCUMENT, random.Random(0), keep_sentence=1.0)
+    assert kept is not None and kept[0] in kept[1]
+    assert ict_pair("one sentence without an end", rng, 0.1) is None, "no two sentences: no inverse cloze"
+
+
+def test_crops_come_from_the_passage_and_short_texts_give_none():
+    words = DOCUMENT.split()
+    query, positive = crop_pair(DOCUMENT, random.Random(1), (4, 8))  # type: ignore[misc]
+    assert 4 <= len(query.split()) <= 8 and query in " ".join(words)
+    assert len(positive.split()) >= len(words) // 2 and positive in " ".join(words)
+    assert crop_pair("too short", random.Random(1), (4, 8)) is None
+
+
+def test_a_beir_title_the_text_repeats_still_makes_a_title_pair(tmp_path, tiny_backbone_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_backbone_dir)
+    rows = [{"_id": "1", "title": "wing lift .", "text": "wing lift . air pressure flow above the wing"}]
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    samples, _, _ = make_pairs(tmp_path / "corpus.jsonl", tokenizer, PairConfig(maker="title"))
+    assert [(s.query, s.passages) for s in samples] == [
+        ("wing lift .", ("air pressure flow above the wing",))
+    ]
+
+
+def test_title_pairs_need_a_short_first_line_followed_by_text():
+    assert title_pair("# Deploys\nNever on a Friday.") == ("Deploys", "Never on a Friday.")
+    assert title_pair("no title here") is None
+    assert title_pair(" ".join(["word"] * 40) + "\nbody") is None
+
+
+def _corpus(tmp_path, rows):
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"text": text}) + "\n" for text in rows))
+    return path
+
+
+def test_duplicate_documents_share_a_key_and_unsplittable_text_falls_back_to_crops(
+    tiny_backbone_dir, tmp_path
+):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_backbone_dir)
+    rows = [DOCUMENT, DOCUMENT.upper(), "the index of dense vector search for a query and an answer"]
+    samples, report, summary = make_pairs(_corpus(tmp_path, rows), tokenizer, PairConfig(passage_tokens=64))
+    assert summary.duplicate_documents == 1 and report.documents == 2
+    assert report.fallbacks == 1, "the sentence-less document still gives a (crop) pair"
+    assert len({sample.keys for sample in samples}) == 2
+    nexts, _, _ = make_pairs(_corpus(tmp_path, rows), tokenizer, PairConfig(maker="next", passage_tokens=8))
+    assert nexts and all(sample.query != sample.passages[0] for sample in nexts)
+    with pytest.raises(InvalidInputError, match="--pair-maker crop"):
+        make_pairs(_corpus(tmp_path, ["no title"]), tokenizer, PairConfig(maker="title"))
+    with pytest.raises(InvalidInputError, match="at least 8 words"):
+        make_pairs(_corpus(tmp_path, ["cats purr. dogs bark."]), tokenizer, PairConfig())
+    with pytest.raises(InvalidInputError, match="no document with text"):
+        make_pairs(_corpus(tmp_path, []), tokenizer, PairConfig())
+
+
+def test_negatives_come_from_another_document_even_when_every_rank_is_skipped(tiny_backbone_dir, tmp_path):
+    """Two documents and skip_top 10: the ranking holds nothing to mine, yet each pair gets the other one."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_backbone_dir)
+    rows = [DOCUMENT, "Cats purr when they are content. Dogs bark at the postman every single morning."]
+    config = PairConfig(passage_tokens=64, negatives=1, skip_top=10)
+    samples, report, _ = make_pairs(_corpus(tmp_path, rows), tokenizer, config)
+    assert report.negatives == 1 and len(samples) == 2
+    assert all(len(sample.keys) == 2 and sample.keys[0] != sample.keys[1] for sample in samples)
+    with pytest.raises(InvalidInputError, match="at least two documents"):
+        make_pairs(_corpus(tmp_path, [DOCUMENT]), tokenizer, config)
+
+
+def _arguments(tmp_path, model, **overrides) -> AdaptationArguments:
+    fields = {
+        "output_dir": str(tmp_path / "checkpoints"),
+        "model": str(model),
+        "max_steps": 2,
+        "learning_rate": 5e-2,
+        "contrastive_max_steps": 2,
+        "contrastive_batch_size": 4,
+        "contrastive_learning_rate": 5e-2,
+        "chunk_tokens": 24,
+        "lora_r": 4,
+        "lora_alpha": 8,
+        "per_device_train_batch_size": 2,
+        "window_tokens": 8,
+        "passage_max_length": 16,
+        "remove_stopwords": False,
+        "whitening_dims": 0,
+        "logging_steps": 1,
+        "disable_tqdm": True,
+    }
+    return AdaptationArguments(**{**fields, **overrides})
+
+
+def test_two_stage_adapt_writes_one_adapter_recording_both_stages(tiny_backbone_dir, tmp_path):
+    sentences = DOCUMENT.split(". ")
+    docs = _corpus(
+        tmp_path,
+        [f"{a}. {b}. {c}" for a, b, c in zip(sentences, sentences[1:], sentences[2:])]
+        + [
+            "Rust is a systems programming language. Python is a language for search.",
+            "Wing lift comes from air pressure flow. Diabetes is treated with insulin.",
+            "The query is embedded. The document text is embedded as a passage.",
+        ],
+    )
+    result = adapt(docs, tmp_path / "adapter", _arguments(tmp_path, tiny_backbone_dir))
+    info = read_adapter_info(result.adapter)
+    assert info is not None
+    stages = info.training["stages"]
+    assert list(stages) == ["ebae-ebar", "contrastive"]
+    assert stages["ebae-ebar"]["steps"] == 2 and stages["contrastive"]["steps"] == 2
+    assert stages["contrastive"]["pairs"]["maker"] == "ict"
+    assert stages["contrastive"]["continued_from"]["stage"] == "adaptation"
+    assert stages["contrastive"]["hyperparameters"]["batch_size"] == 4
+    assert info.trained_lengths == TrainedLengths(query=64, passage=16), "the last stage's, not the windows'"
+    assert info.training["cpu"] == torch.backends.cpu.get_cpu_capability(), "CPU minutes name their CPU"
+
+    alone = adapt(
+        docs, tmp_path / "alone", _arguments(tmp_path / "b", tiny_backbone_dir, stages="contrastive")
+    )
+    alone_info = read_adapter_info(alone.adapter)
+    assert alone_info is not None and list(alone_info.training["stages"]) == ["contrastive"]
+    texts = ["cats purr", "wing lift"]
+    both = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(result.adapter)).encode_queries(texts)
+    one = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(alone.adapter)).encode_queries(texts)
+    assert np.abs(both - one).max() > 1e-3, "stage 1 changes where stage 2 starts"
+
+    continued = adapt(
+        docs,
+        tmp_path / "continued",
+        _arguments(tmp_path / "c", tiny_backbone_dir, stages="contrastive", start_adapter=str(alone.adapter)),
+    )
+    continued_info = read_adapter_info(continued.adapter)
+    assert continued_info is not None
+    assert continued_info.training["continued_from"]["path"] == str(alone.adapter)
+    assert continued_info.training["recipe"]["start_adapter_digest"] == adapter_digest(alone.adapter)
+    again = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(continued.adapter)).encode_queries(texts)
+    assert np.abs(again - one).max() > 1e-4, "the continued adapter kept training"
+
+
+def test_unknown_stages_and_makers_are_refused_before_any_model_loads(tmp_path):
+    with pytest.raises(InvalidInputError, match="--stages"):
+        AdaptationArguments(output_dir=str(tmp_path), stages="contrastive,rerank")
+    with pytest.raises(ValueError):
+        AdaptationArguments(output_dir=str(tmp_path), pair_maker="questions")
+
+
+def test_a_corpus_smaller_than_a_batch_trains_on_what_there_is(tiny_backbone_dir, tmp_path, caplog):
+    docs = _corpus(tmp_path, [DOCUMENT, "Rust is a systems programming language. Python is a language too."])
+    args = _arguments(tmp_path, tiny_backbone_dir, stages="contrastive", contrastive_batch_size=64)
+    result = adapt(docs, tmp_path / "small", args)
+    assert "Only 3 training groups: training on batches of 3 instead of 64" in caplog.text
+    info = read_adapter_info(result.adapter)
+    assert info is not None and info.training["stages"]["contrastive"]["hyperparameters"]["batch_size"] == 3
+    with pytest.raises(InvalidInputError, match="from 1 distinct document"):
+        adapt(
+            _corpus(tmp_path, [DOCUMENT]),
+            tmp_path / "one",
+            _arguments(tmp_path / "c", tiny_backbone_dir, stages="contrastive"),
+        )
+
+
+def test_a_finished_run_rerun_changes_nothing_and_other_settings_need_overwrite(tiny_backbone_dir, tmp_path):
+    from llara_rag.cli import main
+    from llara_rag.encoding.adapter import adapter_digest
+
+    docs = _corpus(tmp_path, [DOCUMENT, "Rust is a systems programming language. Python is a language too."])
+    output = tmp_path / "adapter"
+    argv = [
+        "adapt",
+        str(docs),
+        "--output",
+        str(output),
+        "--base",
+        str(tiny_backbone_dir),
+        "--stages",
+        "contrastive",
+    ]
+    argv += ["--contrastive-steps", "2", "--contrastive-lr", "0.05", "--window", "8", "--whitening-dims", "0"]
+    assert main(argv) == 0
+    digest, checkpoints = (
+        adapter_digest(output),
+        sorted((tmp_path / "adapter.checkpoints").rglob("checkpoint-*")),
+    )
+    assert main(argv) == 0
+    assert adapter_digest(output) == digest, "the same command again keeps the adapter"
+    assert sorted((tmp_path / "adapter.checkpoints").rglob("checkpoint-*")) == checkpoints, (
+        "and trains nothing"
+    )
+    assert main([*argv, "--temperature", "0.1"]) == 2, "other settings never replace an adapter silently"
+    assert adapter_digest(output) == digest
+    # Same steps, another temperature: --overwrite must train again, not resume the finished checkpoint.
+    assert main([*argv, "--temperature", "0.1", "--overwrite"]) == 0
+    assert adapter_digest(output) != digest
