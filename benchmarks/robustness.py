@@ -164,8 +164,9 @@ def main() -> None:
     parser.add_argument(
         "--skip-corpus-variant",
         default="",
-        help="comma-separated collections whose 'corpus UPPER' is not measured for case-sensitive LLaRA rows "
-        "(their corpus encoded again; a lower-casing encoder reads it as the corpus it has cached)",
+        help="comma-separated collections whose 'corpus UPPER' is not measured for the LLaRA rows (their corpus "
+        "encoded again: a lower-casing encoder reads it as the corpus it has cached only when upper- then "
+        "lower-casing gives the text back, as in ASCII; SciFact's 'µ', for one, comes back as Greek 'μ')",
     )
     parser.add_argument(
         "--precision", choices=("fp32", "bf16"), default="fp32", help="the LLaRA rows' arithmetic"
@@ -194,7 +195,7 @@ def main() -> None:
             systems = {
                 key: system
                 for key, system in dense.items()
-                if not (variant == CORPUS_UPPER and name in skip and encoders.get(key, {}).get("lowercase") is False)
+                if not (variant == CORPUS_UPPER and name in skip and key in encoders)
             }
             results[name][variant] = measure(changed, systems, BM25System())
             logger.info("%s | %s | %s", name, variant, results[name][variant])
