@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import platform
 import resource
 import statistics
@@ -128,6 +129,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=16)
+    load = os.getloadavg()[0]  # how busy the machine was at the start: rates, unlike ratios, depend on it
     args = parser.parse_args()
     passages, queries = load_passages(args.passages), load_queries(args.queries)
     names = [*PRECISIONS, MINILM]
@@ -166,6 +168,7 @@ def main() -> None:
         "instruction_set": isa,
         "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
+        "load_average_at_start": round(load, 2),
         "torch": torch.__version__,
         "passages": len(passages),
         "rounds": args.rounds,
@@ -185,7 +188,8 @@ def main() -> None:
         f"{len(queries)}`: SmolLM2-135M + the shipped adapter, {len(passages)} SciFact passages "
         f"({tokens} prompt tokens), batch {args.batch_size}, {result['threads']} threads, torch "
         f"{torch.__version__}. The variants alternate in one process, round by round; x fp32 is the median "
-        "of the per-round ratios, the rates this run's medians (the machine was shared, so rates are noisy).",
+        f"of the per-round ratios, the rates this run's medians (1-minute load average {load:.2f} at the start "
+        "on this 2-core machine: rates depend on it, ratios much less).",
         "",
         f"| encoder ({isa}) | passages/s | tokens/s | x fp32 | query p50 (ms) | query p95 (ms) "
         "| peak RSS (MB) |",
