@@ -113,13 +113,13 @@ def goals(result: EvaluationResult) -> list[str]:
     ]
 
 
-def earlier_results() -> dict[str, tuple[EvaluationResult, str]]:
-    """collection -> (result, precision) of ``default.json``, when it measured this very default adapter."""
+def earlier_results(digest: str) -> dict[str, tuple[EvaluationResult, str]]:
+    """collection -> (result, precision) of ``default.json``, when it measured the adapter of ``digest``."""
     path = RESULTS / "default.json"
     if not path.is_file():
         return {}
     payload = json.loads(path.read_text(encoding="utf-8"))
-    if payload.get("adapter_digest") != adapter_digest(DEFAULT_ADAPTER):
+    if payload.get("adapter_digest") != digest:
         return {}
     return {
         result["collection"]: (
@@ -130,7 +130,9 @@ def earlier_results() -> dict[str, tuple[EvaluationResult, str]]:
     }
 
 
-def write(results: dict[str, tuple[EvaluationResult, str]], pending: list[str], minutes: float) -> None:
+def write(
+    results: dict[str, tuple[EvaluationResult, str]], pending: list[str], minutes: float, digest: str
+) -> None:
     """Both result files, collections in ``COLLECTIONS`` order; each names the precision it ran at."""
     info = read_adapter_info(DEFAULT_ADAPTER)
     recipe = info.training.get("arguments", {}) if info else {}
@@ -170,7 +172,7 @@ def write(results: dict[str, tuple[EvaluationResult, str]], pending: list[str], 
     (RESULTS / "default.md").write_text("\n".join(header + body + footer), encoding="utf-8")
     payload = {
         "adapter": str(DEFAULT_ADAPTER.relative_to(ROOT)),
-        "adapter_digest": adapter_digest(DEFAULT_ADAPTER),
+        "adapter_digest": digest,
         "recipe": recipe,
         "pending": pending,
         "precision": {name: results[name][1] for name in ordered},
@@ -198,7 +200,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = EvaluationConfig(encoder=EncoderConfig(precision=args.precision), systems=SYSTEMS)
     systems = {system.name: system for system in build_systems(config, VectorCache())}
-    started, results = time.time(), earlier_results()
+    digest = adapter_digest(DEFAULT_ADAPTER)
+    started, results = time.time(), earlier_results(digest)
     for done, name in enumerate(args.collections, start=1):
         collection = load_collection(DATA / name, config.split)
         reused = {} if args.remeasure else measured_rows(name, config.split)
@@ -206,7 +209,7 @@ def main() -> None:
         rows = sorted([*result.systems, *reused.values()], key=lambda row: SYSTEMS.index(row.name))
         rows += finetuned_rows(name, config.split)
         results[name] = (result.model_copy(update={"systems": rows}), args.precision)
-        write(results, args.collections[done:], (time.time() - started) / 60)
+        write(results, args.collections[done:], (time.time() - started) / 60, digest)
     for name in args.collections:
         print(markdown_table(results[name][0]), flush=True)
 

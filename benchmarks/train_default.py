@@ -52,6 +52,15 @@ STAGES = ("unsupervised", "supervised", "export")
 logger = logging.getLogger("benchmarks.train_default")
 
 
+def write_if_changed(path: Path, content: str) -> Path:
+    """Written only when the content differs, so an unchanged input keeps its file (and a resumed stage its
+    digest)."""
+    if not path.is_file() or path.read_text(encoding="utf-8") != content:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
 def mixed_corpus(path: Path) -> Path:
     """Every collection's documents in one JSONL (ids prefixed by collection), rewritten only when changed."""
     lines = []
@@ -62,10 +71,7 @@ def mixed_corpus(path: Path) -> Path:
                 text = "\n".join(part for part in (row.get("title"), row.get("text")) if part)
                 lines.append(json.dumps({"_id": f"{name}/{row['_id']}", "text": text}) + "\n")
     content = "".join(lines)
-    if not path.is_file() or path.read_text(encoding="utf-8") != content:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
-    return path
+    return write_if_changed(path, content)
 
 
 def unsupervised(args: argparse.Namespace) -> Path:
@@ -120,10 +126,7 @@ def supervised_pairs(args: argparse.Namespace, path: Path) -> Path:
         json.dumps({"query": group.query, "pos": list(group.positives), "neg": list(group.negatives)}) + "\n"
         for group in mixed
     )
-    if not path.is_file() or path.read_text(encoding="utf-8") != content:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
-    return path
+    return write_if_changed(path, content)
 
 
 def supervised(args: argparse.Namespace) -> Path:
