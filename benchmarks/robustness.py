@@ -10,7 +10,9 @@ with ``--lowercase`` settings side by side), its hybrid with BM25 under every fu
 - ``no punctuation``: hyphens and slashes become spaces, every other punctuation mark is dropped;
 - ``typos``: one or two typos a query (seeded per query), each an adjacent swap or a dropped letter
   inside a different word of four or more letters;
-- ``corpus UPPER``: the documents upper-cased, the queries as written (the corpus encoded again).
+- ``corpus UPPER``: the documents upper-cased, the queries as written (the corpus encoded again);
+- ``as written, corrected`` / ``typos, corrected``: those queries spelling-corrected against the corpus's
+  words (``llara_rag.indexing.spelling``), as ``query``, ``chat`` and ``serve`` search by default.
 
 Corpus vectors are cached (``VectorCache``), so only the upper-cased corpus and new encoders pay for
 encoding; queries are encoded per variant.
@@ -36,6 +38,7 @@ from llara_rag.encoding.encoder import EncoderConfig
 from llara_rag.evaluation import VectorCache, load_collection
 from llara_rag.evaluation.baselines import minilm_system
 from llara_rag.evaluation.metrics import mean_scores
+from llara_rag.indexing.spelling import Speller
 from llara_rag.ranking.beir import Collection
 from llara_rag.ranking.systems import BM25System, DenseSystem, RetrievalSystem, llara_system
 from llara_rag.retrieval.fusion import CANDIDATES, HEAD, Run, convex_fusion, fuse, head_strength
@@ -48,6 +51,8 @@ DEPTH = 100
 SEED = 13
 AS_WRITTEN = "as written"
 CORPUS_UPPER = "corpus UPPER"
+CORRECTED = (AS_WRITTEN, "typos")
+"""Variants also measured spelling-corrected, as the retriever searches by default."""
 logger = logging.getLogger("benchmarks.robustness")
 
 
@@ -130,6 +135,19 @@ def variants(collection: Collection, corpus_variant: bool) -> dict[str, Collecti
         out[CORPUS_UPPER] = dataclasses.replace(
             collection, doc_texts=tuple(text.upper() for text in collection.doc_texts)
         )
+    speller = Speller.from_texts(collection.doc_texts)
+    for name in CORRECTED:
+        queries = out[name].queries
+        corrected = {qid: speller.correct(text) for qid, text in queries.items()}
+        changed = sum(corrected[qid] != text for qid, text in queries.items())
+        logger.info(
+            "%s, %s: spelling correction changed %d of %d queries",
+            collection.name,
+            name,
+            changed,
+            len(queries),
+        )
+        out[f"{name}, corrected"] = dataclasses.replace(collection, queries=corrected)
     return out
 
 
@@ -153,7 +171,9 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("collections", nargs="*", default=list(COLLECTIONS))
     parser.add_argument("--adapter", default="default")
     parser.add_argument(
@@ -274,15 +294,24 @@ def report(payload: dict) -> str:
     for name, scores in results.items():
         variants_ = list(scores)
         systems = list(scores[variants_[0]])
-        lines += ["", f"### {name}", "", f"LLaRA rows: {payload['encoders'][name]}", "", "| system | " + " | ".join(variants_) + " |",
-                  "|---|" + "---:|" * len(variants_)]
+        lines += [
+            "",
+            f"### {name}",
+            "",
+            f"LLaRA rows: {payload['encoders'][name]}",
+            "",
+            "| system | " + " | ".join(variants_) + " |",
+            "|---|" + "---:|" * len(variants_),
+        ]
         for system in systems:
             cells = (f"{scores[v][system]:.3f}" if system in scores[v] else "—" for v in variants_)
             lines.append(f"| {system} | " + " | ".join(cells) + " |")
         lines.append("")
         for dense in (s for s in systems if s.startswith("llara") and "+" not in s):
             lines.append(f"- {dense_goal(scores, dense)}")
-            lines += [f"- {hybrid_goal(scores, dense, f'{dense}+bm25 {fusion}')}" for fusion in payload["fusions"]]
+            lines += [
+                f"- {hybrid_goal(scores, dense, f'{dense}+bm25 {fusion}')}" for fusion in payload["fusions"]
+            ]
     return "\n".join(lines) + "\n"
 
 

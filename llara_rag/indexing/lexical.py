@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from llara_rag.errors import LexicalIndexError
 from llara_rag.extras import STORE, require
+from llara_rag.indexing.spelling import Speller
 
 if TYPE_CHECKING:
     import bm25s
@@ -48,6 +49,8 @@ REVISION_KEY = "llara:lexical-revision"
 FOLDER_SUFFIX = ".lexical"
 STAMP_FILE = "current.json"
 IDS_FILE = "ids.json"
+WORDS_FILE = "words.json"
+"""The collection's words and counts, which queries are spelling-corrected against (:mod:`.spelling`)."""
 
 
 def _bm25s() -> ModuleType:
@@ -102,15 +105,23 @@ class LexicalStamp(BaseModel):
 class LexicalIndex:
     """BM25 over a collection's chunk texts, addressed by chunk id."""
 
-    def __init__(self, ids: Sequence[str], bm25: bm25s.BM25 | None, stamp: LexicalStamp) -> None:
+    def __init__(
+        self,
+        ids: Sequence[str],
+        bm25: bm25s.BM25 | None,
+        stamp: LexicalStamp,
+        speller: Speller | None = None,
+    ) -> None:
         self.ids = list(ids)
         self.bm25 = bm25
         self.stamp = stamp
+        self.speller = speller
+        """The collection's words for spelling correction; None for an index built before they were kept."""
 
     @classmethod
     def build(cls, ids: Sequence[str], texts: Sequence[str], revision: str) -> LexicalIndex:
         stamp = LexicalStamp(revision=revision, count=len(ids), build=uuid.uuid4().hex, k1=BM25_K1, b=BM25_B)
-        return cls(ids, build_bm25(texts) if ids else None, stamp)
+        return cls(ids, build_bm25(texts) if ids else None, stamp, Speller.from_texts(texts))
 
     def search(self, query: str, depth: int, allowed: Container[str] | None = None) -> dict[str, float]:
         """Chunk id -> BM25 score of the ``depth`` best chunks (only ``allowed`` ones, when given)."""
@@ -134,6 +145,8 @@ class LexicalIndex:
         (build / IDS_FILE).write_text(json.dumps(self.ids), encoding="utf-8")
         if self.bm25 is not None:
             self.bm25.save(str(build), show_progress=False)
+        if self.speller is not None:
+            self.speller.save(build / WORDS_FILE)
         partial = folder / f"{STAMP_FILE}.partial"
         partial.write_text(self.stamp.model_dump_json(), encoding="utf-8")
         os.replace(partial, folder / STAMP_FILE)
@@ -160,7 +173,8 @@ class LexicalIndex:
         build = folder / stamp.build
         ids = json.loads((build / IDS_FILE).read_text(encoding="utf-8"))
         bm25 = _bm25s().BM25.load(str(build), show_progress=False) if ids else None
-        return cls(ids, bm25, stamp)
+        words = build / WORDS_FILE
+        return cls(ids, bm25, stamp, Speller.load(words) if words.is_file() else None)
 
 
 def lexical_folder(config: StoreConfig, collection: Collection) -> Path:

@@ -92,6 +92,12 @@ class RetrievalConfig(UserSettings):
     where: dict[str, str | int | float] = Field(
         default_factory=dict, description="Only chunks whose metadata equals every item (e.g. file_name)."
     )
+    spelling: bool = Field(
+        default=True,
+        description="Correct a misspelt question word (one the collection and English do not know, one "
+        "edit from a word of the collection) before searching, on both sides.",
+        json_schema_extra={"flag": "--no-spelling"},
+    )
 
     @field_validator("where")
     @classmethod
@@ -101,7 +107,7 @@ class RetrievalConfig(UserSettings):
             if not key or key.startswith("$"):
                 raise ValueError(
                     f"where {key!r}: not a metadata key (operators such as $or are not taken); filter by "
-                    "a key's exact value, e.g. --where file_name=notes.md or {\"file_name\": \"notes.md\"}."
+                    'a key\'s exact value, e.g. --where file_name=notes.md or {"file_name": "notes.md"}.'
                 )
         return where
 
@@ -230,8 +236,17 @@ class LLaRAHybridRetriever(BaseRetriever):
         )
         return self.lexical.search(question, depth, allowed)
 
+    def corrected(self, question: str) -> str:
+        """The question as searched: spelling-corrected against the collection's words when asked for and
+        its lexical index keeps them."""
+        speller = self.lexical.speller if self.config.spelling and self.lexical is not None else None
+        return speller.correct(question) if speller is not None else question
+
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         check_question(query_bundle.query_str)
+        question = self.corrected(query_bundle.query_str)
+        if question != query_bundle.query_str:
+            query_bundle = QueryBundle(question)
         depth = self._depth()
         if depth == 0:
             return []
@@ -243,9 +258,9 @@ class LLaRAHybridRetriever(BaseRetriever):
         if mode == "hybrid":
             weights = {"lexical": 1 - self.config.alpha, "dense": self.config.alpha}
             runs = [{"q": rankings[side]} for side in SIDES]
-            scores = fuse(
-                runs, [weights[side] for side in SIDES], self.config.top_k, self.config.fusion
-            ).get("q", {})
+            scores = fuse(runs, [weights[side] for side in SIDES], self.config.top_k, self.config.fusion).get(
+                "q", {}
+            )
         else:
             scores = top({"q": rankings[mode]}, self.config.top_k)["q"]
         if not scores:
@@ -289,8 +304,26 @@ def open_retriever(
 
     retrieval = retrieval or RetrievalConfig()
     collection = open_store(config, embed_model, create=False).collection
-    lexical = None if retrieval.mode == "dense" else open_lexical_index(config, collection)
+    if retrieval.mode != "dense":
+        lexical = open_lexical_index(config, collection)
+    elif retrieval.spelling:
+        lexical = spelling_source(config, collection)
+    else:
+        lexical = None
     return LLaRAHybridRetriever(collection, embed_model, lexical, retrieval)
+
+
+def spelling_source(config: StoreConfig, collection: Collection) -> LexicalIndex | None:
+    """The lexical index whose words a dense search corrects spelling against; None (no correction) when
+    the collection has none in step, which dense search does not otherwise need."""
+    from llara_rag.errors import LexicalIndexError
+    from llara_rag.indexing.lexical import open_lexical_index
+
+    try:
+        return open_lexical_index(config, collection)
+    except LexicalIndexError as error:
+        logger.info("Searching without spelling correction: %s", error)
+        return None
 
 
 def search(retriever: BaseRetriever, question: str) -> list[Hit]:

@@ -168,6 +168,15 @@ class ServedCollection:
         self.collection = collection
         self._lexical: LexicalIndex | None = None
 
+    def spelling_source(self) -> LexicalIndex | None:
+        """The lexical index a dense search corrects spelling against, or None where there is none."""
+        from llara_rag.errors import LexicalIndexError
+
+        try:
+            return self.lexical()
+        except LexicalIndexError:
+            return None
+
     def lexical(self) -> LexicalIndex:
         """The lexical index of the collection as it is now (Chroma's metadata is read again each time)."""
         from llara_rag.indexing.lexical import is_current, open_lexical_index
@@ -328,18 +337,22 @@ def create_app(
             fusion=request.fusion or chat.retrieval.fusion,
             top_k=request.k,
             where=request.where,
+            spelling=chat.retrieval.spelling,
         )
+        retriever = await asyncio.to_thread(_retriever, collection, embed_model, retrieval)
+        question = retriever.corrected(request.query)
         vector = None
         if retrieval.mode != "lexical":
-            vector = (await batcher.embed([request.query], "query"))[0].tolist()
+            vector = (await batcher.embed([question], "query"))[0].tolist()
 
         def retrieve() -> list[Hit]:
             from llama_index.core.schema import QueryBundle
 
-            retriever = _retriever(collection, embed_model, retrieval)
-            return [Hit.of(hit) for hit in retriever.retrieve(QueryBundle(request.query, embedding=vector))]
+            return [Hit.of(hit) for hit in retriever.retrieve(QueryBundle(question, embedding=vector))]
 
-        return SearchResponse(mode=retrieval.mode, results=await asyncio.to_thread(retrieve))
+        return SearchResponse(
+            mode=retrieval.mode, searched=question, results=await asyncio.to_thread(retrieve)
+        )
 
     @api.post("/chat")
     async def chat_route(request: ChatRequest) -> StreamingResponse:
@@ -374,8 +387,10 @@ def _retriever(
     served: ServedCollection, embed_model: LLaRAEmbedding, retrieval: RetrievalConfig
 ) -> LLaRAHybridRetriever:
     """A retriever over the served collection; a lexical index out of step is reloaded (raises when missing)."""
-    if retrieval.mode == "dense":
+    if retrieval.mode == "dense" and not retrieval.spelling:
         return LLaRAHybridRetriever(served.collection, embed_model, None, retrieval)
+    if retrieval.mode == "dense":
+        return LLaRAHybridRetriever(served.collection, embed_model, served.spelling_source(), retrieval)
     return _ReloadingRetriever(served, embed_model, retrieval)
 
 

@@ -67,6 +67,9 @@ class SearchRequest(BaseModel):
 
 class SearchResponse(BaseModel):
     mode: RetrievalMode
+    searched: str = Field(
+        description="The query as searched: its misspelt words corrected against the collection's words"
+    )
     results: list[Hit]
 
 
@@ -106,6 +109,8 @@ class ErrorResponse(BaseModel):
     """OpenAI's error body, which every refusal and failure of the service answers."""
 
     error: ErrorDetail
+
+
 class ChatCompletionMessage(BaseModel):
     """One message of OpenAI's chat API; content parts other than text are refused."""
 

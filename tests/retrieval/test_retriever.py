@@ -255,3 +255,18 @@ def test_no_results_say_why(indexed: StoreConfig, embed_model, tmp_path: Path) -
     index_folder(docs, emptied, embed_model, SMALL.model_copy(update={"delete_missing": True}))
     empty = open_retriever(emptied, embed_model, RetrievalConfig(mode="hybrid"))
     assert search(empty, "cats") == [] and "holds no chunks" in why_no_results(empty)
+
+
+@pytest.mark.parametrize("mode", ["lexical", "dense", "hybrid"])
+def test_a_misspelt_question_is_searched_as_the_collections_words(
+    indexed: StoreConfig, embed_model, mode: str
+) -> None:
+    """Every side searches the corrected question; ``spelling=False`` searches it as typed."""
+    typed, meant = "prur wehn hapy", "purr when happy"
+    retriever = open_retriever(indexed, embed_model, RetrievalConfig(mode=mode, top_k=3))
+    assert retriever.corrected(typed) == meant
+    assert [hit.node_id for hit in search(retriever, typed)] == [hit.node_id for hit in search(retriever, meant)]
+    as_typed = open_retriever(indexed, embed_model, RetrievalConfig(mode=mode, top_k=3, spelling=False))
+    assert as_typed.corrected(typed) == typed
+    if mode == "lexical":
+        assert search(as_typed, typed) == [], "no word of the question as typed is in the collection"

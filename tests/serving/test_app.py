@@ -167,6 +167,11 @@ def test_search_answers_in_each_mode(client: TestClient, mode: str) -> None:
     assert set(first["found_by"]) <= {"dense", "lexical"} and first["found_by"]
     if mode != "hybrid":
         assert list(first["found_by"]) == [mode]
+    misspelt = client.post(
+        "/v1/search", json={"query": "how fast is a page acknowlegded?", "k": 3, "mode": mode}
+    ).json()
+    assert misspelt["searched"] == body["searched"] == "how fast is a page acknowledged?"
+    assert misspelt["results"] == body["results"]
 
 
 def test_search_filters_and_refusals(client: TestClient, embed_model: LLaRAEmbedding) -> None:
