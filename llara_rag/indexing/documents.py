@@ -101,7 +101,9 @@ def read_file(
     from llama_index.core import SimpleDirectoryReader
 
     if shown(path) != str(path):
-        return "its name is not UTF-8 (shown with \\x escapes); rename it, e.g. with `convmv -f latin1 -t utf8`"
+        return (
+            "its name is not UTF-8 (shown with \\x escapes); rename it, e.g. with `convmv -f latin1 -t utf8`"
+        )
     if folder is not None and not path.resolve().is_relative_to(folder.resolve()):
         return (
             f"a symbolic link to {shown(path.resolve())}, outside {shown(folder)}; copy the file into the "

@@ -47,7 +47,14 @@ from llara_rag.indexing.documents import (
     shown,
     supported_files,
 )
-from llara_rag.indexing.lexical import LexicalIndex, is_current, lexical_folder, rebuild, start_revision
+from llara_rag.indexing.lexical import (
+    LexicalIndex,
+    has_words,
+    is_current,
+    lexical_folder,
+    rebuild,
+    start_revision,
+)
 from llara_rag.indexing.store import (
     PinnedChromaVectorStore,
     StoreConfig,
@@ -478,7 +485,8 @@ def ingest_folder(
         summary,
         revision,
     )
-    if revision.started or not is_current(LexicalIndex.read_stamp(lexical), store.collection):
+    stamp = LexicalIndex.read_stamp(lexical)
+    if revision.started or not is_current(stamp, store.collection) or not has_words(lexical, stamp):
         rebuild(store, lexical)
     return summary
 

@@ -204,6 +204,11 @@ def is_current(stamp: LexicalStamp | None, collection: Collection) -> bool:
     )
 
 
+def has_words(folder: Path, stamp: LexicalStamp | None) -> bool:
+    """Whether the saved build keeps the collection's words (builds made before spelling correction do not)."""
+    return stamp is not None and (folder / stamp.build / WORDS_FILE).is_file()
+
+
 def rebuild(store: PinnedChromaVectorStore, folder: Path) -> LexicalIndex:
     """Builds the index from every chunk text in the collection, for its current revision, and saves it."""
     collection = store.collection

@@ -12,7 +12,13 @@ import pytest
 from llara_rag.cli import main
 from llara_rag.errors import LexicalIndexError
 from llara_rag.indexing.ingest import IngestConfig, index_folder
-from llara_rag.indexing.lexical import lexical_folder, open_lexical_index, start_revision
+from llara_rag.indexing.lexical import (
+    WORDS_FILE,
+    LexicalIndex,
+    lexical_folder,
+    open_lexical_index,
+    start_revision,
+)
 from llara_rag.indexing.store import StoreConfig, open_store
 from llara_rag.ranking.beir import Collection
 from llara_rag.ranking.cache import VectorCache
@@ -265,8 +271,30 @@ def test_a_misspelt_question_is_searched_as_the_collections_words(
     typed, meant = "prur wehn hapy", "purr when happy"
     retriever = open_retriever(indexed, embed_model, RetrievalConfig(mode=mode, top_k=3))
     assert retriever.corrected(typed) == meant
-    assert [hit.node_id for hit in search(retriever, typed)] == [hit.node_id for hit in search(retriever, meant)]
+    assert [hit.node_id for hit in search(retriever, typed)] == [
+        hit.node_id for hit in search(retriever, meant)
+    ]
     as_typed = open_retriever(indexed, embed_model, RetrievalConfig(mode=mode, top_k=3, spelling=False))
     assert as_typed.corrected(typed) == typed
     if mode == "lexical":
         assert search(as_typed, typed) == [], "no word of the question as typed is in the collection"
+
+
+def test_a_lexical_index_without_the_collections_words_searches_as_typed_until_indexed_again(
+    tmp_path: Path, embed_model
+) -> None:
+    """As a collection indexed before spelling correction: no correction, and the next ``index`` run adds it
+    although no document changed."""
+    docs = write_corpus(tmp_path / "docs", n_files=3)
+    config = StoreConfig(path=tmp_path / "db", collection="old")
+    index_folder(docs, config, embed_model, SMALL)
+    collection = open_store(config, embed_model, create=False).collection
+    folder = lexical_folder(config, collection)
+    stamp = LexicalIndex.read_stamp(folder)
+    (folder / stamp.build / WORDS_FILE).unlink()
+    retrieval = RetrievalConfig(mode="lexical")
+    assert open_retriever(config, embed_model, retrieval).corrected("prur") == "prur"
+
+    again = index_folder(docs, config, embed_model, SMALL)
+    assert again.chunks_written == 0
+    assert open_retriever(config, embed_model, retrieval).corrected("prur") == "purr"
