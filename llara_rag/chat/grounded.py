@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -66,11 +66,11 @@ class ExtractConfig(BaseModel):
         description="A further sentence is quoted when its term coverage is at least this share of the best's.",
     )
     min_coverage: float = Field(
-        default=0.3,
+        default=0.35,
         ge=0,
         le=1,
-        description="Below this IDF-weighted share of the question's terms in the best sentence, the answer "
-        "says the documents do not say.",
+        description="Below this share of the question's terms in the best sentence, each weighted by its IDF "
+        "over the collection, the answer says the documents do not say.",
     )
     previous_weight: float = Field(
         default=0.5,
@@ -147,15 +147,25 @@ def _terms(texts: Sequence[str]) -> list[list[str]]:
     return [[vocabulary[index] for index in ids if vocabulary.get(index)] for ids in tokenized.ids]
 
 
-def coverage(question: str, candidates: Sequence[str]) -> np.ndarray:
-    """Per candidate, the share of the question's terms it contains, each term weighted by its IDF over
-    the candidates (a term no candidate holds weighs most): a sentence that answers holds the rare words."""
+def coverage(
+    question: str, candidates: Sequence[str], idf: Callable[[str], float] | None = None
+) -> np.ndarray:
+    """Per candidate, the share of the question's terms it contains, each term weighted by its IDF: a
+    sentence that answers holds the rare words.
+
+    ``idf`` is the collection's (:meth:`LexicalIndex.idf`) where the retriever has it: a word used all over
+    the collection, such as the company's name, says little about whether a sentence answers, and a word
+    the collection never uses weighs most. Without it, the IDF over the candidates stands in.
+    """
     terms = _terms([question, *candidates])
     framing = set(_terms([" ".join(FRAMING)])[0])
     asked, held = set(terms[0]) - framing, [set(sentence) for sentence in terms[1:]]
     if not asked or not held:
         return np.zeros(len(candidates))
-    weight = {term: math.log(1 + (len(held) + 1) / (1 + sum(term in s for s in held))) for term in asked}
+    if idf is None:
+        weight = {term: math.log(1 + (len(held) + 1) / (1 + sum(term in s for s in held))) for term in asked}
+    else:
+        weight = {term: idf(term) for term in asked}
     total = sum(weight.values())
     return np.array([sum(weight[term] for term in asked & s) / total for s in held])
 
@@ -206,8 +216,10 @@ def extract(
     *,
     encoder: LLaRAEncoder | None = None,
     previous: str | None = None,
+    idf: Callable[[str], float] | None = None,
 ) -> Extract:
-    """The sentences of ``nodes`` that best answer ``question`` (``previous``: the question before it)."""
+    """The sentences of ``nodes`` that best answer ``question`` (``previous``: the question before it;
+    ``idf``: the collection's term weights, see :func:`coverage`)."""
     config = config or ExtractConfig()
     candidates = sentences(nodes)
     if not candidates:
@@ -222,7 +234,7 @@ def extract(
             raise ValueError(f"the {config.scorer!r} sentence scorer needs the encoder")
         parts.append(encoder_scores(encoder, asked, texts))
     score = _fused(parts) if len(parts) > 1 else parts[0]
-    covered = coverage(search_text(question, previous, config), texts)
+    covered = coverage(search_text(question, previous, config), texts, idf)
     order = np.argsort(-score, kind="stable")
     best = int(order[0])
     quoted = [candidates[best]]
@@ -239,6 +251,12 @@ def search_text(question: str, previous: str | None, config: ExtractConfig) -> s
     if previous and len(_terms([question])[0]) <= config.follow_up_terms:
         return f"{previous} {question}"
     return question
+
+
+def collection_idf(retriever: BaseRetriever) -> Callable[[str], float] | None:
+    """The IDF of terms over the retriever's collection, where it keeps a lexical index."""
+    lexical = getattr(retriever, "lexical", None)
+    return None if lexical is None or lexical.bm25 is None else lexical.idf
 
 
 class ExtractiveChatEngine(BaseChatEngine):
@@ -269,7 +287,14 @@ class ExtractiveChatEngine(BaseChatEngine):
         history = list(self._history if chat_history is None else chat_history)
         previous = next((m.content for m in reversed(history) if m.role == MessageRole.USER), None)
         nodes = self.retriever.retrieve(search_text(message, previous, self.config))
-        answer = extract(message, nodes, self.config, encoder=self.encoder, previous=previous).text()
+        answer = extract(
+            message,
+            nodes,
+            self.config,
+            encoder=self.encoder,
+            previous=previous,
+            idf=collection_idf(self.retriever),
+        ).text()
         source = ToolOutput(
             tool_name="retriever",
             content=str(nodes),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import uuid
@@ -133,6 +134,14 @@ class LexicalIndex:
                 (chunk in allowed for chunk in self.ids), dtype=np.float32, count=len(self.ids)
             )
         return bm25_top(self.bm25, self.ids, [query], depth, mask)[0]
+
+    def idf(self, term: str) -> float:
+        """How rare a BM25 term (stemmed, as :func:`tokenize` gives it) is across the collection's chunks,
+        ``log(1 + (N + 1) / (1 + df))``: a term no chunk holds weighs most."""
+        index = None if self.bm25 is None else self.bm25.vocab_dict.get(term)
+        pointers = None if self.bm25 is None else self.bm25.scores["indptr"]
+        frequency = 0 if index is None or pointers is None else int(pointers[index + 1] - pointers[index])
+        return math.log(1 + (len(self.ids) + 1) / (1 + frequency))
 
     def save(self, folder: Path) -> None:
         """Writes a new build folder, then switches the stamp to it in one rename, then drops older builds.

@@ -76,3 +76,19 @@ def test_the_engine_keeps_the_conversation_for_follow_ups_until_reset() -> None:
     assert [m.role.value for m in engine.chat_history] == ["user", "assistant"] * 2
     engine.reset()
     assert engine.chat_history == []
+
+
+def test_words_the_whole_collection_uses_weigh_little_in_whether_a_sentence_answers() -> None:
+    """The company's name is in many documents: with the collection's IDF, a question about its CEO, whom
+    no document names, is refused; the IDF over the retrieved sentences alone would quote the name."""
+    from llara_rag.indexing.lexical import LexicalIndex
+
+    files = sorted(SAMPLE_DOCS.glob("*.md"))
+    collection = LexicalIndex.build([f.name for f in files], [f.read_text() for f in files], "r")
+    question = "Who is the CEO of Halyard Freight?"
+    nodes = _nodes("security_and_access.md", "travel_policy.md")
+    assert extract(question, nodes, BM25).answers
+    refused = extract(question, nodes, BM25, idf=collection.idf)
+    assert not refused.answers and refused.text().startswith(NOT_ANSWERED)
+    answered = extract("Who is the data protection officer?", nodes, BM25, idf=collection.idf)
+    assert answered.answers
