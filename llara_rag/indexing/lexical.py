@@ -138,9 +138,10 @@ class LexicalIndex:
     def idf(self, term: str) -> float:
         """How rare a BM25 term (stemmed, as :func:`tokenize` gives it) is across the collection's chunks,
         ``log(1 + (N + 1) / (1 + df))``: a term no chunk holds weighs most."""
-        index = None if self.bm25 is None else self.bm25.vocab_dict.get(term)
-        pointers = None if self.bm25 is None else self.bm25.scores["indptr"]
-        frequency = 0 if index is None or pointers is None else int(pointers[index + 1] - pointers[index])
+        frequency = 0
+        if self.bm25 is not None and (index := self.bm25.vocab_dict.get(term)) is not None:
+            pointers = self.bm25.scores["indptr"]  # one column per term (the empty token has none)
+            frequency = int(pointers[index + 1] - pointers[index]) if index + 1 < len(pointers) else 0
         return math.log(1 + (len(self.ids) + 1) / (1 + frequency))
 
     def save(self, folder: Path) -> None:
