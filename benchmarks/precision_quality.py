@@ -16,6 +16,7 @@ import logging
 import time
 from pathlib import Path
 
+from llara_rag.encoding.adapter import DEFAULT_ADAPTER, adapter_digest
 from llara_rag.encoding.encoder import EncoderConfig
 from llara_rag.encoding.precision import instruction_set
 from llara_rag.evaluation import (
@@ -48,7 +49,8 @@ def write(rows: list[dict[str, object]], pending: list[str]) -> None:
     lines = [
         "# nDCG@10 of the default encoder at each precision",
         "",
-        f"`python benchmarks/precision_quality.py` on a {instruction_set()} CPU; shipped default adapter, "
+        f"`python benchmarks/precision_quality.py` on a {instruction_set()} CPU; shipped default adapter "
+        f"({adapter_digest(DEFAULT_ADAPTER)[:8]}), "
         f"test queries, dense retrieval only. Δ: minus fp32; a precision within ±{TOLERANCE} everywhere "
         "may be picked by `--precision auto`.",
         "",
