@@ -386,12 +386,12 @@ def create_app(
 def _retriever(
     served: ServedCollection, embed_model: LLaRAEmbedding, retrieval: RetrievalConfig
 ) -> LLaRAHybridRetriever:
-    """A retriever over the served collection; a lexical index out of step is reloaded (raises when missing)."""
-    if retrieval.mode == "dense" and not retrieval.spelling:
-        return LLaRAHybridRetriever(served.collection, embed_model, None, retrieval)
-    if retrieval.mode == "dense":
-        return LLaRAHybridRetriever(served.collection, embed_model, served.spelling_source(), retrieval)
-    return _ReloadingRetriever(served, embed_model, retrieval)
+    """A retriever over the served collection; a lexical index out of step is reloaded (raises when missing,
+    except in dense mode, which only corrects spelling with it)."""
+    if retrieval.mode != "dense":
+        return _ReloadingRetriever(served, embed_model, retrieval)
+    lexical = served.spelling_source() if retrieval.spelling else None
+    return LLaRAHybridRetriever(served.collection, embed_model, lexical, retrieval)
 
 
 class _ReloadingRetriever(LLaRAHybridRetriever):
