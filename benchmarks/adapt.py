@@ -73,6 +73,8 @@ def recipe_of(args: argparse.Namespace) -> dict[str, float | int | str]:
             "contrastive_batch": args.contrastive_batch_size,
             "temperature": args.temperature,
         }
+        if args.pair_negatives:
+            recipe["negatives"] = args.pair_negatives
     if args.start_adapter != NONE:
         recipe["start"] = args.start_adapter
     if args.start_adapter == "default":
@@ -96,6 +98,8 @@ def recipe_tag(recipe: dict) -> str:
         f"{recipe['pairs']}{recipe['contrastive_steps']}x{recipe['contrastive_batch']}"
         f"-lr{recipe['contrastive_lr']:g}-tau{recipe['temperature']:g}"
     )
+    if recipe.get("negatives"):
+        contrastive += f"-neg{recipe['negatives']}"
     start = f"from-{Path(str(recipe['start'])).name}-" if "start" in recipe else ""
     if "start_digest" in recipe:
         start += f"{recipe['start_digest']}-"
@@ -129,6 +133,7 @@ def describe_recipe(recipe: dict, training: dict) -> str:
         parts.append(
             f"then {recipe['contrastive_steps']} x {recipe['contrastive_batch']} {recipe['pairs']} pairs, "
             f"lr {recipe['contrastive_lr']:g}, τ {recipe['temperature']:g}"
+            + (f", {recipe['negatives']} BM25 negative(s) a pair" if recipe.get("negatives") else "")
         )
     return f"{'; '.join(parts)}, {whitening}"
 
@@ -150,6 +155,7 @@ def train(name: str, args: argparse.Namespace) -> dict:
             whitening_dims=args.whitening_dims,
             stages=args.stages,
             pair_maker=args.pair_maker,
+            pair_negatives=args.pair_negatives,
             contrastive_max_steps=args.contrastive_steps,
             contrastive_learning_rate=args.contrastive_lr,
             contrastive_batch_size=args.contrastive_batch_size,
@@ -317,6 +323,12 @@ def main() -> None:
     )
     parser.add_argument("--stages", default="ebae-ebar,contrastive", help="ebae-ebar, contrastive or both")
     parser.add_argument("--pair-maker", default="ict", help="ict, crop, next or title")
+    parser.add_argument(
+        "--pair-negatives",
+        type=int,
+        default=0,
+        help="BM25-mined hard negatives a contrastive pair (0: in-batch)",
+    )
     parser.add_argument("--contrastive-steps", type=int, default=18)
     parser.add_argument("--contrastive-lr", type=float, default=AdaptationArguments.contrastive_learning_rate)
     parser.add_argument("--contrastive-batch-size", type=int, default=64)

@@ -16,6 +16,8 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+
 from llara_rag.encoding.adapter import DEFAULT_ADAPTER, adapter_digest
 from llara_rag.encoding.encoder import EncoderConfig
 from llara_rag.encoding.precision import instruction_set
@@ -26,6 +28,8 @@ from llara_rag.evaluation import (
     evaluate_systems,
     load_collection,
 )
+from llara_rag.ranking.beir import Collection
+from llara_rag.ranking.systems import DenseSystem
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -52,7 +56,8 @@ def write(rows: list[dict[str, object]], pending: list[str]) -> None:
         f"`python benchmarks/precision_quality.py` on a {instruction_set()} CPU; shipped default adapter "
         f"({adapter_digest(DEFAULT_ADAPTER)[:8]}), "
         f"test queries, dense retrieval only. Δ: minus fp32; a precision within ±{TOLERANCE} everywhere "
-        "may be picked by `--precision auto`.",
+        "may be picked by `--precision auto`. 'p index': the corpus encoded at p, the queries at fp32 (a collection "
+        "indexed at p, searched at fp32).",
         "",
         "| collection | fp32 | " + " | ".join(f"{p} | Δ {p}" for p in precisions) + " |",
         "|---|---|" + "---|---|" * len(precisions),
@@ -61,7 +66,8 @@ def write(rows: list[dict[str, object]], pending: list[str]) -> None:
         scores = row["ndcg@10"]
         assert isinstance(scores, dict)
         cells = [
-            f"{scores[p]:.4f} | {scores[p] - scores['fp32']:+.4f}" if p in scores else "— | —" for p in precisions
+            f"{scores[p]:.4f} | {scores[p] - scores['fp32']:+.4f}" if p in scores else "— | —"
+            for p in precisions
         ]
         lines.append(f"| {row['collection']} | {scores['fp32']:.4f} | " + " | ".join(cells) + " |")
     if pending:
@@ -71,8 +77,22 @@ def write(rows: list[dict[str, object]], pending: list[str]) -> None:
     (RESULTS / "precision_quality.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
 
+class Mixed(DenseSystem):
+    """The corpus vectors of ``index``, the queries encoded by ``queries``: a collection indexed at one
+    precision and searched at another, which is what equal fingerprints would allow."""
+
+    def __init__(self, index: DenseSystem, queries: DenseSystem) -> None:
+        super().__init__(index.name, index.label, lambda: queries.encoder, index.cache, index.settings)
+        self.index = index
+
+    def corpus_vectors(self, collection: Collection) -> np.ndarray:
+        return self.index.corpus_vectors(collection)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("collections", nargs="*", default=["adi", "cranfield", "cacm", "scifact"])
     parser.add_argument("--precisions", default="bf16,int8", help="compared with fp32, comma-separated")
     args = parser.parse_args()
@@ -83,6 +103,8 @@ def main() -> None:
     for precision in ["fp32", *precisions]:
         config = EvaluationConfig(encoder=EncoderConfig(precision=precision), systems=("llara",))
         systems[precision] = build_systems(config, cache)[0]
+    for precision in precisions:
+        systems[f"{precision} index"] = Mixed(systems[precision], systems["fp32"])
     merged = earlier_rows()
     for done, name in enumerate(args.collections, start=1):
         collection = load_collection(DATA / name, "test")
@@ -93,7 +115,10 @@ def main() -> None:
             seconds[precision] = round(time.perf_counter() - start, 1)
             scores[precision] = result.scores()["llara"]
         earlier = merged.get(name, {"ndcg@10": {}, "seconds": {}})
-        merged[name] = {"ndcg@10": {**earlier["ndcg@10"], **scores}, "seconds": {**earlier["seconds"], **seconds}}
+        merged[name] = {
+            "ndcg@10": {**earlier["ndcg@10"], **scores},
+            "seconds": {**earlier["seconds"], **seconds},
+        }
         rows = [{"collection": collection, **fields} for collection, fields in merged.items()]
         write(rows, args.collections[done:])
     print((RESULTS / "precision_quality.md").read_text(encoding="utf-8"))

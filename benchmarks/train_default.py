@@ -130,12 +130,13 @@ def supervised_pairs(args: argparse.Namespace, path: Path) -> Path:
 
 
 def supervised(args: argparse.Namespace) -> Path:
-    adapter = WORK / "supervised"
+    adapter = WORK / args.supervised_name
+    pairs = "pairs.jsonl" if args.supervised_name == "supervised" else f"{args.supervised_name}.pairs.jsonl"
     finetune(
-        supervised_pairs(args, WORK / "pairs.jsonl"),
+        supervised_pairs(args, WORK / pairs),
         adapter,
         ContrastiveArguments(
-            output_dir=str(WORK / "checkpoints" / "supervised"),
+            output_dir=str(WORK / "checkpoints" / args.supervised_name),
             start_adapter=str(WORK / "unsupervised"),
             max_steps=args.supervised_steps,
             negatives=args.negatives,
@@ -214,6 +215,12 @@ def main() -> None:
     parser.add_argument(
         "--supervised-steps", type=int, default=16, help="supervised steps (64 queries each; 16: one pass)"
     )
+    parser.add_argument(
+        "--supervised-name",
+        default="supervised",
+        help="folder of the supervised stage under build/default (and what export ships): another name "
+        "trains a candidate beside the current one",
+    )
     parser.add_argument("--negatives", type=int, default=1, help="BM25 hard negatives per train query")
     parser.add_argument("--lowercase", choices=("on", "off"), default="on", help="train on lower-cased text")
     parser.add_argument("--temperature", type=float, default=0.05)
@@ -236,7 +243,7 @@ def main() -> None:
         elif stage == "supervised":
             logger.info("Supervised stage written to %s", supervised(args))
         else:
-            export(WORK / "supervised", DEFAULT_ADAPTER, args)
+            export(WORK / args.supervised_name, DEFAULT_ADAPTER, args)
             logger.info("Exported to %s", DEFAULT_ADAPTER.relative_to(ROOT))
 
 

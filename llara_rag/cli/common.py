@@ -58,7 +58,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=get_args(Precision),
         default=None,
-        help="encode with fp32 or bf16 weights; auto: the fastest this CPU was measured to run without "
+        help="encode with fp32 or bf16 weights, or int8 (CPUs; compiled at the first batch, for bulk "
+        "encoding; its vectors are its own); auto: the fastest this CPU was measured to run without "
         "moving retrieval quality (default: fp32 on CPU, bf16 on GPU)",
     )
 

@@ -279,6 +279,13 @@ class Backbone:
     tokenizer: PreTrainedTokenizerBase
     special_ids: SpecialTokenIds
     source: BackboneSource
+    inference: torch.nn.Module | None = None
+    """What encoding runs instead of ``network.base_model`` where one is set: its int8, compiled form."""
+
+    @property
+    def base_model(self) -> torch.nn.Module:
+        """The transformer without its LM head, in the form encoding runs."""
+        return self.inference if self.inference is not None else self.network.base_model
 
     @property
     def hidden_size(self) -> int:

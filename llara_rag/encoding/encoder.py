@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llara_rag.encoding.adapter import DEFAULT, PEFT_FILES, AdapterDirectory, adapter_name, resolve_adapter
 from llara_rag.encoding.backbone import DEFAULT_MODEL, Backbone, Dtype, Quantization, load_backbone
-from llara_rag.encoding.precision import Precision, precision_dtype, resolve_precision
+from llara_rag.encoding.precision import Precision, int8_network, precision_dtype, resolve_precision
 from llara_rag.encoding.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts, Side
 from llara_rag.errors import InvalidInputError, UnsupportedPrecisionError
 from llara_rag.settings import not_unicode
@@ -72,8 +72,8 @@ class EncoderFields(BaseModel):
     )
     precision: Precision | None = Field(
         default=None,
-        description="fp32 or bf16 weights; 'auto': the fastest this CPU was measured to run without moving "
-        "nDCG@10 (llara_rag.encoding.precision.AUTO); None: as dtype says. Resolved when the config is "
+        description="fp32 or bf16 weights, or int8 (CPU: quantised and compiled, for bulk encoding); 'auto': "
+        "the fastest this CPU was measured to run without moving nDCG@10 (llara_rag.encoding.precision.AUTO); None: as dtype says. Resolved when the config is "
         "made, so it holds the precision that runs.",
     )
     devices: tuple[str, ...] | None = Field(
@@ -347,7 +347,9 @@ class LLaRAEncoder:
 
     @property
     def precision(self) -> str:
-        """The arithmetic the weights run in (fp32, bf16, fp16), as ``--precision`` and reports name it."""
+        """The arithmetic the weights run in (fp32, bf16, fp16, int8), as ``--precision`` and reports name it."""
+        if self.backbone.inference is not None:
+            return "int8"
         name = str(self.backbone.network.dtype).removeprefix("torch.")
         return {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(name, name)
 
@@ -391,7 +393,7 @@ class LLaRAEncoder:
         inputs = self.build_inputs(texts, side)
         if not inputs:
             return np.empty((0, self.dimension), dtype=np.float32)
-        encoder = self.backbone.network.base_model
+        encoder = self.backbone.base_model
 
         def embed(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
             hidden = encoder(**tensors).last_hidden_state
@@ -444,6 +446,8 @@ class LLaRAEncoder:
         }
         if self.config.quantization:  # quantised weights give other vectors; full ones keep their fingerprint
             key["quantization"] = self.config.quantization
+        if self.config.precision == "int8":  # measured not interchangeable with fp32 (precision_quality.md)
+            key["precision"] = "int8"
         if self.config.lowercase:  # named only when on, so every fingerprint made before stays valid
             key["lowercase"] = True
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -474,6 +478,7 @@ def shared_backbone(config: EncoderConfig, adapter: AdapterDirectory | None) -> 
         digest,
         config.device,
         config.dtype,
+        config.precision,
         config.quantization,
         config.device_map,
     )
@@ -488,6 +493,8 @@ def shared_backbone(config: EncoderConfig, adapter: AdapterDirectory | None) -> 
             )
             if adapter:
                 apply_adapter(backbone, adapter)
+            if config.precision == "int8":
+                backbone.inference = int8_network(backbone.network.base_model)
             _BACKBONES[key] = backbone
         return _BACKBONES[key]
 

@@ -1,4 +1,4 @@
-"""The arithmetic an encoder runs in: fp32 or bf16 weights, and what ``auto`` picks on this machine.
+"""The arithmetic an encoder runs in: fp32, bf16 or int8, and what ``auto`` picks on this machine.
 
 fp32 already runs near a CPU's fp32 matmul rate, so lower precision is the lever left for indexing.
 ``auto`` reads the CPU's feature flags and looks them up in :data:`AUTO`, a table of what
@@ -8,24 +8,31 @@ the table does not name keeps fp32, so no precision changes quality unmeasured.
 
 bf16 vectors were measured interchangeable with fp32 ones (benchmarks/results/encode_speed.md and
 precision_quality.md), so a bf16 encoder keeps the fp32 fingerprint: a collection indexed at one is queried
-at the other. The vector cache keys them apart all the same. int8 is not offered:
-the paths measured lost quality (``torch.ao`` dynamic quantisation) or speed (torchao without
-``torch.compile``), as README's Precision paragraph records.
+at the other. The vector cache keys them apart all the same.
+
+int8 is torchao's dynamic quantisation of every linear layer (weights per output channel, activations per
+token, int8 matmuls) of the adapter-merged fp32 model, run through ``torch.compile``: eager, torchao's int8
+ran at half fp32's speed; compiled, the matmuls run on the CPU's int8 instructions. Compiling takes minutes
+the first time in a process (a C++ compiler builds the kernels), which bulk encoding amortises.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from llara_rag.errors import UnsupportedPrecisionError
 
+if TYPE_CHECKING:
+    import torch
+
 logger = logging.getLogger(__name__)
 
-Precision = Literal["auto", "fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16", "int8"]
 """``auto``: per CPU, from :data:`AUTO`; the others as named."""
 
 NATIVE_BF16 = frozenset({"avx512_bf16", "amx_bf16"})
@@ -94,6 +101,8 @@ def resolve_precision(precision: Precision | None, device: str | None) -> Precis
             return None
         precision = auto_precision()
         _announce(precision)
+    elif precision == "int8":
+        _require_int8(on_gpu)
     elif precision == "bf16" and on_gpu:
         _require_gpu_bf16()
     elif precision == "bf16" and not cpu_flags() & NATIVE_BF16:
@@ -128,6 +137,55 @@ def _require_gpu_bf16() -> None:
         )
 
 
+def _require_int8(on_gpu: bool) -> None:
+    """int8 needs a CPU, torchao (the ``int8`` extra) and a C++ compiler for ``torch.compile``'s kernels."""
+    import importlib.util
+    import shutil
+
+    if on_gpu:
+        raise UnsupportedPrecisionError(
+            "--precision int8 runs on CPUs; on a GPU leave --precision out (bf16 there) or pass "
+            "--quantization 8bit for bitsandbytes weights."
+        )
+    if importlib.util.find_spec("torchao") is None:
+        raise UnsupportedPrecisionError(
+            "--precision int8 needs torchao; `pip install 'llara-rag[int8]'` adds it, or pass --precision bf16 "
+            "or fp32."
+        )
+    compiler = os.environ.get("CXX", "g++")
+    if not any(shutil.which(name) for name in (compiler, "g++", "clang++")):
+        raise UnsupportedPrecisionError(
+            f"--precision int8 compiles its kernels with a C++ compiler and none was found ({compiler}, g++, "
+            "clang++); install one (e.g. build-essential) or pass --precision bf16 or fp32."
+        )
+
+
 def precision_dtype(precision: Precision | None) -> Literal["float32", "bfloat16"] | None:
-    """The weights' dtype a resolved precision loads."""
-    return {"fp32": "float32", "bf16": "bfloat16"}.get(precision or "")  # type: ignore[return-value]
+    """The weights' dtype a resolved precision loads (int8 quantises fp32 weights after loading)."""
+    return {"fp32": "float32", "bf16": "bfloat16", "int8": "float32"}.get(precision or "")  # type: ignore[return-value]
+
+
+def int8_network(network: torch.nn.Module) -> torch.nn.Module:
+    """``network`` with its linear layers quantised to int8 in place, compiled: the module int8 encodes with.
+
+    Compilation is lazy (at the first batch) and shapes are dynamic, so batches of any length reuse it.
+    """
+    import warnings
+
+    import torch
+
+    # torchao's import notes its GPU kernels missing (CUDA, Triton) and registers enums torch now handles
+    # itself: lines about nothing a CPU runs, silenced for the import.
+    quiet = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    levels = [logger.level for logger in quiet]
+    for each in quiet:
+        each.setLevel(logging.ERROR)
+    try:
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+    finally:
+        for each, level in zip(quiet, levels, strict=True):
+            each.setLevel(level)
+    # A notice to torchao's developers at each compile; it changes nothing of what runs.
+    warnings.filterwarnings("ignore", message=".*does not implement _stable_hash_for_caching")
+    quantize_(network, Int8DynamicActivationInt8WeightConfig())
+    return torch.compile(network, dynamic=True)

@@ -102,7 +102,7 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
 
         Reads the encoder that ``llara-rag index`` pinned in the collection's metadata, or else the one this
         class stored in its configuration; ``device``, ``dtype``, ``precision`` and ``batch_size`` are this
-        machine's choice.
+        machine's choice, except that a collection indexed at int8 is searched at int8.
         """
         from llara_rag.indexing.store import ModelIdentity
 
@@ -113,6 +113,7 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
                 "adapter": identity.adapter,
                 "fingerprint": identity.fingerprint,
             }
+            precision = identity.precision or precision  # int8 vectors are searched with int8 queries alone
         else:
             stored = collection.configuration.get("embedding_function")
             if not isinstance(stored, LLaRAEmbeddingFunction):

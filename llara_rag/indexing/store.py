@@ -67,6 +67,7 @@ PIN_KEYS = {
     "dimension": "llara:dimension",
     "model": "llara:model",
     "adapter": "llara:adapter",
+    "precision": "llara:precision",
 }
 
 
@@ -183,6 +184,9 @@ class ModelIdentity(BaseModel):
     dimension: int = Field(gt=0)
     model: str = Field(description="The backbone as given on the command line (--model).")
     adapter: str | None = Field(default=None, description="The adapter directory as given (--adapter).")
+    precision: str | None = Field(
+        default=None, description="int8 where the vectors were made at int8, whose are its own; else None."
+    )
 
     @classmethod
     def of(cls, embed_model: LLaRAEmbedding) -> ModelIdentity:
@@ -192,6 +196,7 @@ class ModelIdentity(BaseModel):
             dimension=encoder.dimension,
             model=encoder.config.model,
             adapter=adapter_name(encoder.config.adapter),
+            precision="int8" if encoder.precision == "int8" else None,
         )
 
     @classmethod
@@ -201,7 +206,9 @@ class ModelIdentity(BaseModel):
         if PIN_KEYS["fingerprint"] not in metadata:
             return None
         values = {field: metadata.get(key) for field, key in PIN_KEYS.items()}
-        return cls(**{**values, "adapter": values["adapter"] or None})
+        return cls(
+            **{**values, "adapter": values["adapter"] or None, "precision": values["precision"] or None}
+        )
 
     def to_metadata(self) -> dict[str, str | int]:
         return {key: getattr(self, field) or "" for field, key in PIN_KEYS.items()}
@@ -209,9 +216,14 @@ class ModelIdentity(BaseModel):
     @property
     def options(self) -> str:
         """The command-line options that select this encoder."""
+        precision = f" --precision {self.precision}" if self.precision else ""
         if self.adapter is None:
-            return f"--model {self.model} --adapter {NONE}"
-        return f"--model {self.model}" + ("" if self.adapter == DEFAULT else f" --adapter {self.adapter}")
+            return f"--model {self.model} --adapter {NONE}{precision}"
+        return (
+            f"--model {self.model}"
+            + ("" if self.adapter == DEFAULT else f" --adapter {self.adapter}")
+            + precision
+        )
 
     def describe(self) -> str:
         if self.adapter is None:
@@ -220,7 +232,8 @@ class ModelIdentity(BaseModel):
             adapter = " + the shipped default adapter"
         else:
             adapter = f" + adapter {self.adapter}"
-        return f"{self.model}{adapter} ({self.dimension}-d, fingerprint {self.fingerprint})"
+        precision = " at int8" if self.precision else ""
+        return f"{self.model}{adapter}{precision} ({self.dimension}-d, fingerprint {self.fingerprint})"
 
 
 class PinnedChromaVectorStore(ChromaVectorStore):
@@ -411,7 +424,12 @@ def _check_pin(collection: Collection, identity: ModelIdentity, config: StoreCon
         update_metadata(collection, identity.to_metadata())
         return
     if recorded.fingerprint != identity.fingerprint:
-        if (recorded.model, recorded.adapter) == (identity.model, identity.adapter):
+        if recorded.precision != identity.precision:
+            advice = (
+                f"int8 vectors differ from those of the other precisions; open it with {recorded.options}, or "
+                "re-index into a new collection (--collection NEW)."
+            )
+        elif (recorded.model, recorded.adapter) == (identity.model, identity.adapter):
             advice = (
                 "The same model and adapter now make other vectors: the adapter's weights changed since (an "
                 "upgrade of llara-rag replaces the shipped default adapter). Re-index the documents into a new "

@@ -26,10 +26,13 @@ def default_vector_dir() -> Path:
     return cache_dir() / "vectors"
 
 
-def dtype_setting(dtype: object) -> dict[str, str]:
+def dtype_setting(dtype: object, precision: str | None = None) -> dict[str, str]:
     """The cache-key entry for weights of ``dtype``: none for fp32, so every fp32 key made before stays
     valid; bf16 or fp16 vectors score differently in the third decimal and must never answer for fp32 ones
-    (the fingerprint ignores dtype on purpose: a store takes vectors of either)."""
+    (the fingerprint ignores dtype on purpose: a store takes vectors of either). int8 quantises fp32
+    weights after loading, so it is named on its own."""
+    if precision == "int8":
+        return {"precision": precision}
     name = str(dtype).removeprefix("torch.")
     return {} if name == "float32" else {"dtype": name}
 

@@ -158,7 +158,7 @@ def llara_system(config: EncoderConfig, cache: VectorCache, name: str = "llara")
     from llara_rag.encoding.encoder import get_encoder
 
     dtype = resolve_dtype(config.dtype, resolve_device(config.device))
-    settings = {"passage_max_length": config.passage_max_length, **dtype_setting(dtype)}
+    settings = {"passage_max_length": config.passage_max_length, **dtype_setting(dtype, config.precision)}
     return DenseSystem(name, llara_label(config), lambda: get_encoder(config), cache, settings=settings)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +72,7 @@ def test_bf16_without_native_bf16_is_warned_about(
 def test_bad_precisions_are_refused_before_a_model_loads(tiny_backbone_dir: Path) -> None:
     with pytest.raises(UnsupportedPrecisionError, match="pass one of the two"):
         EncoderConfig(model=str(tiny_backbone_dir), adapter=None, precision="bf16", dtype="float32")
-    with pytest.raises(ValidationError, match="'auto', 'fp32' or 'bf16'"):
+    with pytest.raises(ValidationError, match="'auto', 'fp32', 'bf16' or 'int8'"):
         EncoderConfig(model=str(tiny_backbone_dir), adapter=None, precision="int4")
 
 
@@ -86,6 +88,43 @@ def test_bf16_loads_bf16_weights_and_keeps_the_fingerprint(tiny_backbone_dir: Pa
     assert np.sum(a * b, axis=1).min() > 0.99
     assert not np.array_equal(a, b)
     assert half.fingerprint == full.fingerprint
+
+
+def test_int8_is_refused_in_one_line_where_it_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UnsupportedPrecisionError, match="runs on CPUs"):
+        resolve_precision("int8", "cuda:0")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torchao" else real_find_spec(name, *a)
+    )
+    with pytest.raises(UnsupportedPrecisionError, match=r"llara-rag\[int8\]"):
+        resolve_precision("int8", "cpu")
+    monkeypatch.setattr(importlib.util, "find_spec", real_find_spec)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(UnsupportedPrecisionError, match="C\\+\\+ compiler"):
+        resolve_precision("int8", "cpu")
+
+
+def test_int8_quantises_the_merged_model_and_runs_it_compiled(
+    tiny_backbone_dir: Path, tmp_path: Path
+) -> None:
+    """int8 loads fp32 weights, then quantises every linear layer and compiles the transformer it encodes
+    with; its vectors stay close to fp32's, yet are other vectors (own fingerprint, own cache entry)."""
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig  # noqa: F401 - the extra is installed
+
+    texts = ["dense retrieval with special tokens", "a second passage about something else entirely"]
+    base = {"model": str(tiny_backbone_dir), "adapter": None, "device": "cpu"}
+    full = LLaRAEncoder(**base, precision="fp32")
+    eight = LLaRAEncoder(**base, precision="int8")
+    assert eight.config.dtype == "float32" and eight.precision == "int8" and full.precision == "fp32"
+    assert eight.backbone is not full.backbone and full.backbone.inference is None
+    assert isinstance(eight.backbone.base_model, torch._dynamo.eval_frame.OptimizedModule)
+    a, b = full.encode_passages(texts), eight.encode_passages(texts)
+    assert np.sum(a * b, axis=1).min() > 0.98
+    assert not np.array_equal(a, b)
+    assert eight.fingerprint != full.fingerprint, "a collection indexed at int8 refuses fp32 queries"
+    cache = VectorCache(tmp_path)
+    assert llara_system(eight.config, cache).settings != llara_system(full.config, cache).settings
 
 
 def test_the_vector_cache_keeps_precisions_apart(tiny_backbone_dir: Path, tmp_path: Path) -> None:

@@ -110,6 +110,21 @@ def test_an_adapter_whose_weights_changed_asks_for_a_reindex(embedded: StoreConf
     assert f"--model {embed_model.model_name}" not in message, "the same options would fail the same way"
 
 
+def test_a_collection_indexed_at_int8_asks_for_int8_queries(tmp_path: Path) -> None:
+    """int8 vectors are their own (another fingerprint): the pin records the precision and names the flag."""
+    config = StoreConfig(path=tmp_path / "db", collection="eight")
+    int8 = ModelIdentity(
+        fingerprint="8" * 16, dimension=8, model="smollm2", adapter="default", precision="int8"
+    )
+    open_store(config, int8)
+    assert open_store(config, int8, create=False).identity == int8, "the precision is read back from the pin"
+    with pytest.raises(ModelMismatchError) as error:
+        open_store(config, int8.model_copy(update={"fingerprint": "f" * 16, "precision": None}), create=False)
+    message = str(error.value)
+    assert "smollm2 + the shipped default adapter at int8" in message
+    assert "open it with --model smollm2 --precision int8" in message
+
+
 def test_a_collection_without_adapter_is_reopened_with_adapter_none() -> None:
     identity = ModelIdentity(fingerprint="f" * 16, dimension=8, model="smollm2")
     assert identity.options == "--model smollm2 --adapter none"
