@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -112,7 +113,7 @@ class EncoderConfig(EncoderFields):
 def _with_precision(values: dict[str, Any]) -> dict[str, Any]:
     """The precision resolved for this machine (and refused in one line if it cannot run, before any model
     loads), and the weights' dtype it implies."""
-    precision = resolve_precision(values.get("precision"), values.get("device"))
+    precision = resolve_precision(values.get("precision"), values.get("device"), values.get("devices"))
     implied = precision_dtype(precision)
     dtype = values.get("dtype")
     if implied and dtype and dtype != implied:
@@ -394,9 +395,12 @@ class LLaRAEncoder:
         if not inputs:
             return np.empty((0, self.dimension), dtype=np.float32)
         encoder = self.backbone.base_model
+        # A compiled module is not safe to call from two threads at once (serve's batcher and its chat).
+        guard = _COMPILED_LOCK if self.backbone.inference is not None else nullcontext()
 
         def embed(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
-            hidden = encoder(**tensors).last_hidden_state
+            with guard:
+                hidden = encoder(**tensors).last_hidden_state
             return torch.nn.functional.normalize(pool_special(hidden, tensors["attention_mask"]), dim=-1)
 
         output = encode_longest_first(
@@ -455,12 +459,14 @@ class LLaRAEncoder:
     def describe(self) -> str:
         """The model and adapter by name (the shipped adapter as 'default', not this machine's path)."""
         adapter = f" + adapter {adapter_name(self.config.adapter)}" if self.config.adapter else ""
-        return f"{self.config.model}{adapter} ({self.dimension}-d, fingerprint {self.fingerprint})"
+        precision = " at int8" if self.config.precision == "int8" else ""
+        return f"{self.config.model}{adapter}{precision} ({self.dimension}-d, fingerprint {self.fingerprint})"
 
 
 _BACKBONES: dict[tuple[str | None, ...], Backbone] = {}
 _SHARED: dict[tuple[EncoderConfig, tuple[int, int] | None], LLaRAEncoder] = {}
 _SHARED_LOCK = threading.RLock()
+_COMPILED_LOCK = threading.Lock()
 
 
 def shared_backbone(config: EncoderConfig, adapter: AdapterDirectory | None) -> Backbone:
@@ -478,7 +484,7 @@ def shared_backbone(config: EncoderConfig, adapter: AdapterDirectory | None) -> 
         digest,
         config.device,
         config.dtype,
-        config.precision,
+        config.precision == "int8",
         config.quantization,
         config.device_map,
     )

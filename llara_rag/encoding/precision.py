@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from llara_rag.errors import UnsupportedPrecisionError
 
@@ -90,12 +90,15 @@ def auto_precision(flags: frozenset[str] | None = None) -> Precision:
     return "fp32"
 
 
-def resolve_precision(precision: Precision | None, device: str | None) -> Precision | None:
+def resolve_precision(
+    precision: Precision | None, device: str | None, devices: tuple[str, ...] | None = None
+) -> Precision | None:
     """``precision`` as it will run, refused in one line before any model loads if it cannot; None and
-    ``auto`` on a GPU keep the dtype rule (bf16 where the GPU has it)."""
+    ``auto`` on a GPU keep the dtype rule (bf16 where the GPU has it). ``devices``: the workers' devices,
+    where encoding is spread over several."""
     if precision is None:
         return None
-    on_gpu = _on_gpu(device)
+    on_gpu = _on_gpu(device) or any(not name.startswith("cpu") for name in devices or ())
     if precision == "auto":
         if on_gpu:
             return None
@@ -152,11 +155,11 @@ def _require_int8(on_gpu: bool) -> None:
             "--precision int8 needs torchao; `pip install 'llara-rag[int8]'` adds it, or pass --precision bf16 "
             "or fp32."
         )
-    compiler = os.environ.get("CXX", "g++")
-    if not any(shutil.which(name) for name in (compiler, "g++", "clang++")):
+    compiler = os.environ.get("CXX", "g++")  # the one torch.compile's CPU backend calls
+    if not shutil.which(compiler):
         raise UnsupportedPrecisionError(
-            f"--precision int8 compiles its kernels with a C++ compiler and none was found ({compiler}, g++, "
-            "clang++); install one (e.g. build-essential) or pass --precision bf16 or fp32."
+            f"--precision int8 compiles its kernels with a C++ compiler and {compiler} was not found; install "
+            "one (e.g. build-essential, or set CXX) or pass --precision bf16 or fp32."
         )
 
 
@@ -188,4 +191,4 @@ def int8_network(network: torch.nn.Module) -> torch.nn.Module:
     # A notice to torchao's developers at each compile; it changes nothing of what runs.
     warnings.filterwarnings("ignore", message=".*does not implement _stable_hash_for_caching")
     quantize_(network, Int8DynamicActivationInt8WeightConfig())
-    return torch.compile(network, dynamic=True)
+    return cast("torch.nn.Module", torch.compile(network, dynamic=True))

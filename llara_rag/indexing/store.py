@@ -19,7 +19,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from llama_index.core.schema import BaseNode, MetadataMode
@@ -184,7 +184,7 @@ class ModelIdentity(BaseModel):
     dimension: int = Field(gt=0)
     model: str = Field(description="The backbone as given on the command line (--model).")
     adapter: str | None = Field(default=None, description="The adapter directory as given (--adapter).")
-    precision: str | None = Field(
+    precision: Literal["int8"] | None = Field(
         default=None, description="int8 where the vectors were made at int8, whose are its own; else None."
     )
 

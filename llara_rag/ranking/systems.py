@@ -149,7 +149,8 @@ def llara_label(config: EncoderConfig) -> str:
         adapter = " (shipped default adapter)"
     else:
         adapter = f" + adapter {Path(config.adapter).name}"
-    return f"LLaRA {Path(config.model).name}{adapter}"
+    precision = " at int8" if config.precision == "int8" else ""
+    return f"LLaRA {Path(config.model).name}{adapter}{precision}"
 
 
 def llara_system(config: EncoderConfig, cache: VectorCache, name: str = "llara") -> DenseSystem:

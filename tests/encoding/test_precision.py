@@ -93,6 +93,8 @@ def test_bf16_loads_bf16_weights_and_keeps_the_fingerprint(tiny_backbone_dir: Pa
 def test_int8_is_refused_in_one_line_where_it_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UnsupportedPrecisionError, match="runs on CPUs"):
         resolve_precision("int8", "cuda:0")
+    with pytest.raises(UnsupportedPrecisionError, match="runs on CPUs"):
+        resolve_precision("int8", "cpu", ("cpu", "cuda:1"))
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "torchao" else real_find_spec(name, *a)

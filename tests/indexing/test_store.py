@@ -116,8 +116,14 @@ def test_a_collection_indexed_at_int8_asks_for_int8_queries(tmp_path: Path) -> N
     int8 = ModelIdentity(
         fingerprint="8" * 16, dimension=8, model="smollm2", adapter="default", precision="int8"
     )
-    open_store(config, int8)
-    assert open_store(config, int8, create=False).identity == int8, "the precision is read back from the pin"
+    store = open_store(config, int8)
+    assert ModelIdentity.from_metadata(store.collection.metadata) == int8, (
+        "the precision is read back from the pin"
+    )
+    before = {key: value for key, value in store.collection.metadata.items() if key != "llara:precision"}
+    assert ModelIdentity.from_metadata(before) == int8.model_copy(update={"precision": None}), (
+        "a pin written before the precision was recorded reads as no int8"
+    )
     with pytest.raises(ModelMismatchError) as error:
         open_store(config, int8.model_copy(update={"fingerprint": "f" * 16, "precision": None}), create=False)
     message = str(error.value)
