@@ -120,6 +120,18 @@ def test_concurrent_requests_share_encoder_calls(embed_model: LLaRAEmbedding) ->
         assert np.allclose(_vectors(response.json()), embed_model.encoder.encode_queries(pair), atol=1e-6)
 
 
+def test_an_int8_encoder_is_compiled_before_serving(
+    embed_model: LLaRAEmbedding, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """int8 compiles at its first batches, of one text and of several: the service pays it at start-up."""
+    encoder = embed_model.encoder
+    calls: list[tuple[int, str]] = []
+    monkeypatch.setattr(type(encoder), "precision", property(lambda self: "int8"))
+    monkeypatch.setattr(encoder, "encode", lambda texts, side, **_: calls.append((len(texts), side)))
+    create_app(embed_model)
+    assert calls == [(1, "query"), (2, "passage")]
+
+
 def test_an_api_key_guards_the_api_but_not_health(embed_model: LLaRAEmbedding) -> None:
     with _client(_app(embed_model, api_key=KEY)) as client:
         body = {"input": "a cat"}
