@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+for _name in ("torchao", "torch.utils._pytree"):
+    # torchao, once installed, is imported by peft and transformers too: its import warns of GPU kernels it
+    # could not load (CUDA, Triton) and of enums it registers with torch, on every command. Nothing a CPU
+    # runs depends on them; errors still show.
+    logging.getLogger(_name).setLevel(logging.ERROR)
+
 Precision = Literal["auto", "fp32", "bf16", "int8"]
 """``auto``: per CPU, from :data:`AUTO`; the others as named."""
 
@@ -176,18 +182,8 @@ def int8_network(network: torch.nn.Module) -> torch.nn.Module:
     import warnings
 
     import torch
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
-    # torchao's import notes its GPU kernels missing (CUDA, Triton) and registers enums torch now handles
-    # itself: lines about nothing a CPU runs, silenced for the import.
-    quiet = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
-    levels = [logger.level for logger in quiet]
-    for each in quiet:
-        each.setLevel(logging.ERROR)
-    try:
-        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
-    finally:
-        for each, level in zip(quiet, levels, strict=True):
-            each.setLevel(level)
     # A notice to torchao's developers at each compile; it changes nothing of what runs.
     warnings.filterwarnings("ignore", message=".*does not implement _stable_hash_for_caching")
     quantize_(network, Int8DynamicActivationInt8WeightConfig())

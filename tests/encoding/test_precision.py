@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +174,13 @@ def test_llamaindex_and_chroma_doors_run_at_the_precision_asked(tiny_backbone_di
     assert function.encoder.precision == "bf16"
     assert function.fingerprint == embedding.fingerprint
     assert "precision" in MACHINE_SETTINGS and "precision" not in function.get_config()
+
+
+def test_torchaos_import_notices_stay_out_of_every_command() -> None:
+    """peft imports torchao when the int8 extra is installed; its GPU-kernel notices are noise on a CPU."""
+    code = "import logging; logging.basicConfig(); import llara_rag.encoding.precision; import peft"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "torchao" not in result.stderr and "register_constant" not in result.stderr, result.stderr
