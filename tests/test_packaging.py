@@ -141,7 +141,7 @@ def test_install_takes_cpu_torch_from_pytorch_cpu_index(tmp_path: Path) -> None:
     torch_calls = [call for call in calls if torch in call.split()]
     assert len(torch_calls) == 1
     assert f"--index-url {CPU_INDEX}" in torch_calls[0] and "--retries 0" in torch_calls[0]
-    assert any(".[store,eval,serve,ray,llms,test,docs]" in call for call in calls)
+    assert any(".[store,eval,serve,ray,llms,int8,test,docs]" in call for call in calls)
 
 
 def test_install_falls_back_to_the_configured_index_when_pytorch_is_unreachable(tmp_path: Path) -> None:
