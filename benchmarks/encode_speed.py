@@ -5,10 +5,13 @@ passages, so a machine shared with other work slows them alike: the ratios to fp
 are the figures to compare, the absolute rates only this run's. Single-query latency alternates the same
 way over SciFact queries. Peak RSS is each variant's own, from a fresh process that loads it and encodes
 one batch. ``auto`` is the precision ``llara_rag.encoding.precision.AUTO`` picks on this CPU; its figures are those
-of the precision picked. ``benchmarks/reference_speed.py`` compares the encoder with the published
+of the precision picked. ``--cap-isa avx2`` runs the same on a newer CPU held to AVX2 instructions by
+the variables PyTorch, its compiler, oneDNN and MKL read (:data:`AVX2_CAPS`): a stand-in for an AVX2 host,
+whose caches and clocks it does not have. ``benchmarks/reference_speed.py`` compares the encoder with the published
 reference procedure, and this module's helpers serve the other speed benchmarks.
 
     python benchmarks/encode_speed.py [--passages 64] [--rounds 3] [--queries 40] [--batch-size 16]
+    python benchmarks/encode_speed.py --cap-isa avx2   # as on an AVX2 CPU: encode_speed_avx2.{json,md}
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import platform
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +36,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
 PRECISIONS = ("fp32", "bf16", "int8")
 MINILM = "all-MiniLM-L6-v2"
+AVX2_CAPS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+"""Read when each library starts, so a capped run executes itself again with them set."""
 
 
 def load_passages(count: int) -> list[str]:
@@ -120,7 +126,7 @@ def _rss_child(name: str, passages: list[str], batch_size: int) -> dict:
 
 def main() -> None:
     from llara_rag.encoding.encoder import LLaRAEncoder
-    from llara_rag.encoding.precision import auto_precision, instruction_set
+    from llara_rag.encoding.precision import auto_precision, cpu_flags, instruction_set
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -129,8 +135,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=16)
-    load = os.getloadavg()[0]  # how busy the machine was at the start: rates, unlike ratios, depend on it
+    parser.add_argument("--cap-isa", choices=["avx2"], help="run held to AVX2 instructions (AVX2_CAPS)")
     args = parser.parse_args()
+    if args.cap_isa and any(os.environ.get(name) != value for name, value in AVX2_CAPS.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_CAPS})
+    load = os.getloadavg()[0]  # how busy the machine was at the start: rates, unlike ratios, depend on it
     passages, queries = load_passages(args.passages), load_queries(args.queries)
     names = [*PRECISIONS, MINILM]
     variants = {name: build(name, args.batch_size) for name in names}
@@ -153,7 +162,17 @@ def main() -> None:
             variants[name][1](query)
             latency[name].append(1000 * (time.perf_counter() - start))
     rss = {name: in_subprocess(_rss_child, name, passages, args.batch_size)["peak_rss_mb"] for name in names}
-    isa, auto = instruction_set(), auto_precision()
+    flags, suffix = cpu_flags(), ""
+    isa = instruction_set(flags)
+    host = f"a {isa} CPU"
+    if args.cap_isa:
+        flags = frozenset(flag for flag in flags if not flag.startswith(("avx512", "amx")))
+        caps = ", ".join(f"`{name}={value}`" for name, value in AVX2_CAPS.items())
+        isa, suffix = instruction_set(flags), "_avx2"
+        host = (
+            f"{isa}: {host} held to AVX2 by {caps} (PyTorch ran at {torch.backends.cpu.get_cpu_capability()})"
+        )
+    auto = auto_precision(flags)
     rows = {}
     for name in names:
         median = statistics.median(seconds[name])
@@ -175,6 +194,7 @@ def main() -> None:
     }
     result = {
         "instruction_set": isa,
+        "host": host,
         "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "load_average_at_start": round(load, 2),
@@ -189,12 +209,13 @@ def main() -> None:
         "rows": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "encode_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"encode_speed{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
     table = [
-        f"# Encoding speed by precision on a {isa} CPU",
+        f"# Encoding speed by precision on {host}",
         "",
         f"`python benchmarks/encode_speed.py --passages {len(passages)} --rounds {args.rounds} --queries "
-        f"{len(queries)}`: SmolLM2-135M + the shipped adapter, {len(passages)} SciFact passages "
+        f"{len(queries)}{' --cap-isa ' + args.cap_isa if args.cap_isa else ''}`: SmolLM2-135M + the shipped "
+        f"adapter, {len(passages)} SciFact passages "
         f"({tokens} prompt tokens), batch {args.batch_size}, {result['threads']} threads, torch "
         f"{torch.__version__}. The variants alternate in one process, round by round; x fp32 is the median "
         f"of the per-round ratios, the rates this run's medians (1-minute load average {load:.2f} at the start "
@@ -221,7 +242,7 @@ def main() -> None:
         "- First batch: the first call's time, not in the rates (int8 compiles its kernels then).",
         "- Quality at each precision: `benchmarks/results/precision_quality.md`.",
     ]
-    (RESULTS / "encode_speed.md").write_text("\n".join(table) + "\n")
+    (RESULTS / f"encode_speed{suffix}.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
 
 

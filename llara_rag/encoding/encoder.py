@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,7 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llara_rag.encoding.adapter import DEFAULT, PEFT_FILES, AdapterDirectory, adapter_name, resolve_adapter
 from llara_rag.encoding.backbone import DEFAULT_MODEL, Backbone, Dtype, Quantization, load_backbone
-from llara_rag.encoding.precision import Precision, int8_network, precision_dtype, resolve_precision
+from llara_rag.encoding.precision import (
+    INT8_SCHEME,
+    Precision,
+    int8_network,
+    precision_dtype,
+    resolve_precision,
+)
 from llara_rag.encoding.prompts import DEFAULT_PROMPTS, N_POOLED, LLaRAPrompts, Side
 from llara_rag.errors import InvalidInputError, UnsupportedPrecisionError
 from llara_rag.settings import not_unicode
@@ -451,7 +457,7 @@ class LLaRAEncoder:
         if self.config.quantization:  # quantised weights give other vectors; full ones keep their fingerprint
             key["quantization"] = self.config.quantization
         if self.config.precision == "int8":  # measured not interchangeable with fp32 (precision_quality.md)
-            key["precision"] = "int8"
+            key["precision"] = INT8_SCHEME
         if self.config.lowercase:  # named only when on, so every fingerprint made before stays valid
             key["lowercase"] = True
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -500,9 +506,25 @@ def shared_backbone(config: EncoderConfig, adapter: AdapterDirectory | None) -> 
             if adapter:
                 apply_adapter(backbone, adapter)
             if config.precision == "int8":
-                backbone.inference = int8_network(backbone.network.base_model)
+                backbone.inference = int8_network(backbone.network.base_model, calibration_batches(backbone))
             _BACKBONES[key] = backbone
         return _BACKBONES[key]
+
+
+def calibration_batches(backbone: Backbone) -> Iterator[dict[str, torch.Tensor]]:
+    """int8's calibration text through the default prompts, a text a batch so that no padding is observed.
+
+    It depends on the backbone alone, so every int8 encoder of one model and adapter has the same scales.
+    """
+    from llara_rag.encoding.calibration import PASSAGES, QUERIES
+
+    inputs = PromptInputs(backbone.tokenizer, backbone.special_ids)
+    sides: tuple[tuple[Side, tuple[str, ...]], ...] = (("passage", PASSAGES), ("query", QUERIES))
+    for side, texts in sides:
+        for ids in inputs(texts, side, max_length=512):
+            yield {
+                key: value.to(backbone.network.device) for key, value in collate([ids], inputs.pad_id).items()
+            }
 
 
 def get_encoder(config: EncoderConfig | None = None) -> LLaRAEncoder:

@@ -11,15 +11,18 @@ precision_quality.md), so a bf16 encoder keeps the fp32 fingerprint: a collectio
 at the other. The vector cache keys them apart all the same.
 
 int8 is torchao's dynamic quantisation of every linear layer (weights per output channel, activations per
-token, int8 matmuls) of the adapter-merged fp32 model, run through ``torch.compile``: eager, torchao's int8
-ran at half fp32's speed; compiled, the matmuls run on the CPU's int8 instructions. Compiling takes minutes
-the first time in a process (a C++ compiler builds the kernels), which bulk encoding amortises.
+token, int8 matmuls) of the adapter-merged fp32 model after SmoothQuant (Xiao et al. 2023) has moved the
+large-activation input channels' range into the weights, calibrated on the fixed text of
+:mod:`llara_rag.encoding.calibration`; it runs through ``torch.compile``: eager, torchao's int8 ran at half
+fp32's speed; compiled, the matmuls run on the CPU's int8 instructions. Compiling takes minutes the first
+time in a process (a C++ compiler builds the kernels), which bulk encoding amortises.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -174,17 +177,43 @@ def precision_dtype(precision: Precision | None) -> Literal["float32", "bfloat16
     return {"fp32": "float32", "bf16": "bfloat16", "int8": "float32"}.get(precision or "")  # type: ignore[return-value]
 
 
-def int8_network(network: torch.nn.Module) -> torch.nn.Module:
-    """``network`` with its linear layers quantised to int8 in place, compiled: the module int8 encodes with.
+SMOOTHQUANT_ALPHA = 0.5
+"""The share of an input channel's activation range moved into the weights (SmoothQuant's alpha); of 0.5,
+0.65 and 0.8, 0.5 kept int8 vectors closest to fp32's (benchmarks/results/precision_quality.md)."""
+
+INT8_SCHEME = f"int8-smoothquant{SMOOTHQUANT_ALPHA:g}"
+"""How int8 vectors are made, named in their fingerprint and cache key: another scheme's vectors (plain
+int8's, another alpha's) are other vectors."""
+
+
+def int8_network(
+    network: torch.nn.Module, calibration: Iterable[Mapping[str, torch.Tensor]]
+) -> torch.nn.Module:
+    """``network`` with its linear layers smoothed on ``calibration``'s batches and quantised to int8 in
+    place, compiled: the module int8 encodes with.
 
     Compilation is lazy (at the first batch) and shapes are dynamic, so batches of any length reuse it.
     """
     import warnings
 
     import torch
+    from torchao.prototype.smoothquant import SmoothQuantConfig
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    def smoothquant(step: str) -> SmoothQuantConfig:
+        # running maxima: calibration memory stays one vector a layer, however long the text
+        return SmoothQuantConfig(
+            Int8DynamicActivationInt8WeightConfig(),
+            step=step,
+            alpha=SMOOTHQUANT_ALPHA,
+            use_running_absmax=True,
+        )
 
     # A notice to torchao's developers at each compile; it changes nothing of what runs.
     warnings.filterwarnings("ignore", message=".*does not implement _stable_hash_for_caching")
-    quantize_(network, Int8DynamicActivationInt8WeightConfig())
+    quantize_(network, smoothquant("prepare"))
+    with torch.inference_mode():
+        for batch in calibration:
+            network(**batch)
+    quantize_(network, smoothquant("convert"))
     return cast("torch.nn.Module", torch.compile(network, dynamic=True))

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from llara_rag.encoding.backbone import cache_dir
+from llara_rag.encoding.precision import INT8_SCHEME
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +31,9 @@ def dtype_setting(dtype: object, precision: str | None = None) -> dict[str, str]
     """The cache-key entry for weights of ``dtype``: none for fp32, so every fp32 key made before stays
     valid; bf16 or fp16 vectors score differently in the third decimal and must never answer for fp32 ones
     (the fingerprint ignores dtype on purpose: a store takes vectors of either). int8 quantises fp32
-    weights after loading, so it is named on its own."""
+    weights after loading, so it is named on its own, with its scheme."""
     if precision == "int8":
-        return {"precision": precision}
+        return {"precision": INT8_SCHEME}
     name = str(dtype).removeprefix("torch.")
     return {} if name == "float32" else {"dtype": name}
 
