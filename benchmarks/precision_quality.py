@@ -20,7 +20,7 @@ import numpy as np
 
 from llara_rag.encoding.adapter import DEFAULT_ADAPTER, adapter_digest
 from llara_rag.encoding.encoder import EncoderConfig
-from llara_rag.encoding.precision import instruction_set
+from llara_rag.encoding.precision import INT8_SCHEME, instruction_set
 from llara_rag.evaluation import (
     EvaluationConfig,
     VectorCache,
@@ -39,12 +39,18 @@ TOLERANCE = 0.005
 
 
 def earlier_rows() -> dict[str, dict[str, dict[str, float]]]:
-    """Scores of earlier runs (collection -> field -> precision -> value), so a run of one precision on one
-    collection adds its row to the table rather than replacing the table."""
+    """Scores of earlier runs of the same default adapter and int8 scheme (collection -> field -> precision ->
+    value), so a run of one precision on one collection adds its row to the table rather than replacing it."""
     path = RESULTS / "precision_quality.json"
     if not path.is_file():
         return {}
-    rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
+    earlier = json.loads(path.read_text(encoding="utf-8"))
+    if (earlier.get("adapter"), earlier.get("int8_scheme")) != (
+        adapter_digest(DEFAULT_ADAPTER)[:8],
+        INT8_SCHEME,
+    ):
+        return {}
+    rows = earlier["rows"]
     return {row["collection"]: {"ndcg@10": row["ndcg@10"], "seconds": row["seconds"]} for row in rows}
 
 
@@ -54,7 +60,7 @@ def write(rows: list[dict[str, object]], pending: list[str]) -> None:
         "# nDCG@10 of the default encoder at each precision",
         "",
         f"`python benchmarks/precision_quality.py` on a {instruction_set()} CPU; shipped default adapter "
-        f"({adapter_digest(DEFAULT_ADAPTER)[:8]}), "
+        f"({adapter_digest(DEFAULT_ADAPTER)[:8]}), int8 as `{INT8_SCHEME}`, "
         f"test queries, dense retrieval only. Δ: minus fp32; a precision within ±{TOLERANCE} everywhere "
         "may be picked by `--precision auto`. 'p index': the corpus encoded at p, the queries at fp32 (a collection "
         "indexed at p, searched at fp32).",
@@ -73,7 +79,14 @@ def write(rows: list[dict[str, object]], pending: list[str]) -> None:
     if pending:
         lines += ["", f"Not measured in this run: {', '.join(pending)}."]
     (RESULTS / "precision_quality.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    payload = {"instruction_set": instruction_set(), "tolerance": TOLERANCE, "pending": pending, "rows": rows}
+    payload = {
+        "instruction_set": instruction_set(),
+        "adapter": adapter_digest(DEFAULT_ADAPTER)[:8],
+        "int8_scheme": INT8_SCHEME,
+        "tolerance": TOLERANCE,
+        "pending": pending,
+        "rows": rows,
+    }
     (RESULTS / "precision_quality.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
 

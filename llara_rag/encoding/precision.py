@@ -178,8 +178,8 @@ def precision_dtype(precision: Precision | None) -> Literal["float32", "bfloat16
 
 
 SMOOTHQUANT_ALPHA = 0.5
-"""The share of an input channel's activation range moved into the weights (SmoothQuant's alpha); of 0.5,
-0.65 and 0.8, 0.5 kept int8 vectors closest to fp32's (benchmarks/results/precision_quality.md)."""
+"""The share of an input channel's activation range moved into the weights (SmoothQuant's alpha): of 0.3, 0.4,
+0.5, 0.65 and 0.8, 0.5 kept int8 vectors closest to fp32's (docs/encoder.md)."""
 
 INT8_SCHEME = f"int8-smoothquant{SMOOTHQUANT_ALPHA:g}"
 """How int8 vectors are made, named in their fingerprint and cache key: another scheme's vectors (plain

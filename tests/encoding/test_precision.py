@@ -134,7 +134,7 @@ def test_int8_quantises_the_merged_model_and_runs_it_compiled(
 
 def test_int8_moves_outlier_channels_into_the_weights_before_quantising() -> None:
     """SmoothQuant's calibration: an input channel a hundred times larger than the others (as LLM activations
-    have) costs plain int8 most of its precision; smoothed, the same layers stay over twice as close."""
+    have) costs plain int8 most of its precision; smoothed, the same layers stay many times closer."""
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
     from llara_rag.encoding.precision import int8_network
@@ -150,6 +150,8 @@ def test_int8_moves_outlier_channels_into_the_weights_before_quantising() -> Non
     torch.manual_seed(0)
     network, x = TwoLayers(), torch.randn(32, 64)
     x[:, 3] *= 100
+    with torch.no_grad():  # as in LLMs, the channel's weights are small: it contributes like the others
+        network.first.weight[:, 3] /= 100
     with torch.inference_mode():
         exact = network(x)
         plain = copy.deepcopy(network)
@@ -159,7 +161,7 @@ def test_int8_moves_outlier_channels_into_the_weights_before_quantising() -> Non
         def error(module: torch.nn.Module) -> float:
             return float((module(x) - exact).norm() / exact.norm())
 
-        assert error(smoothed) < error(plain) / 2
+        assert error(smoothed) < error(plain) / 5
 
 
 def test_the_vector_cache_keeps_precisions_apart(tiny_backbone_dir: Path, tmp_path: Path) -> None:
