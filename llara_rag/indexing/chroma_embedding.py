@@ -141,8 +141,8 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
         if self.pinned is not None and encoder.fingerprint != self.pinned:
             raise ModelMismatchError(
                 f"The collection's vectors were made by encoder {self.pinned}, but {encoder.describe()} makes "
-                "other vectors (its adapter's weights changed since, or one of the two runs at int8); re-index "
-                "into a new collection."
+                "other vectors (its adapter's weights or the way int8 vectors are made changed since, or one "
+                "of the two runs at int8); re-index into a new collection."
             )
         return encoder
 

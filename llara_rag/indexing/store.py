@@ -430,10 +430,18 @@ def _check_pin(collection: Collection, identity: ModelIdentity, config: StoreCon
                 "re-index into a new collection (--collection NEW)."
             )
         elif (recorded.model, recorded.adapter) == (identity.model, identity.adapter):
+            cause = (
+                "the adapter's weights changed since (an upgrade of llara-rag replaces the shipped default "
+                "adapter)"
+            )
+            if identity.precision == "int8":
+                cause = (
+                    "the adapter's weights or the way int8 vectors are made changed since (an upgrade of "
+                    "llara-rag replaces the shipped default adapter and may change int8's scheme)"
+                )
             advice = (
-                "The same model and adapter now make other vectors: the adapter's weights changed since (an "
-                "upgrade of llara-rag replaces the shipped default adapter). Re-index the documents into a new "
-                "collection (--collection NEW), or delete this one and index again."
+                f"The same model and adapter now make other vectors: {cause}. Re-index the documents into a "
+                "new collection (--collection NEW), or delete this one and index again."
             )
         else:
             advice = (

@@ -129,6 +129,9 @@ def test_a_collection_indexed_at_int8_asks_for_int8_queries(tmp_path: Path) -> N
     message = str(error.value)
     assert "smollm2 + the shipped default adapter at int8" in message
     assert "open it with --model smollm2 --precision int8" in message
+    with pytest.raises(ModelMismatchError) as error:  # the same flags, int8 made another way since
+        open_store(config, int8.model_copy(update={"fingerprint": "e" * 16}), create=False)
+    assert "the way int8 vectors are made changed" in str(error.value)
 
 
 def test_a_collection_without_adapter_is_reopened_with_adapter_none() -> None:
