@@ -456,7 +456,9 @@ class LLaRAEncoder:
         }
         if self.config.quantization:  # quantised weights give other vectors; full ones keep their fingerprint
             key["quantization"] = self.config.quantization
-        if self.config.precision == "int8":  # measured not interchangeable with fp32 (precision_quality.md)
+        if (
+            self.config.precision == "int8"
+        ):  # kept apart until measured interchangeable everywhere (SciFact not yet)
             key["precision"] = INT8_SCHEME
         if self.config.lowercase:  # named only when on, so every fingerprint made before stays valid
             key["lowercase"] = True
