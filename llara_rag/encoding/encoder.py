@@ -456,9 +456,8 @@ class LLaRAEncoder:
         }
         if self.config.quantization:  # quantised weights give other vectors; full ones keep their fingerprint
             key["quantization"] = self.config.quantization
-        if (
-            self.config.precision == "int8"
-        ):  # kept apart until measured interchangeable everywhere (SciFact not yet)
+        # int8 stays apart until measured interchangeable on every collection (SciFact not yet)
+        if self.config.precision == "int8":
             key["precision"] = INT8_SCHEME
         if self.config.lowercase:  # named only when on, so every fingerprint made before stays valid
             key["lowercase"] = True
