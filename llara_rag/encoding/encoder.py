@@ -406,7 +406,7 @@ class LLaRAEncoder:
 
         def embed(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
             with guard:
-                hidden = encoder(**tensors).last_hidden_state
+                hidden = encoder(**tensors, use_cache=False).last_hidden_state
             return torch.nn.functional.normalize(pool_special(hidden, tensors["attention_mask"]), dim=-1)
 
         output = encode_longest_first(
