@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Literal
 
 from llara_rag.errors import UnsupportedPrecisionError
 
@@ -232,7 +232,6 @@ def compile_blocks(network: torch.nn.Module) -> torch.nn.Module:
     than the minutes of the whole model, for the same speed (docs/encoder.md). Shapes are dynamic, so
     batches of any length reuse it; the compiled kernels are cached on disk for the next process.
     """
-    import torch
 
     names = set(getattr(network, "_no_split_modules", None) or ())
     blocks = [module for module in network.modules() if type(module).__name__ in names]
