@@ -41,6 +41,20 @@ AVX2_CAPS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_E
 """Read when each library starts, so a capped run executes itself again with them set."""
 
 
+def hold_to_avx2() -> None:
+    """Executes this process again held to AVX2 (:data:`AVX2_CAPS`), unless it already is."""
+    if all(os.environ.get(name) == value for name, value in AVX2_CAPS.items()):
+        return
+    # the compiler's on-disk cache does not key its kernels by instruction set: start from an empty one
+    fresh = {"TORCHINDUCTOR_CACHE_DIR": tempfile.mkdtemp(prefix="inductor-avx2-")}
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_CAPS, **fresh})
+
+
+def avx2_flags(flags: frozenset[str]) -> frozenset[str]:
+    """The CPU flags a process held to AVX2 may use: these less every AVX512 and AMX one."""
+    return frozenset(flag for flag in flags if not flag.startswith(("avx512", "amx")))
+
+
 def load_passages(count: int) -> list[str]:
     passages = []
     with (SCIFACT / "corpus.jsonl").open(encoding="utf-8") as handle:
@@ -138,10 +152,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--cap-isa", choices=["avx2"], help="run held to AVX2 instructions (AVX2_CAPS)")
     args = parser.parse_args()
-    if args.cap_isa and any(os.environ.get(name) != value for name, value in AVX2_CAPS.items()):
-        # the compiler's on-disk cache does not key its kernels by instruction set: start from an empty one
-        fresh = {"TORCHINDUCTOR_CACHE_DIR": tempfile.mkdtemp(prefix="inductor-avx2-")}
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_CAPS, **fresh})
+    if args.cap_isa:
+        hold_to_avx2()
     load = os.getloadavg()[0]  # how busy the machine was at the start: rates, unlike ratios, depend on it
     passages, queries = load_passages(args.passages), load_queries(args.queries)
     names = [*PRECISIONS, MINILM]
@@ -169,7 +181,7 @@ def main() -> None:
     isa = instruction_set(flags)
     host = f"a {isa} CPU"
     if args.cap_isa:
-        flags = frozenset(flag for flag in flags if not flag.startswith(("avx512", "amx")))
+        flags = avx2_flags(flags)
         caps = ", ".join(f"`{name}={value}`" for name, value in AVX2_CAPS.items())
         isa, suffix = instruction_set(flags), "_avx2"
         host = (

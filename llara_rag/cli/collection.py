@@ -24,7 +24,7 @@ def add_index(sub: argparse._SubParsersAction, generated: bool) -> None:
         "index", help="index a folder of documents into a Chroma collection (re-runs upsert)"
     )
     parser.add_argument("docs", help="the folder of documents")
-    add_model_arguments(parser)
+    add_model_arguments(parser, bulk=True)
     if generated:
         from llara_rag.indexing.ingest import IngestConfig
 

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 SERVER_ENV = "LLARA_RAG_CHROMA_SERVER"
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, *, bulk: bool = False) -> None:
+    """The encoder's options; ``bulk``: the command encodes many texts in one process, so ``--precision``
+    defaults to ``auto`` (whose int8 compiles at the first batch) rather than fp32 on a CPU."""
     parser.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"backbone (default: the embedded {DEFAULT_MODEL})"
     )
@@ -57,10 +59,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         choices=get_args(Precision),
-        default=None,
-        help="encode with fp32 or bf16 weights, or int8 (CPUs; compiled at the first batch, for bulk "
-        "encoding; its vectors are its own); auto: the fastest this CPU was measured to run without "
-        "moving retrieval quality (default: fp32 on CPU, bf16 on GPU)",
+        default="auto" if bulk else None,
+        help="encode with fp32 or bf16 weights, or int8 (CPUs; compiled at the first batch); auto: the "
+        "fastest this CPU was measured to run without moving retrieval quality. Vectors of every precision "
+        "search each other's collections. (default: "
+        + ("auto" if bulk else "fp32 on CPU, bf16 on GPU: a few texts do not repay int8's compilation")
+        + ")",
     )
 
 

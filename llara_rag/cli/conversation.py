@@ -59,7 +59,7 @@ def add_serve(sub: argparse._SubParsersAction, generated: bool) -> None:
         help="an HTTP service: OpenAI-compatible embeddings, search and chat over a collection, and a chat "
         "page at / (needs the serve extra)",
     )
-    add_model_arguments(parser)
+    add_model_arguments(parser, bulk=True)
     parser.add_argument(
         "--no-chat", action="store_true", help="serve embeddings and search, load no generator"
     )

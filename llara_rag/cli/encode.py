@@ -16,7 +16,7 @@ def add_embed(sub: argparse._SubParsersAction, generated: bool) -> None:
     )
     parser.add_argument("texts", nargs="*", help="texts to embed (default: read lines from stdin)")
     parser.add_argument("--query", action="store_true", help="embed as queries (EBAR prompt), not passages")
-    add_model_arguments(parser)
+    add_model_arguments(parser, bulk=True)
     parser.set_defaults(run=run_embed)
 
 
@@ -56,7 +56,7 @@ def add_eval(sub: argparse._SubParsersAction, generated: bool) -> None:
         metavar="DATASET_DIR",
         help="folder with corpus.jsonl, queries.jsonl and qrels/<split>.tsv",
     )
-    add_model_arguments(parser)
+    add_model_arguments(parser, bulk=True)
     parser.add_argument(
         "--baselines",
         type=_baselines,

@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from llara_rag.encoding.adapter import DEFAULT, PEFT_FILES, AdapterDirectory, adapter_name, resolve_adapter
 from llara_rag.encoding.backbone import DEFAULT_MODEL, Backbone, Dtype, Quantization, load_backbone
 from llara_rag.encoding.precision import (
-    INT8_SCHEME,
     Precision,
     int8_network,
     precision_dtype,
@@ -456,9 +455,6 @@ class LLaRAEncoder:
         }
         if self.config.quantization:  # quantised weights give other vectors; full ones keep their fingerprint
             key["quantization"] = self.config.quantization
-        # int8 stays apart until measured interchangeable on every collection (SciFact not yet)
-        if self.config.precision == "int8":
-            key["precision"] = INT8_SCHEME
         if self.config.lowercase:  # named only when on, so every fingerprint made before stays valid
             key["lowercase"] = True
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

@@ -6,9 +6,10 @@ fp32 already runs near a CPU's fp32 matmul rate, so lower precision is the lever
 table for a CPU only when it ran faster there and moved no collection's nDCG@10 by more than 0.005. A CPU
 the table does not name keeps fp32, so no precision changes quality unmeasured.
 
-bf16 vectors were measured interchangeable with fp32 ones (benchmarks/results/encode_speed.md and
-precision_quality.md), so a bf16 encoder keeps the fp32 fingerprint: a collection indexed at one is queried
-at the other. The vector cache keys them apart all the same.
+bf16 and int8 vectors were measured interchangeable with fp32 ones (a collection indexed at one and searched
+at the other, both ways, within 0.005 on every collection: benchmarks/results/precision_quality.md), so every
+precision keeps the fp32 fingerprint: a collection indexed on one machine is searched at whatever precision
+another picks. The vector cache keys them apart all the same.
 
 int8 is torchao's dynamic quantisation of every linear layer (weights per output channel, activations per
 token, int8 matmuls) of the adapter-merged fp32 model after SmoothQuant (Xiao et al. 2023) has moved the
@@ -59,12 +60,18 @@ class Measured:
 
 AUTO: tuple[Measured, ...] = (
     Measured(
-        frozenset({"avx512f", "avx512_bf16"}),
-        "bf16",
+        frozenset({"avx512f", "avx512_vnni"}),
+        "int8",
         "benchmarks/results/encode_speed.md, benchmarks/results/precision_quality.md",
     ),
+    Measured(
+        frozenset({"avx2"}),
+        "int8",
+        "benchmarks/results/encode_speed_avx2.md, benchmarks/results/precision_quality_avx2.md",
+    ),
 )
-"""First match wins; CPUs matching none keep fp32."""
+"""First match this install can run wins (int8 needs torchao and a C++ compiler); CPUs matching none keep
+fp32. bf16 is in no row: it moved adi by more than 0.005 (precision_quality.md)."""
 
 
 @cache
@@ -91,11 +98,16 @@ def instruction_set(flags: frozenset[str] | None = None) -> str:
 
 
 def auto_precision(flags: frozenset[str] | None = None) -> Precision:
-    """The recorded pick for a CPU with ``flags`` (this one by default): never bf16 without native bf16."""
+    """The recorded pick for a CPU with ``flags`` (this one by default) that this install can run: int8 is
+    passed over without its extra or a compiler (said once, with the fix)."""
     flags = cpu_flags() if flags is None else flags
     for row in AUTO:
-        if row.flags <= flags and (row.precision != "bf16" or flags & NATIVE_BF16):
-            return row.precision
+        if not row.flags <= flags:
+            continue
+        if row.precision == "int8" and (missing := int8_missing()):
+            _skip_int8(missing)
+            continue
+        return row.precision
     return "fp32"
 
 
@@ -127,6 +139,11 @@ def resolve_precision(
 
 
 @cache
+def _skip_int8(missing: str) -> None:
+    logger.info("--precision auto would pick int8 on this %s CPU, but %s.", instruction_set(), missing)
+
+
+@cache
 def _announce(precision: Precision) -> None:
     """Once a process: every config made from the same settings resolves ``auto`` alike."""
     logger.info("--precision auto: %s on this %s CPU", precision, instruction_set())
@@ -150,26 +167,30 @@ def _require_gpu_bf16() -> None:
 
 
 def _require_int8(on_gpu: bool) -> None:
-    """int8 needs a CPU, torchao (the ``int8`` extra) and a C++ compiler for ``torch.compile``'s kernels."""
-    import importlib.util
-    import shutil
-
     if on_gpu:
         raise UnsupportedPrecisionError(
             "--precision int8 runs on CPUs; on a GPU leave --precision out (bf16 there) or pass "
             "--quantization 8bit for bitsandbytes weights."
         )
+    if missing := int8_missing():
+        raise UnsupportedPrecisionError(f"--precision int8: {missing}; or pass --precision bf16 or fp32.")
+
+
+def int8_missing() -> str | None:
+    """What this install lacks to run int8 on a CPU, with the fix; None where nothing: torchao (the ``int8``
+    extra) and a C++ compiler for ``torch.compile``'s kernels."""
+    import importlib.util
+    import shutil
+
     if importlib.util.find_spec("torchao") is None:
-        raise UnsupportedPrecisionError(
-            "--precision int8 needs torchao; `pip install 'llara-rag[int8]'` adds it, or pass --precision bf16 "
-            "or fp32."
-        )
+        return "torchao is not installed (`pip install 'llara-rag[int8]'` adds it)"
     compiler = os.environ.get("CXX", "g++")  # the one torch.compile's CPU backend calls
     if not shutil.which(compiler):
-        raise UnsupportedPrecisionError(
-            f"--precision int8 compiles its kernels with a C++ compiler and {compiler} was not found; install "
-            "one (e.g. build-essential, or set CXX) or pass --precision bf16 or fp32."
+        return (
+            f"its kernels are compiled with a C++ compiler and {compiler} was not found (install one, e.g. "
+            "build-essential, or set CXX)"
         )
+    return None
 
 
 def precision_dtype(precision: Precision | None) -> Literal["float32", "bfloat16"] | None:
@@ -232,7 +253,6 @@ def compile_blocks(network: torch.nn.Module) -> torch.nn.Module:
     than the minutes of the whole model, for the same speed (docs/encoder.md). Shapes are dynamic, so
     batches of any length reuse it; the compiled kernels are cached on disk for the next process.
     """
-
     names = set(getattr(network, "_no_split_modules", None) or ())
     blocks = [module for module in network.modules() if type(module).__name__ in names]
     for module in blocks or [network]:

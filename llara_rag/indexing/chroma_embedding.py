@@ -3,7 +3,7 @@
 Chroma embeds ``add(documents=...)`` through ``__call__`` and ``query(query_texts=...)`` through
 ``embed_query``, so documents take the EBAE prompt and queries the EBAR prompt. The class is registered
 with Chroma under the name ``llara`` and what identifies its vectors (settings and encoder fingerprint,
-not the device or dtype they were computed with; int8 excepted, whose vectors are its own) is persisted in the collection's configuration, so a
+not the device, dtype or precision they were computed with) is persisted in the collection's configuration, so a
 collection reopened later, on any machine (after ``import llara_rag.indexing.chroma_embedding``), embeds with the
 same encoder, and refuses to embed if that encoder's weights changed since. A collection written by
 ``llara-rag index`` records its encoder in its metadata instead; ``for_collection`` reads either:
@@ -38,8 +38,6 @@ except ModuleNotFoundError as error:
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
-INT8 = "int8"
-"""Stored (as true) in the configuration of a function that encodes at int8: its collection stays at int8."""
 VECTOR_SETTINGS = (
     "model_name",
     "adapter",
@@ -47,12 +45,11 @@ VECTOR_SETTINGS = (
     "passage_max_length",
     "prompts",
     "fingerprint",
-    INT8,
 )
 """What identifies the vectors; a collection's embedding function may not change it."""
-MACHINE_SETTINGS = ("device", "dtype", "precision", "batch_size")
+MACHINE_SETTINGS = ("device", "dtype", "precision", "batch_size", "int8")
 """Where and how fast the vectors are computed: chosen by each machine, never persisted (older stored
-configurations hold them; they are ignored on reopening), except int8, whose vectors are its own."""
+configurations hold them, "int8" from when int8 vectors were kept apart; they are ignored on reopening)."""
 
 
 @register_embedding_function
@@ -105,7 +102,7 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
 
         Reads the encoder that ``llara-rag index`` pinned in the collection's metadata, or else the one this
         class stored in its configuration; ``device``, ``dtype``, ``precision`` and ``batch_size`` are this
-        machine's choice, except that a collection indexed at int8 is searched at int8.
+        machine's choice.
         """
         from llara_rag.indexing.store import ModelIdentity
 
@@ -116,7 +113,6 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
                 "adapter": identity.adapter,
                 "fingerprint": identity.fingerprint,
             }
-            int8 = identity.precision == "int8"
         else:
             stored = collection.configuration.get("embedding_function")
             if not isinstance(stored, LLaRAEmbeddingFunction):
@@ -125,14 +121,6 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
                     "or with embedding_function=LLaRAEmbeddingFunction(...)."
                 )
             settings = stored.get_config()
-            int8 = bool(settings.pop(INT8, False))
-        if int8:  # int8 vectors are searched with int8 queries alone
-            precision = "int8"
-        elif precision == "int8":
-            raise ModelMismatchError(
-                f"Collection {collection.name!r} holds fp32/bf16 vectors and int8 makes other ones; leave "
-                "precision out, or pass fp32 or bf16."
-            )
         return cls(**settings, device=device, dtype=dtype, precision=precision, batch_size=batch_size)
 
     @property
@@ -141,8 +129,9 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
         if self.pinned is not None and encoder.fingerprint != self.pinned:
             raise ModelMismatchError(
                 f"The collection's vectors were made by encoder {self.pinned}, but {encoder.describe()} makes "
-                "other vectors (its adapter's weights or the way int8 vectors are made changed since, or one "
-                "of the two runs at int8); re-index into a new collection."
+                "other vectors (its adapter's weights changed since, or, for a collection indexed at int8 before "
+                "int8 shared the other precisions' vectors, the way int8 vectors are made); re-index into a new "
+                "collection."
             )
         return encoder
 
@@ -174,13 +163,12 @@ class LLaRAEmbeddingFunction(EmbeddingFunction[Documents]):
             "prompts": config.prompts.model_dump(),
             "lowercase": config.lowercase,
             "fingerprint": self.pinned or self.fingerprint,
-        } | ({INT8: True} if config.precision == "int8" else {})
+        }
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> LLaRAEmbeddingFunction:
         """Loads no model (Chroma calls this on every ``get_collection``); the fingerprint is checked on use."""
-        settings = {k: v for k, v in config.items() if k not in MACHINE_SETTINGS and k != INT8}
-        return LLaRAEmbeddingFunction(**settings, precision="int8" if config.get(INT8) else None)
+        return LLaRAEmbeddingFunction(**{k: v for k, v in config.items() if k not in MACHINE_SETTINGS})
 
     def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
         """Vectors already in a collection must stay comparable with the ones added after the update."""

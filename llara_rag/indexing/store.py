@@ -185,7 +185,9 @@ class ModelIdentity(BaseModel):
     model: str = Field(description="The backbone as given on the command line (--model).")
     adapter: str | None = Field(default=None, description="The adapter directory as given (--adapter).")
     precision: Literal["int8"] | None = Field(
-        default=None, description="int8 where the vectors were made at int8, whose are its own; else None."
+        default=None,
+        description="int8 where the collection was indexed at int8, else None: said, not enforced (queries at "
+        "any precision search it).",
     )
 
     @classmethod
@@ -216,14 +218,9 @@ class ModelIdentity(BaseModel):
     @property
     def options(self) -> str:
         """The command-line options that select this encoder."""
-        precision = f" --precision {self.precision}" if self.precision else ""
         if self.adapter is None:
-            return f"--model {self.model} --adapter {NONE}{precision}"
-        return (
-            f"--model {self.model}"
-            + ("" if self.adapter == DEFAULT else f" --adapter {self.adapter}")
-            + precision
-        )
+            return f"--model {self.model} --adapter {NONE}"
+        return f"--model {self.model}" + ("" if self.adapter == DEFAULT else f" --adapter {self.adapter}")
 
     def describe(self) -> str:
         if self.adapter is None:
@@ -424,17 +421,12 @@ def _check_pin(collection: Collection, identity: ModelIdentity, config: StoreCon
         update_metadata(collection, identity.to_metadata())
         return
     if recorded.fingerprint != identity.fingerprint:
-        if recorded.precision != identity.precision:
-            advice = (
-                f"int8 vectors differ from those of the other precisions; open it with {recorded.options}, or "
-                "re-index into a new collection (--collection NEW)."
-            )
-        elif (recorded.model, recorded.adapter) == (identity.model, identity.adapter):
+        if (recorded.model, recorded.adapter) == (identity.model, identity.adapter):
             cause = (
                 "the adapter's weights changed since (an upgrade of llara-rag replaces the shipped default "
                 "adapter)"
             )
-            if identity.precision == "int8":
+            if recorded.precision == "int8":
                 cause = (
                     "the adapter's weights or the way int8 vectors are made changed since (an upgrade of "
                     "llara-rag replaces the shipped default adapter and may change int8's scheme)"

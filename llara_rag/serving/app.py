@@ -235,7 +235,7 @@ def create_app(
     chat = chat or ChatConfig()
     encoder = embed_model.encoder
     if encoder.precision == "int8":  # compiled at its first batches: before serving, not in a request
-        logger.info("Compiling the int8 model before serving (minutes, once a process)")
+        logger.info("Compiling the int8 model before serving (once a process)")
         encoder.encode(["a query"], "query")
         encoder.encode(["a passage", "and another one"], "passage")
     served = None

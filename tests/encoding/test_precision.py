@@ -25,16 +25,21 @@ from llara_rag.ranking.cache import VectorCache
 from llara_rag.ranking.systems import llara_system
 
 EPYC = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"})
-SKYLAKE = frozenset({"avx2", "avx512f", "avx512_vnni"})
 HASWELL = frozenset({"avx2", "fma"})
+NEHALEM = frozenset({"sse4_2"})
 
 
-def test_auto_picks_bf16_only_where_bf16_is_native_and_was_measured() -> None:
-    assert auto_precision(EPYC) == "bf16"
-    assert auto_precision(SKYLAKE | {"amx_bf16"}) == "fp32", "no table row measured a CPU without avx512_bf16"
-    assert auto_precision(SKYLAKE) == "fp32"
-    assert auto_precision(HASWELL) == "fp32"
+def test_auto_picks_int8_where_it_was_measured_and_can_run(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert auto_precision(EPYC) == "int8"
+    assert auto_precision(HASWELL) == "int8"
+    assert auto_precision(NEHALEM) == "fp32", "no table row measured a CPU without AVX2"
     assert auto_precision(frozenset()) == "fp32"
+    monkeypatch.setattr(precision_module, "int8_missing", lambda: "torchao is not installed (fix)")
+    with caplog.at_level(logging.INFO, logger="llara_rag.encoding.precision"):
+        assert auto_precision(EPYC) == "fp32"
+    assert "would pick int8" in caplog.text and "torchao is not installed (fix)" in caplog.text
 
 
 def test_instruction_set_names_the_vector_extensions() -> None:
@@ -43,14 +48,14 @@ def test_instruction_set_names_the_vector_extensions() -> None:
     assert instruction_set(frozenset()) == "unknown"
 
 
-@pytest.mark.parametrize(("flags", "expected"), [(EPYC, "bf16"), (HASWELL, "fp32")])
+@pytest.mark.parametrize(("flags", "expected"), [(EPYC, "int8"), (NEHALEM, "fp32")])
 def test_auto_resolves_on_the_cpu_when_the_config_is_made(
     monkeypatch: pytest.MonkeyPatch, tiny_backbone_dir: Path, flags: frozenset[str], expected: str
 ) -> None:
     monkeypatch.setattr(precision_module, "cpu_flags", lambda: flags)
     config = EncoderConfig(model=str(tiny_backbone_dir), adapter=None, device="cpu", precision="auto")
     assert config.precision == expected
-    assert config.dtype == {"bf16": "bfloat16", "fp32": "float32"}[expected]
+    assert config.dtype == "float32"
 
 
 def test_auto_on_a_gpu_keeps_the_dtype_rule() -> None:
@@ -114,8 +119,7 @@ def test_int8_quantises_the_merged_model_and_runs_it_compiled(
     tiny_backbone_dir: Path, tmp_path: Path
 ) -> None:
     """int8 loads fp32 weights, then quantises every linear layer and compiles the transformer's layers once
-    for all of them; its vectors stay close to fp32's, yet are other vectors (own fingerprint, own cache
-    entry)."""
+    for all of them; its vectors stay close to fp32's: the same fingerprint, their own cache entry."""
     from torch._dynamo.utils import counters
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig  # noqa: F401 - the extra is installed
 
@@ -132,7 +136,7 @@ def test_int8_quantises_the_merged_model_and_runs_it_compiled(
     assert layers > 1 and counters["stats"]["unique_graphs"] == 1, "one graph for every layer"
     assert np.sum(a * b, axis=1).min() > 0.98
     assert not np.array_equal(a, b)
-    assert eight.fingerprint != full.fingerprint, "a collection indexed at int8 refuses fp32 queries"
+    assert eight.fingerprint == full.fingerprint, "measured interchangeable: a collection takes either"
     cache = VectorCache(tmp_path)
     assert llara_system(eight.config, cache).settings != llara_system(full.config, cache).settings
 
