@@ -67,7 +67,7 @@ SETUPS = ("adapter", "adapter compiled", "frozen backbone")
 
 def prepared(backbone, args, setup: str) -> tuple[torch.nn.Module, torch.optim.Optimizer | None]:
     """The model a step runs for ``setup`` and its optimizer (None when nothing trains)."""
-    from llara_rag.training.trainer import compile_repeated_layers, lora_model
+    from llara_rag.training.trainer import compile_layers, lora_model
 
     if setup == "frozen backbone":
         model = backbone.network.train().requires_grad_(False)
@@ -75,7 +75,7 @@ def prepared(backbone, args, setup: str) -> tuple[torch.nn.Module, torch.optim.O
         return model, None
     model = lora_model(backbone, args)
     if setup == "adapter compiled":
-        compile_repeated_layers(model)
+        compile_layers(model)
     parameters = [p for p in model.parameters() if p.requires_grad]
     return model, torch.optim.AdamW(parameters, lr=args.learning_rate)
 

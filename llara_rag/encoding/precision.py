@@ -210,9 +210,14 @@ int8's, another alpha's) are other vectors."""
 def int8_network(
     network: torch.nn.Module, calibration: Iterable[Mapping[str, torch.Tensor]]
 ) -> torch.nn.Module:
-    """``network`` smoothed and quantised to int8 in place (:func:`smoothquant_int8`), its repeated blocks
-    compiled (:func:`compile_blocks`): the module int8 encodes with."""
-    return compile_blocks(smoothquant_int8(network, calibration))
+    """``network`` smoothed and quantised to int8 in place (:func:`smoothquant_int8`), then compiled: each of
+    its repeated layers (seconds, one graph for all), or the whole of it where it has none (minutes)."""
+    from llara_rag.encoding.compilation import compile_repeated_layers
+
+    network = smoothquant_int8(network, calibration)
+    if not compile_repeated_layers(network):
+        network.compile(dynamic=True)
+    return network
 
 
 def smoothquant_int8(
@@ -242,19 +247,4 @@ def smoothquant_int8(
         for batch in calibration:
             network(**batch)
     quantize_(network, smoothquant("convert"))
-    return network
-
-
-def compile_blocks(network: torch.nn.Module) -> torch.nn.Module:
-    """``network`` with each of its repeated blocks (the transformer layers its model class names in
-    ``_no_split_modules``) compiled in place, the whole of it where it names none.
-
-    The layers share their code, so one compiled graph serves all of them: compiling takes seconds rather
-    than the minutes of the whole model, for the same speed (docs/encoder.md). Shapes are dynamic, so
-    batches of any length reuse it; the compiled kernels are cached on disk for the next process.
-    """
-    names = set(getattr(network, "_no_split_modules", None) or ())
-    blocks = [module for module in network.modules() if type(module).__name__ in names]
-    for module in blocks or [network]:
-        module.compile(dynamic=True)
     return network

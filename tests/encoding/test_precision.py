@@ -194,9 +194,12 @@ def test_every_encoding_command_takes_precision(command: str) -> None:
 
 
 def test_the_cli_flag_reaches_the_encoder_config(tiny_backbone_dir: Path) -> None:
-    argv = ["embed", "x", "--model", str(tiny_backbone_dir), "--adapter", "none", "--device", "cpu"]
-    assert encoder_config(build_parser(argv).parse_args([*argv, "--precision", "bf16"])).dtype == "bfloat16"
-    assert encoder_config(build_parser(argv).parse_args(argv)).precision is None
+    """Bulk commands default to auto; a one-off query to fp32 on a CPU, which compiles nothing."""
+    options = ["--model", str(tiny_backbone_dir), "--adapter", "none", "--device", "cpu"]
+    embed, query = ["embed", "x", *options], ["query", "a question", *options]
+    assert encoder_config(build_parser(embed).parse_args([*embed, "--precision", "bf16"])).dtype == "bfloat16"
+    assert encoder_config(build_parser(embed).parse_args(embed)).precision == auto_precision()
+    assert encoder_config(build_parser(query).parse_args(query)).precision is None
 
 
 def test_the_framework_settings_pass_precision_on(tiny_backbone_dir: Path) -> None:
