@@ -129,13 +129,21 @@ def resolve_precision(
         _require_int8(on_gpu)
     elif precision == "bf16" and on_gpu:
         _require_gpu_bf16()
-    elif precision == "bf16" and not cpu_flags() & NATIVE_BF16:
-        logger.warning(
-            "--precision bf16 on a CPU without native bf16 (%s: no avx512_bf16 or amx_bf16) is emulated and "
-            "slower than fp32; pass --precision fp32 or auto.",
-            instruction_set(),
-        )
+    elif precision == "bf16":
+        warn_if_emulated_bf16("--precision bf16", "pass --precision fp32 or auto")
     return precision
+
+
+def warn_if_emulated_bf16(option: str, advice: str = "leave it out") -> None:
+    """bf16 on a CPU without native bf16 runs, emulated, slower than fp32: said, with the way out."""
+    if not cpu_flags() & NATIVE_BF16:
+        logger.warning(
+            "%s on a CPU without native bf16 (%s: no avx512_bf16 or amx_bf16) is emulated and slower than "
+            "fp32; %s.",
+            option,
+            instruction_set(),
+            advice,
+        )
 
 
 @cache

@@ -210,7 +210,21 @@ def test_cli_adapt(tiny_backbone_dir, docs, tmp_path, capsys):
     argv = ["adapt", str(docs), "--output", str(output), "--base", str(tiny_backbone_dir), "--max-steps", "1"]
     options = ["--batch-size", "2", "--window", "8", "--keep-stopwords", "--whitening-dims", "0"]
     options += ["--stages", "ebae-ebar"]
-    assert main([*argv, *options, "--special-tokens-lr-scale", "3", "--target-weighting", "idf", "--lowercase", "on"]) == 0
+    assert (
+        main(
+            [
+                *argv,
+                *options,
+                "--special-tokens-lr-scale",
+                "3",
+                "--target-weighting",
+                "idf",
+                "--lowercase",
+                "on",
+            ]
+        )
+        == 0
+    )
     assert read_adapter_info(output).lowercase, "served lower-cased as it was trained"
     training = read_adapter_info(output).training["stages"]["ebae-ebar"]
     assert training["objective"]["target_weighting"] == "idf"
@@ -280,6 +294,25 @@ def test_compiled_layers_train_as_eager_and_leave_the_recipe_alone(
         torch.testing.assert_close(actual[name], tensor, rtol=0, atol=3e-4, msg=name)
     recipes = [read_adapter_info(result.adapter).training["recipe"] for result in (eager, compiled)]
     assert recipes[0] == recipes[1], "--compile changes speed, not what is learnt"
+
+
+def test_bf16_trains_on_a_cpu_under_autocast_near_fp32(tiny_backbone_dir, docs, trained, tmp_path):
+    """--bf16 on a CPU: the Trainer's CPU autocast (it refuses bf16 without a GPU unless told the CPU is
+    meant); the weights stay fp32 and the loss follows fp32 training's."""
+    from safetensors.torch import load_file
+
+    args = _args(tiny_backbone_dir, tmp_path / "checkpoints", bf16=True)
+    assert args.use_cpu
+    half = adapt(docs, tmp_path / "adapter", args)
+    expected, actual = (load_file(r.adapter / "adapter_model.safetensors") for r in (trained[1], half))
+    assert all(tensor.dtype == torch.float32 for tensor in actual.values())
+    assert any(not torch.equal(actual[name], tensor) for name, tensor in expected.items()), (
+        "bf16 products ran"
+    )
+    full, bf16 = (
+        read_adapter_info(r.adapter).training["stages"]["ebae-ebar"]["last_log"] for r in (trained[1], half)
+    )
+    assert bf16["loss"] == pytest.approx(full["loss"], rel=0.01), "the same loss after the same steps"
 
 
 def test_compile_without_a_working_compiler_stops_before_training(
