@@ -6,12 +6,15 @@ pairs a step through the gradient cache. A step is the loss, its backward and an
 is a warm-up and is not timed. Tokens are the real (unpadded) tokens of the step's sequences, prompts
 included; useful FLOPs are 4 x non-embedding parameters a token (forward 2, backward to the inputs 2: the
 frozen weights get no gradient), so the contrastive stage's extra no-graph forward pass counts as cost.
-Each stage runs eager and with ``--compile`` (its decoder layers compiled, from an empty compiler cache:
-the warm-up step then includes the compilation, reported apart), and once more on the frozen backbone
+Each stage runs eager, with ``--compile`` (its decoder layers compiled, from an empty compiler cache:
+the warm-up step then includes the compilation, reported apart), with ``--bf16`` (CPU autocast, as the
+Trainer runs it: products in bf16, weights and optimizer in fp32), and once more on the frozen backbone
 without any adapter (gradients to the input embeddings only): the same batches, padding and LM head with
 nothing to train, so its share is the ceiling any adapter's step could reach on this machine.
 
-    python benchmarks/train_speed.py [--steps 3]
+    python benchmarks/train_speed.py [--steps 3] [--setups "adapter,adapter bf16"]
+
+``--setups`` runs some rows again and keeps the others of the last run with as many steps.
 """
 
 from __future__ import annotations
@@ -61,8 +64,9 @@ def timed_steps(
     return {"warm_up_seconds": warm_up, "seconds": seconds, "matmul_gflops": [before, matmul_gflops()]}
 
 
-SETUPS = ("adapter", "adapter compiled", "frozen backbone")
-"""What a stage trains: LoRA and the special-token rows as `adapt` does, with --compile, or nothing."""
+SETUPS = ("adapter", "adapter compiled", "adapter bf16", "frozen backbone")
+"""What a stage trains: LoRA and the special-token rows as `adapt` does, with --compile or --bf16, or
+nothing."""
 
 
 def prepared(backbone, args, setup: str) -> tuple[torch.nn.Module, torch.optim.Optimizer | None]:
@@ -170,7 +174,8 @@ def _child(stage: str, steps: int, setup: str) -> dict:
 
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="llara-inductor-")  # a cold compile
     torch.manual_seed(0)
-    with flushed_denormals():  # as every training stage runs
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16, enabled=setup == "adapter bf16")
+    with flushed_denormals(), bf16:  # as every training stage runs
         return {"stage": stage, "setup": setup, **STAGES[stage](steps, setup)}
 
 
@@ -179,9 +184,17 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--steps", type=int, default=3, help="timed steps a stage (after one warm-up)")
+    parser.add_argument("--setups", default=",".join(SETUPS), help=f"comma-separated, of {', '.join(SETUPS)}")
     args = parser.parse_args()
+    setups = args.setups.split(",")
+    earlier = RESULTS / "train_speed.json"
+    kept = json.loads(earlier.read_text())["stages"] if earlier.is_file() else {}
+    if kept and json.loads(earlier.read_text())["steps"] != args.steps:
+        kept = {}
     stages = {
-        f"{stage} {setup}": in_subprocess(_child, stage, args.steps, setup)
+        f"{stage} {setup}": kept[f"{stage} {setup}"]
+        if setup not in setups and f"{stage} {setup}" in kept
+        else in_subprocess(_child, stage, args.steps, setup)
         for stage in STAGES
         for setup in SETUPS
     }
@@ -205,7 +218,7 @@ def main() -> None:
         "| GFLOP/s (4 x params) | matmul GFLOP/s | share of matmul | peak RSS (MB) |"
     )
     lines = [
-        f"# Training speed: SmolLM2-135M + LoRA r16, fp32, {summary['threads']} threads, Cranfield text",
+        f"# Training speed: SmolLM2-135M + LoRA r16, {summary['threads']} threads, Cranfield text",
         "",
         header,
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
