@@ -77,6 +77,8 @@ def recipe_of(args: argparse.Namespace) -> dict[str, float | int | str]:
             recipe["negatives"] = args.pair_negatives
     if args.start_adapter != NONE:
         recipe["start"] = args.start_adapter
+        if args.start_share:
+            recipe["start_share"] = args.start_share
     if args.start_adapter == "default":
         # the shipped default changes between releases: a run from another default is another recipe
         recipe["start_digest"] = adapter_digest(DEFAULT_ADAPTER)[:8]
@@ -103,9 +105,10 @@ def recipe_tag(recipe: dict) -> str:
     start = f"from-{Path(str(recipe['start'])).name}-" if "start" in recipe else ""
     if "start_digest" in recipe:
         start += f"{recipe['start_digest']}-"
+    share = f"-share{recipe['start_share']:g}" if "start_share" in recipe else ""
     if "ebae-ebar" not in recipe["stages"]:
-        return start + contrastive + whitening
-    return f"{start}{stage_one}-then-{contrastive}{whitening}"
+        return start + contrastive + whitening + share
+    return f"{start}{stage_one}-then-{contrastive}{whitening}{share}"
 
 
 def is_default_weighting(recipe: dict[str, float | int]) -> bool:
@@ -135,14 +138,20 @@ def describe_recipe(recipe: dict, training: dict) -> str:
             f"lr {recipe['contrastive_lr']:g}, τ {recipe['temperature']:g}"
             + (f", {recipe['negatives']} BM25 negative(s) a pair" if recipe.get("negatives") else "")
         )
+    if "start_share" in recipe:
+        parts.append(f"{recipe['start_share']:g} of the start adapter kept")
     return f"{'; '.join(parts)}, {whitening}"
 
 
 def train(name: str, args: argparse.Namespace) -> dict:
-    adapter = args.runs / f"adapt-{name}-{recipe_tag(recipe_of(args))}"
+    recipe = recipe_of(args)
+    adapter = args.runs / f"adapt-{name}-{recipe_tag(recipe)}"
+    # the share only moves the finished adapter: runs of any share train in (and resume from) one place
+    trained = {key: value for key, value in recipe.items() if key != "start_share"}
+    checkpoints = args.runs / f"adapt-{name}-{recipe_tag(trained)}.checkpoints"
     if not (adapter / LLARA_CONFIG_FILE).is_file():
         training = AdaptationArguments(
-            output_dir=f"{adapter}.checkpoints",
+            output_dir=str(checkpoints),
             model=args.model,
             max_steps=args.max_steps,
             learning_rate=args.lr,
@@ -162,13 +171,19 @@ def train(name: str, args: argparse.Namespace) -> dict:
             temperature=args.temperature,
             save_steps=10,
             start_adapter=None if args.start_adapter == NONE else args.start_adapter,
+            start_share=args.start_share,
         )
         adapt(DATA / name, adapter, training)
     logger.info("Using the adapter in %s", adapter)
     info = read_adapter_info(adapter)
     assert info is not None
     relative = adapter.relative_to(ROOT) if adapter.is_relative_to(ROOT) else adapter
-    return {"adapter": str(relative), **info.training}
+    record = {"adapter": str(relative), **info.training}
+    source = read_adapter_info(checkpoints.with_suffix("")) if checkpoints.with_suffix("").is_dir() else None
+    if source is not None and source.training.get("cpu_seconds", 0) > record["cpu_seconds"]:
+        # moved by its share from checkpoints another run trained: that run's training is its cost
+        record["cpu_seconds"] = source.training["cpu_seconds"]
+    return record
 
 
 def unwhitened(adapter: Path) -> Path | None:
@@ -338,6 +353,12 @@ def main() -> None:
         default=AdaptationArguments.start_adapter,
         help="adapter the training continues: 'default' (the shipped one, as `adapt` does), 'none' (a fresh "
         "LoRA) or a folder",
+    )
+    parser.add_argument(
+        "--start-share",
+        type=float,
+        default=AdaptationArguments.start_share,
+        help="share of the start adapter kept in the result (as `adapt --start-share`)",
     )
     parser.add_argument(
         "--unwhitened", action="store_true", help="also measure the adapter with its whitening left out"

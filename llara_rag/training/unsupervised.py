@@ -46,6 +46,7 @@ from llara_rag.training.data.corpus import (
 )
 from llara_rag.training.data.groups import check_groups
 from llara_rag.training.data.pseudo_pairs import PairConfig, PairMaker, make_pairs
+from llara_rag.training.interpolation import interpolate_adapter
 from llara_rag.training.losses.info_nce import DEFAULT_CHUNK_TOKENS
 from llara_rag.training.losses.llara import ExampleBuilder, LLaRALoss, ObjectiveConfig, collate_examples
 from llara_rag.training.trainer import (
@@ -94,7 +95,8 @@ CONTRASTIVE_FIELDS = frozenset(
     }
 )
 """Settings of the contrastive stage alone: changing them does not retrain a finished stage 1."""
-WHITENING_FIELDS = frozenset({"whitening_dims", "whitening_samples"})
+FINISH_FIELDS = frozenset({"whitening_dims", "whitening_samples", "start_share"})
+"""Fields of the steps after training (whitening, interpolation): changing them trains no stage again."""
 CONTRASTIVE_DEFAULTS = frozenset({"output_dir", "logging_dir", "dataloader_drop_last", "run_name"})
 """Fields the contrastive stage keeps its own value of rather than taking stage 1's."""
 
@@ -143,6 +145,14 @@ class AdaptationArguments(StageArguments):
         },
     )
     whitening_samples: int = field(default=512, metadata={"help": "windows the whitening is fitted on"})
+    start_share: float = field(
+        default=0.5,
+        metadata={
+            "flag": "--start-share",
+            "help": "the share of the start adapter (--adapter) kept in the result: the trained adapter is "
+            "moved that far back to it in weight space (WiSE-FT; docs/adapt.md). 0: the trained weights alone",
+        },
+    )
     stages: str = field(
         default="ebae-ebar,contrastive",
         metadata={
@@ -260,6 +270,11 @@ class AdaptationArguments(StageArguments):
     )
 
     def __post_init__(self) -> None:
+        if not 0 <= self.start_share < 1:
+            raise InvalidInputError(
+                f"--start-share {self.start_share}: pass a share from 0 (the trained adapter alone) up to, not "
+                "including, 1 (the start adapter alone)."
+            )
         unknown = set(self.stage_list) - set(STAGES)
         if unknown or not self.stage_list:
             raise InvalidInputError(
@@ -362,6 +377,29 @@ def _probe_seconds(trainer: AdapterTrainer) -> float:
         trainer.loss(model, batch).loss.backward()
         model.zero_grad(set_to_none=True)
     return time.perf_counter() - start
+
+
+def interpolation_step(args: AdaptationArguments, start: str | None) -> Callable[[Path], None] | None:
+    """Returns the step that moves the staged adapter ``args.start_share`` of the way back to ``start``."""
+    if not args.start_share:
+        return None
+    if start is None:
+        logger.info("--start-share: training started from a fresh LoRA, so there is no adapter to keep")
+        return None
+    return partial(interpolate_adapter, start=Path(start), share=args.start_share)
+
+
+def finishing(*steps: Callable[[Path], None] | None) -> Callable[[Path], None] | None:
+    """The steps that are not None, run in order on the staged adapter."""
+    chosen = [step for step in steps if step is not None]
+    if not chosen:
+        return None
+
+    def finish(staging: Path) -> None:
+        for step in chosen:
+            step(staging)
+
+    return finish
 
 
 def whitening_step(
@@ -522,7 +560,7 @@ def adapt(
     with_contrastive = "contrastive" in stages
     # Everything that can be refused is checked before the first stage trains.
     backbone = load_backbone(args.model, device="cpu")
-    finish = whitening_step(args, source, backbone.hidden_size)
+    finish = finishing(interpolation_step(args, start), whitening_step(args, source, backbone.hidden_size))
     if with_contrastive:
         with args.main_process_first(desc="making pairs"):  # generated questions: one process writes them
             samples, pairs, corpus = make_pairs(
@@ -533,7 +571,7 @@ def adapt(
     _log_plan(args, len(samples) if with_contrastive else 0)
     records: dict[str, Any] = {}
     stage_one = Path(args.output_dir) / STAGE_ONE_ADAPTER
-    stage_one_recipe = {k: v for k, v in recipe.items() if k not in CONTRASTIVE_FIELDS | WHITENING_FIELDS}
+    stage_one_recipe = {k: v for k, v in recipe.items() if k not in CONTRASTIVE_FIELDS | FINISH_FIELDS}
     trainer: AdapterTrainer | None = None
     if "ebae-ebar" in stages:
         finished = finished_stage(stage_one, stage_one_recipe) if with_contrastive else None

@@ -276,6 +276,26 @@ def test_training_flushes_subnormal_floats_and_restores_them_after():
     assert (subnormal * 1.0).item() > 0.0
 
 
+def test_an_adaptation_that_continues_an_adapter_ends_halfway_back_to_it(
+    tiny_backbone_dir, docs, trained, tmp_path
+):
+    """--start-share 0.5 (the default): the result is one LoRA of both ranks; 0 keeps the trained one."""
+    start = trained[1].adapter
+    rank = json.loads((start / "adapter_config.json").read_text())["r"]
+    for share, expected in ((0.5, 2 * rank), (0.0, rank)):
+        checkpoints = tmp_path / f"checkpoints-{share}"
+        args = _args(
+            tiny_backbone_dir,
+            checkpoints,
+            start_adapter=str(start),
+            start_share=share,
+            stop_on_collapse=False,
+        )
+        result = adapt(docs, tmp_path / f"adapter-{share}", args)
+        assert json.loads((result.adapter / "adapter_config.json").read_text())["r"] == expected
+        assert read_adapter_info(result.adapter).training["recipe"]["start_share"] == share
+
+
 def test_compiled_layers_train_as_eager_and_leave_the_recipe_alone(
     tiny_backbone_dir, docs, trained, tmp_path
 ):
