@@ -105,7 +105,7 @@ def test_each_folder_imports_only_downstream(folder: str) -> None:
     assert not wrong, f"{folder} imports what lies upstream of it: {wrong}"
 
 
-TRAINING_LAYERS = ("data", "losses", "trainer", "contrastive", "supervised unsupervised")
+TRAINING_LAYERS = ("data", "losses", "trainer interpolation", "contrastive", "supervised unsupervised")
 """Inside training, bottom up: what it reads, the losses, the trainer, the stage both recipes run, them."""
 
 
