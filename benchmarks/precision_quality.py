@@ -1,8 +1,7 @@
 """nDCG@10 of the shipped default encoder at each precision, and its difference to fp32, per collection.
 
-The evidence ``auto`` stands on (``llara_rag.encoding.precision.AUTO``): a precision may be picked only where it
-moved no collection's nDCG@10 by more than 0.005, and share fp32's fingerprint only where a collection
-indexed at one and searched at the other (both ways) stayed as close. Dense rows only (test queries, the eval
+The evidence ``auto`` (``llara_rag.encoding.precision.AUTO``) and the fingerprint every precision shares stand
+on: each precision alone, and a collection indexed at one and searched at the other, both ways. Dense rows only (test queries, the eval
 harness); fp32 corpus vectors come from the vector cache when ``benchmarks/default.py`` made them, and every
 other precision is cached under its own key. ``--cap-isa avx2`` encodes the other precisions held to AVX2
 (as ``benchmarks/encode_speed.py --cap-isa avx2``, into a cache of their own) against the same fp32 vectors,
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 TOLERANCE = 0.005
-"""The largest nDCG@10 change a precision may make on any collection and still be picked by ``auto``."""
+"""The nDCG@10 change issue #38 allows a precision ``auto`` picks; the tables set larger ones in bold."""
 
 
 def earlier_rows(name: str) -> dict[str, dict[str, dict[str, float]]]:
@@ -59,6 +58,10 @@ def earlier_rows(name: str) -> dict[str, dict[str, dict[str, float]]]:
     return {row["collection"]: {"ndcg@10": row["ndcg@10"], "seconds": row["seconds"]} for row in rows}
 
 
+def delta(value: float) -> str:
+    return f"**{value:+.4f}**" if abs(value) > TOLERANCE else f"{value:+.4f}"
+
+
 def write(rows: list[dict[str, object]], pending: list[str], name: str, host: str) -> None:
     precisions = sorted({p for row in rows for p in row["ndcg@10"] if p != "fp32"})  # type: ignore[attr-defined]
     lines = [
@@ -66,9 +69,10 @@ def write(rows: list[dict[str, object]], pending: list[str], name: str, host: st
         "",
         f"`python benchmarks/precision_quality.py` on {host}; shipped default adapter "
         f"({adapter_digest(DEFAULT_ADAPTER)[:8]}), int8 as `{INT8_SCHEME}`, "
-        f"test queries, dense retrieval only. Δ: minus fp32; a precision within ±{TOLERANCE} everywhere "
-        "may be picked by `--precision auto`. 'p index': the corpus encoded at p, the queries at fp32 (a "
-        "collection indexed at p, searched at fp32); 'p queries': the other way round.",
+        f"test queries, dense retrieval only. Δ: minus fp32, bold beyond ±{TOLERANCE}; what `--precision auto` "
+        "picks on this evidence: `llara_rag/encoding/precision.py: AUTO` and docs/encoder.md. 'p index': the "
+        "corpus encoded at p, the queries at fp32 (a collection indexed at p, searched at fp32); 'p queries': "
+        "the other way round.",
         "",
         "| collection | fp32 | " + " | ".join(f"{p} | Δ {p}" for p in precisions) + " |",
         "|---|---|" + "---|---|" * len(precisions),
@@ -77,7 +81,7 @@ def write(rows: list[dict[str, object]], pending: list[str], name: str, host: st
         scores = row["ndcg@10"]
         assert isinstance(scores, dict)
         cells = [
-            f"{scores[p]:.4f} | {scores[p] - scores['fp32']:+.4f}" if p in scores else "— | —"
+            f"{scores[p]:.4f} | {delta(scores[p] - scores['fp32'])}" if p in scores else "— | —"
             for p in precisions
         ]
         lines.append(f"| {row['collection']} | {scores['fp32']:.4f} | " + " | ".join(cells) + " |")
@@ -119,12 +123,12 @@ def main() -> None:
         hold_to_avx2()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     precisions = args.precisions.split(",")
-    name, host, cache = "precision_quality", f"a {instruction_set()} CPU", VectorCache()
+    stem, host, cache = "precision_quality", f"a {instruction_set()} CPU", VectorCache()
     fp32 = EvaluationConfig(encoder=EncoderConfig(precision="fp32"), systems=("llara",))
     systems = {"fp32": build_systems(fp32, cache)[0]}
     if args.cap_isa:
         # their kernels, unlike fp32's, depend on the instruction set; the cache keys do not say which
-        name, cache = "precision_quality_avx2", VectorCache(default_vector_dir() / "avx2")
+        stem, cache = "precision_quality_avx2", VectorCache(default_vector_dir() / "avx2")
         host = f"{instruction_set(avx2_flags(cpu_flags()))} ({host} held to AVX2; fp32 vectors at full width)"
     for precision in precisions:
         config = EvaluationConfig(encoder=EncoderConfig(precision=precision), systems=("llara",))
@@ -132,7 +136,7 @@ def main() -> None:
     for precision in precisions:
         systems[f"{precision} index"] = Mixed(systems[precision], systems["fp32"])
         systems[f"{precision} queries"] = Mixed(systems["fp32"], systems[precision])
-    merged = earlier_rows(name)
+    merged = earlier_rows(stem)
     for done, name in enumerate(args.collections, start=1):
         collection = load_collection(DATA / name, "test")
         scores, seconds = {}, {}
@@ -147,8 +151,8 @@ def main() -> None:
             "seconds": {**earlier["seconds"], **seconds},
         }
         rows = [{"collection": collection, **fields} for collection, fields in merged.items()]
-        write(rows, args.collections[done:], name, host)
-    print((RESULTS / f"{name}.md").read_text(encoding="utf-8"))
+        write(rows, args.collections[done:], stem, host)
+    print((RESULTS / f"{stem}.md").read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":
