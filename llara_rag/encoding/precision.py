@@ -3,12 +3,13 @@
 fp32 already runs near a CPU's fp32 matmul rate, so lower precision is the lever left for indexing.
 ``auto`` reads the CPU's feature flags and looks them up in :data:`AUTO`, a table of what
 ``benchmarks/encode_speed.py`` and ``benchmarks/precision_quality.py`` measured: a precision enters the
-table for a CPU only when it ran faster there and moved no collection's nDCG@10 by more than 0.005. A CPU
-the table does not name keeps fp32, so no precision changes quality unmeasured.
+table for a CPU only when it ran faster there and moved nDCG@10 on the four collections measured by no more
+than one query's swapped top documents does on the smallest (docs/encoder.md has the figures). A CPU the
+table does not name keeps fp32, so no precision changes quality unmeasured.
 
 bf16 and int8 vectors were measured interchangeable with fp32 ones (a collection indexed at one and searched
-at the other, both ways, within 0.005 on every collection: benchmarks/results/precision_quality.md), so every
-precision keeps the fp32 fingerprint: a collection indexed on one machine is searched at whatever precision
+at the other, both ways, moved nDCG@10 as little as one precision alone: benchmarks/results/precision_quality.md),
+so every precision keeps the fp32 fingerprint: a collection indexed on one machine is searched at whatever precision
 another picks. The vector cache keys them apart all the same.
 
 int8 is torchao's dynamic quantisation of every linear layer (weights per output channel, activations per
@@ -71,7 +72,7 @@ AUTO: tuple[Measured, ...] = (
     ),
 )
 """First match this install can run wins (int8 needs torchao and a C++ compiler); CPUs matching none keep
-fp32. bf16 is in no row: it moved adi by more than 0.005 (precision_quality.md)."""
+fp32. bf16 is in no row: slower than int8, it moved adi as much."""
 
 
 @cache
