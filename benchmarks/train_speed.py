@@ -233,8 +233,8 @@ def main() -> None:
             f"{result['peak_rss_mb']:.0f} |"
         )
     footer = (
-        f"Matmul: an fp32 2048² product ({summary['cpu_capability']}), the mean of its rate just before and "
-        "just after the row's timed steps. "
+        f"Matmul: an fp32 2048² product ({summary['cpu_capability']}; in bf16 rows autocast runs it in bf16), "
+        "the mean of its rate just before and just after the row's timed steps. "
         "The first step is a warm-up, not timed; compiled, it includes the compilation from an empty cache. "
         "Padding: positions of the step's padded batches (chunks, for the contrastive stage) that are not "
         "tokens. The frozen backbone trains nothing: the ceiling of an adapter's step. "
