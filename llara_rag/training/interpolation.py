@@ -37,7 +37,6 @@ def interpolate_adapter(directory: Path, start: Path, share: float) -> None:
     configs = [json.loads((path / config_file).read_text(encoding="utf-8")) for path in (directory, start)]
     weights = [load_file(path / weights_file) for path in (directory, start)]
     _check_fit(configs, weights, directory, start)
-    ranks = [config["r"] for config in configs]
     shares = (1 - share, share)
     scalings = [
         config["lora_alpha"] / (config["r"] ** 0.5 if config.get("use_rslora") else config["r"])
@@ -57,7 +56,7 @@ def interpolate_adapter(directory: Path, start: Path, share: float) -> None:
             raise AdapterError(
                 f"{directory}: {key} is neither LoRA nor special-token rows; cannot interpolate."
             )
-    rank = sum(ranks)
+    rank = sum(config["r"] for config in configs)
     config = {**configs[0], "r": rank, "lora_alpha": rank, "use_rslora": False}
     save_file({key: value.contiguous() for key, value in merged.items()}, directory / weights_file)
     (directory / config_file).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
