@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from llara_rag.encoding.backbone import DEFAULT_MODEL
 from llara_rag.encoding.encoder import EncoderConfig
 from llara_rag.evaluation import EvaluationConfig, evaluate
 from llara_rag.training import AdaptationArguments, adapt
+from llara_rag.training.unsupervised import STAGE_ONE_ADAPTER
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -75,6 +77,10 @@ def recipe_of(args: argparse.Namespace) -> dict[str, float | int | str]:
         }
         if args.pair_negatives:
             recipe["negatives"] = args.pair_negatives
+        if args.pair_teacher != "none":
+            recipe["teacher"] = args.pair_teacher
+    if args.bf16:
+        recipe["bf16"] = True
     if args.start_adapter != NONE:
         recipe["start"] = args.start_adapter
         if args.start_share:
@@ -102,10 +108,13 @@ def recipe_tag(recipe: dict) -> str:
     )
     if recipe.get("negatives"):
         contrastive += f"-neg{recipe['negatives']}"
+    if "teacher" in recipe:
+        contrastive += f"-teacher{recipe['teacher']}"
     start = f"from-{Path(str(recipe['start'])).name}-" if "start" in recipe else ""
     if "start_digest" in recipe:
         start += f"{recipe['start_digest']}-"
     share = f"-share{recipe['start_share']:g}" if "start_share" in recipe else ""
+    share += "-bf16" if recipe.get("bf16") else ""
     if "ebae-ebar" not in recipe["stages"]:
         return start + contrastive + whitening + share
     return f"{start}{stage_one}-then-{contrastive}{whitening}{share}"
@@ -136,11 +145,35 @@ def describe_recipe(recipe: dict, training: dict) -> str:
         parts.append(
             f"then {recipe['contrastive_steps']} x {recipe['contrastive_batch']} {recipe['pairs']} pairs, "
             f"lr {recipe['contrastive_lr']:g}, τ {recipe['temperature']:g}"
-            + (f", {recipe['negatives']} BM25 negative(s) a pair" if recipe.get("negatives") else "")
+            + (
+                f", {recipe['negatives']} {NEGATIVES[recipe.get('teacher', 'none')]}"
+                if recipe.get("negatives")
+                else ""
+            )
         )
     if "start_share" in recipe:
         parts.append(f"{recipe['start_share']:g} of the start adapter kept")
+    if recipe.get("bf16"):
+        parts.append("bf16 autocast")
     return f"{'; '.join(parts)}, {whitening}"
+
+
+NEGATIVES = {
+    "none": "BM25 negative(s) a pair",
+    "bm25": "negative(s) a pair scored by the BM25 teacher",
+    "hybrid": "negative(s) a pair scored by the hybrid teacher (BM25 + the start adapter)",
+}
+
+
+def reuse_stage_one(checkpoints: Path, name: str, recipe: dict) -> None:
+    """Stage 1 copied from the run whose recipe differs in the contrastive stage's negatives alone: ``adapt``
+    checks its record and trains it again if it differs after all."""
+    base = {key: value for key, value in recipe.items() if key not in ("negatives", "teacher", "start_share")}
+    source = checkpoints.parent / f"adapt-{name}-{recipe_tag(base)}.checkpoints" / STAGE_ONE_ADAPTER
+    target = checkpoints / STAGE_ONE_ADAPTER
+    if base != recipe and source.is_dir() and not target.exists():
+        logger.info("Stage 1 taken from %s", source.parent.name)
+        shutil.copytree(source, target)
 
 
 def train(name: str, args: argparse.Namespace) -> dict:
@@ -150,6 +183,8 @@ def train(name: str, args: argparse.Namespace) -> dict:
     trained = {key: value for key, value in recipe.items() if key != "start_share"}
     checkpoints = args.runs / f"adapt-{name}-{recipe_tag(trained)}.checkpoints"
     if not (adapter / LLARA_CONFIG_FILE).is_file():
+        if "ebae-ebar" in args.stages:
+            reuse_stage_one(checkpoints, name, trained)
         training = AdaptationArguments(
             output_dir=str(checkpoints),
             model=args.model,
@@ -165,6 +200,7 @@ def train(name: str, args: argparse.Namespace) -> dict:
             stages=args.stages,
             pair_maker=args.pair_maker,
             pair_negatives=args.pair_negatives,
+            pair_teacher=args.pair_teacher,
             contrastive_max_steps=args.contrastive_steps,
             contrastive_learning_rate=args.contrastive_lr,
             contrastive_batch_size=args.contrastive_batch_size,
@@ -172,6 +208,7 @@ def train(name: str, args: argparse.Namespace) -> dict:
             save_steps=10,
             start_adapter=None if args.start_adapter == NONE else args.start_adapter,
             start_share=args.start_share,
+            bf16=args.bf16,
         )
         adapt(DATA / name, adapter, training)
     logger.info("Using the adapter in %s", adapter)
@@ -344,6 +381,12 @@ def main() -> None:
         default=0,
         help="BM25-mined hard negatives a contrastive pair (0: in-batch)",
     )
+    parser.add_argument(
+        "--pair-teacher",
+        choices=("none", "bm25", "hybrid"),
+        default="none",
+        help="what picks and scores the hard negatives (as `adapt --pair-teacher`)",
+    )
     parser.add_argument("--contrastive-steps", type=int, default=18)
     parser.add_argument("--contrastive-lr", type=float, default=AdaptationArguments.contrastive_learning_rate)
     parser.add_argument("--contrastive-batch-size", type=int, default=64)
@@ -360,6 +403,7 @@ def main() -> None:
         default=AdaptationArguments.start_share,
         help="share of the start adapter kept in the result (as `adapt --start-share`)",
     )
+    parser.add_argument("--bf16", action="store_true", help="train under bf16 autocast (as `adapt --bf16`)")
     parser.add_argument(
         "--unwhitened", action="store_true", help="also measure the adapter with its whitening left out"
     )

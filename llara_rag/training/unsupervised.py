@@ -45,7 +45,7 @@ from llara_rag.training.data.corpus import (
     write_records,
 )
 from llara_rag.training.data.groups import check_groups
-from llara_rag.training.data.pseudo_pairs import PairConfig, PairMaker, make_pairs
+from llara_rag.training.data.pseudo_pairs import PairConfig, PairMaker, Teacher, make_pairs
 from llara_rag.training.interpolation import interpolate_adapter
 from llara_rag.training.losses.info_nce import DEFAULT_CHUNK_TOKENS
 from llara_rag.training.losses.llara import ExampleBuilder, LLaRALoss, ObjectiveConfig, collate_examples
@@ -85,6 +85,7 @@ CONTRASTIVE_FIELDS = frozenset(
         "generate_passages",
         "generated_share",
         "pair_negatives",
+        "pair_teacher",
         "contrastive_max_steps",
         "contrastive_epochs",
         "contrastive_learning_rate",
@@ -216,6 +217,16 @@ class AdaptationArguments(StageArguments):
             "pair's own document (0: in-batch negatives only)",
         },
     )
+    pair_teacher: str = field(
+        default=PAIRS["teacher"].default,
+        metadata={
+            "flag": "--pair-teacher",
+            "choices": get_args(Teacher),
+            "help": "what picks and scores the --pair-negatives: none (BM25 ranks below its top 10), bm25, or "
+            "hybrid (BM25 + the --adapter encoder): negatives from the teacher's top ranks, and each query's "
+            "scores over its passages follow the teacher's (label-free distillation)",
+        },
+    )
     max_steps: int = field(
         default=MEASURED_BUDGET,
         metadata={
@@ -284,7 +295,20 @@ class AdaptationArguments(StageArguments):
             self.pairs  # noqa: B018 - builds (and so validates) the pair maker's settings before any model loads
         except ValidationError as error:
             first = error.errors()[0]
-            raise InvalidInputError(f"--pair-maker {self.pair_maker!r}: {first['msg']}.") from None
+            flag, value = (
+                ("--pair-teacher", self.pair_teacher)
+                if first["loc"][0] == "teacher"
+                else (
+                    "--pair-maker",
+                    self.pair_maker,
+                )
+            )
+            raise InvalidInputError(f"{flag} {value!r}: {first['msg']}.") from None
+        if self.pair_teacher != "none" and self.pair_negatives < 2:
+            raise InvalidInputError(
+                f"--pair-teacher {self.pair_teacher} ranks each pair's hard negatives against each other; pass "
+                "--pair-negatives 2 or more."
+            )
         if "contrastive" in self.stage_list:
             check_contrastive_settings(self.temperature, self.chunk_tokens, self.contrastive_batch_size)
         try:
@@ -301,6 +325,13 @@ class AdaptationArguments(StageArguments):
             "remove_stopwords": self.remove_stopwords,
             "target_weighting": self.target_weighting,
         }
+
+    @property
+    def negatives_phrase(self) -> str:
+        """The contrastive stage's hard negatives, as the log and the model card name them."""
+        if self.pair_teacher == "none":
+            return f"{self.pair_negatives} BM25 hard negatives a pair"
+        return f"{self.pair_negatives} hard negatives a pair, scored by the {self.pair_teacher} teacher"
 
     @property
     def objective(self) -> ObjectiveConfig:
@@ -327,16 +358,27 @@ class AdaptationArguments(StageArguments):
             max_passages=self.generate_passages,
             generated_share=self.generated_share,
             negatives=self.pair_negatives,
+            teacher=self.pair_teacher,  # type: ignore[arg-type] - validated in __post_init__
             seed=self.seed,
         )
 
-    def pairs_for_run(self, world: int) -> PairConfig:
-        """The pair settings of a run: questions cached with its checkpoints, and (unless set) as many
-        passages asked about as the contrastive stage reads."""
+    def pairs_for_run(self, world: int, start: str | Path | None) -> PairConfig:
+        """The pair settings of a run: questions and teacher vectors cached with its checkpoints, (unless
+        set) as many passages asked about as the contrastive stage reads, and the start adapter as the
+        hybrid teacher's encoder."""
         budget = self.generate_passages
         if budget <= 0 and self.contrastive_max_steps > 0:
             budget = self.contrastive_max_steps * self.contrastive_batch_size * world
-        return self.pairs.model_copy(update={"max_passages": budget, "cache_dir": Path(self.output_dir)})
+        update: dict[str, Any] = {"max_passages": budget, "cache_dir": Path(self.output_dir)}
+        if self.pair_teacher == "hybrid":
+            if start is None:
+                raise InvalidInputError(
+                    "--pair-teacher hybrid scores with the adapter training starts from, and this run starts "
+                    "from a fresh LoRA; continue an adapter that retrieves (--adapter default or a folder) or "
+                    "pass --pair-teacher bm25."
+                )
+            update["teacher_encoder"] = EncoderConfig(model=self.model, adapter=str(start), precision="auto")
+        return self.pairs.model_copy(update=update)
 
     def contrastive(self, start_adapter: Path | None) -> ContrastiveArguments:
         """The contrastive stage's arguments: every shared setting, its own schedule, checkpoints in a subfolder."""
@@ -564,7 +606,7 @@ def adapt(
     if with_contrastive:
         with args.main_process_first(desc="making pairs"):  # generated questions: one process writes them
             samples, pairs, corpus = make_pairs(
-                source, backbone.tokenizer, args.pairs_for_run(max(1, args.world_size))
+                source, backbone.tokenizer, args.pairs_for_run(max(1, args.world_size), start)
             )
         check_groups(samples, max(1, args.world_size))
     del backbone
@@ -609,7 +651,7 @@ def adapt(
             len(samples),
             args.pair_maker,
             cargs.per_device_train_batch_size,
-            f" and {args.pair_negatives} BM25 hard negatives a pair" if args.pair_negatives else "",
+            f" and {args.negatives_phrase}" if args.pair_negatives else "",
         )
         trainer = train_contrastive(samples, cargs, start=first, resume=resume, evaluator=evaluator)
         records["contrastive"] = {
@@ -636,7 +678,7 @@ def adapt(
         parts.append(
             f"label-free contrastive training (InfoNCE, τ={args.temperature}, {args.pair_maker} pairs, "
             "in-batch negatives"
-            + (f", {args.pair_negatives} BM25 hard negatives a pair)" if args.pair_negatives else ")")
+            + (f", {args.negatives_phrase})" if args.pair_negatives else ")")
         )
     description = (
         f"Unsupervised adaptation to the {corpus.documents} documents of `{source}`: {', then '.join(parts)}."

@@ -26,12 +26,14 @@ class GroupSample:
     """What one training row holds: a query, then its positive followed by its K negatives.
 
     ``keys`` name where each passage came from (a document, or a text's hash); the query shares its
-    positive's key, and a passage with the query's key is never used as its negative.
+    positive's key, and a passage with the query's key is never used as its negative. ``teacher``, when
+    given, scores each negative for the query (the loss then follows it over them).
     """
 
     query: str
     passages: tuple[str, ...]
     keys: tuple[int, ...]
+    teacher: tuple[float, ...] = ()
 
 
 def text_key(text: str) -> int:
@@ -55,7 +57,8 @@ def draw_samples(groups: Sequence[TrainingGroup], negatives: int, seed: int) -> 
 
 
 class GroupCollator:
-    """Samples -> queries and passages, each right-padded to its own longest row, with their keys."""
+    """Samples -> queries and passages, each right-padded to its own longest row, with their keys (and
+    ``teacher_scores`` when the samples carry them)."""
 
     def __init__(self, inputs: PromptInputs, query_max_length: int, passage_max_length: int) -> None:
         self.inputs = inputs
@@ -73,6 +76,8 @@ class GroupCollator:
         batch |= {f"passage_{k}": v for k, v in collate(passages, self.inputs.pad_id).items()}
         batch["query_keys"] = torch.tensor([sample.keys[0] for sample in samples])
         batch["passage_keys"] = torch.tensor([key for sample in samples for key in sample.keys])
+        if samples[0].teacher:
+            batch["teacher_scores"] = torch.tensor([sample.teacher for sample in samples])
         return batch
 
 

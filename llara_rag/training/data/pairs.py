@@ -139,7 +139,8 @@ def _passage_pool(groups: list[TrainingGroup], name: str) -> Collection:
     )
 
 
-def _ranker(config: MiningConfig) -> RetrievalSystem:
+def ranker(config: MiningConfig) -> RetrievalSystem:
+    """What ranks the candidates: BM25, or the config's encoder with its corpus vectors cached."""
     from llara_rag.ranking.systems import BM25System
 
     if config.miner == "bm25":
@@ -198,7 +199,7 @@ def _mine(collection: Collection, config: MiningConfig) -> dict[str, list[str]]:
         config.skip_top + 1,
         config.depth,
     )
-    system = _ranker(config)
+    system = ranker(config)
     run = system.retrieve(collection, config.depth)
     texts = dict(zip(collection.doc_ids, collection.doc_texts))
     return {

@@ -17,7 +17,11 @@ several) into one (pseudo-query, positive passage) pair:
   a kept question, get an ``ict`` pair, and the log says how many pairs each maker gave.
 
 Any maker's pairs can carry ``negatives`` hard negatives each: passages BM25 ranks high for the query,
-below its ``skip_top`` ranks (likely positives too) and never of the query's own document.
+below its ``skip_top`` ranks (likely positives too) and never of the query's own document. With a
+``teacher`` (BM25, or the hybrid of BM25 and the start encoder, which beats both of its parts), they come
+from the teacher's own top ranks instead, unskipped, and the pair carries the teacher's scores of them
+(z-scores over the query's candidates, as the hybrid fuses them), which the loss then follows (GPL, Wang et
+al. 2022, with a teacher that needs no label).
 
 Every pair carries its document's key, so two pairs of one document (or of duplicate documents) never serve
 as each other's negatives (:mod:`llara_rag.training.losses.info_nce`).
@@ -35,18 +39,25 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llara_rag.encoding.backbone import DEFAULT_MODEL
+from llara_rag.encoding.encoder import EncoderConfig
 from llara_rag.errors import InvalidInputError
+from llara_rag.retrieval.fusion import CANDIDATES, z_scores
 from llara_rag.training.data.corpus import CorpusSummary, distinct_documents, document_key, window_texts
 from llara_rag.training.data.generated_pairs import CACHE_FILE, QuestionWriter, generate_questions
 from llara_rag.training.data.groups import GroupSample
-from llara_rag.training.data.pairs import MiningConfig, mine_negatives
+from llara_rag.training.data.pairs import MiningConfig, mine_negatives, ranker
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from llara_rag.ranking.systems import RetrievalSystem
+
 logger = logging.getLogger(__name__)
 
 PairMaker = Literal["ict", "crop", "next", "title", "generated"]
+Teacher = Literal["none", "bm25", "hybrid"]
+TEACHER_DEPTH = 20
+"""A teacher's negatives are drawn from its best this many passages of other documents."""
 MINING = MiningConfig.model_fields
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 MIN_QUERY_WORDS = 4
@@ -92,6 +103,14 @@ class PairConfig(BaseModel):
         description="generated: share of those passages asked for a question (else ict).",
     )
     negatives: int = Field(default=0, ge=0, description="BM25-mined hard negatives per pair.")
+    teacher: Teacher = Field(
+        default="none",
+        description="What ranks and scores the negatives: none (BM25 ranks, below skip_top), bm25, or hybrid "
+        "(BM25 + teacher_encoder, z-scores at equal weights).",
+    )
+    teacher_encoder: EncoderConfig | None = Field(
+        default=None, description="hybrid: the encoder of the teacher's dense side (the start adapter)."
+    )
     skip_top: int = Field(default=MINING["skip_top"].default, ge=0, description="Top ranks never mined.")
     depth: int = Field(default=MINING["depth"].default, gt=0, description="Deepest rank mined.")
     cache_dir: Path | None = Field(
@@ -114,6 +133,8 @@ class PairsReport:
     """Pairs each maker gave (generated: the generated ones and the ict pairs that stood in)."""
     negatives: int = 0
     """Hard negatives per pair."""
+    teacher: str = "none"
+    """What ranked and scored the negatives."""
     generation: dict[str, object] | None = None
     """generated: what writing the questions cost and what the round trip kept."""
 
@@ -267,8 +288,8 @@ def _generated(
 def _with_negatives(
     samples: list[GroupSample], passages: list[Passage], config: PairConfig
 ) -> list[GroupSample]:
-    """Each sample with ``config.negatives`` BM25-mined passages of other documents after its positive."""
-    from llara_rag.indexing.lexical import bm25_top, build_bm25
+    """Each sample with ``config.negatives`` mined passages of other documents after its positive (and,
+    with a teacher, its scores of them)."""
     from llara_rag.ranking.beir import Collection
 
     ids = [str(index) for index in range(len(passages))]
@@ -284,15 +305,15 @@ def _with_negatives(
         queries=queries,
         qrels={qid: by_document[sample.keys[0]] for qid, sample in zip(queries, samples)},
     )
-    hits = bm25_top(build_bm25(collection.doc_texts), ids, list(queries.values()), config.depth)
     mining = MiningConfig(
         miner="bm25",
         negatives=config.negatives,
-        skip_top=config.skip_top,
-        depth=config.depth,
+        skip_top=0 if config.teacher != "none" else config.skip_top,
+        depth=TEACHER_DEPTH if config.teacher != "none" else config.depth,
         seed=config.seed,
     )
-    mined = mine_negatives(collection, dict(zip(queries, hits)), mining)
+    run = _teacher(config).retrieve(collection, max(mining.depth, CANDIDATES))
+    mined = mine_negatives(collection, run, mining)
     topped = []
     for qid, sample in zip(queries, samples):
         chosen = mined[qid] or [  # every other document ranked in the skipped top: any of them will do
@@ -305,21 +326,41 @@ def _with_negatives(
             )
         if len(chosen) < config.negatives:  # a corpus of few documents: repeat, so every group has one size
             chosen = random.Random(f"{config.seed}:{qid}").choices(chosen, k=config.negatives)
+        teacher: tuple[float, ...] = ()
+        if config.teacher != "none":
+            scores = z_scores(run[qid]) if config.teacher == "bm25" else run[qid]  # hybrid: already z-scores
+            floor = min(scores.values(), default=0.0)
+            teacher = tuple(scores.get(doc_id, floor) for doc_id in chosen)
         negatives = [passages[int(doc_id)] for doc_id in chosen]
         topped.append(
             GroupSample(
                 sample.query,
                 (*sample.passages, *(passage.text for passage in negatives)),
                 (*sample.keys, *(passage.key for passage in negatives)),
+                teacher,
             )
         )
+    if config.teacher == "none":
+        where = f"BM25, ranks {config.skip_top + 1}-{config.depth}"
+    else:
+        where = f"the {config.teacher} teacher's best {TEACHER_DEPTH}, with its scores"
     logger.info(
-        "Mined %d BM25 hard negatives per pair (ranks %d-%d, never of the pair's own document)",
-        config.negatives,
-        config.skip_top + 1,
-        config.depth,
+        "Mined %d hard negatives per pair (%s, never of the pair's own document)", config.negatives, where
     )
     return topped
+
+
+def _teacher(config: PairConfig) -> RetrievalSystem:
+    """What ranks the candidates: BM25, or the hybrid of BM25 and the start encoder (its vectors cached
+    beside the checkpoints, so a resumed run does not encode the passages again)."""
+    from llara_rag.ranking.systems import BM25System, HybridSystem
+
+    if config.teacher != "hybrid":
+        return BM25System()
+    if config.teacher_encoder is None:
+        raise InvalidInputError("A hybrid teacher needs an encoder: pass the start adapter's settings.")
+    dense = ranker(MiningConfig(miner="dense", encoder=config.teacher_encoder, cache_dir=config.cache_dir))
+    return HybridSystem([BM25System(), dense], name="teacher")
 
 
 def make_pairs(
@@ -371,7 +412,15 @@ def make_pairs(
     if config.negatives:
         samples = _with_negatives(samples, passages, config)
     report = PairsReport(
-        config.maker, summary.documents, cut, len(samples), fallbacks, makers, config.negatives, generation
+        config.maker,
+        summary.documents,
+        cut,
+        len(samples),
+        fallbacks,
+        makers,
+        config.negatives,
+        config.teacher,
+        generation,
     )
     logger.info(
         "Label-free pairs (%s): %d pairs from %d passages of %d documents%s",

@@ -11,6 +11,12 @@ rows are chunked by length, so short queries are never padded to the passages' l
 Every row carries a key (the document it came from, or a hash of its text): a passage that shares its
 query's key without being its positive is masked out of that query's negatives, so duplicate documents
 and several pairs of one document in a batch are never taught apart.
+
+Rows may carry a teacher's scores of their hard negatives (label-free pairs, whose negatives BM25 + the
+start encoder ranked): then each query's scores over its own negatives also follow the teacher's softmax
+over them (KL divergence, as sentence-transformers' ``DistillKLDivLoss``; GPL and RocketQAv2 distil a
+stronger ranker so), which teaches how much less each is worth than the positive rather than only that it
+is. The positive is left out of that softmax: the teacher scores it on the text the query was cut from.
 """
 
 from __future__ import annotations
@@ -41,6 +47,12 @@ ACCURACY_METRIC = "accuracy"
 """Logged share of queries whose positive scores highest among all the passages they are compared with."""
 
 
+TEACHER_TEMPERATURE = 0.4
+"""Puts the teacher's scores on the student's scale. A student's logit is cos / τ, and the default's cosines
+spread ~0.1 over a query's candidates (CACM), so a standard deviation is ~2 logits at τ 0.05; the hybrid
+teacher's scores are sums of half z-scores, spread ~0.8: 2 / 0.8 = 1 / 0.4."""
+
+
 class InfoNCEConfig(BaseModel):
     """The loss's settings, recorded with the adapter."""
 
@@ -54,6 +66,11 @@ class InfoNCEConfig(BaseModel):
         "about 2.4 MB of fp32 activations each for SmolLM2. 0 embeds the whole batch at once.",
     )
     cross_device: bool = Field(default=True, description="Score against the passages of every device.")
+    teacher_temperature: float = Field(
+        default=TEACHER_TEMPERATURE,
+        gt=0,
+        description="Groups with a teacher's scores: the teacher's softmax is taken over score / this.",
+    )
 
 
 def info_nce(
@@ -65,11 +82,15 @@ def info_nce(
     query_keys: torch.Tensor | None = None,
     passage_keys: torch.Tensor | None = None,
     cross_device: bool = True,
+    teacher_scores: torch.Tensor | None = None,
+    teacher_temperature: float = TEACHER_TEMPERATURE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """InfoNCE of ``queries`` (n, d) against ``passages`` (n * group_size, d), and the top-1 accuracy.
 
     Query i's positive is passage ``i * group_size``; the rest of its group and every other passage are
-    its negatives, except passages whose key equals the query's (same document). With ``cross_device``
+    its negatives, except passages whose key equals the query's (same document). With ``teacher_scores``
+    (n, group_size - 1) of each query's own negatives, the KL divergence from the teacher's softmax over
+    them to the query's own (at ``temperature``) is added. With ``cross_device``
     under an initialised process group, passages (and keys) of all ranks are gathered with an
     autograd-aware all-gather, so gradients reach the rank that embedded them.
     """
@@ -89,11 +110,20 @@ def info_nce(
             passage_keys = torch.cat(gathered)
     scores = queries.float() @ passages.float().T / temperature
     targets = offset + torch.arange(queries.shape[0], device=queries.device) * group_size
+    distillation = 0.0
+    if teacher_scores is not None:
+        negatives = targets[:, None] + torch.arange(1, group_size, device=queries.device)
+        distillation = F.kl_div(
+            F.log_softmax(scores.gather(1, negatives), dim=1),
+            F.log_softmax(teacher_scores.float() / teacher_temperature, dim=1),
+            reduction="batchmean",
+            log_target=True,
+        )
     if query_keys is not None and passage_keys is not None:
         same = query_keys[:, None] == passage_keys[None, :]
         same[torch.arange(len(targets)), targets] = False
         scores = scores.masked_fill(same, torch.finfo(scores.dtype).min)
-    loss = F.cross_entropy(scores, targets)
+    loss = F.cross_entropy(scores, targets) + distillation
     accuracy = (scores.argmax(dim=1) == targets).float().mean()
     return loss, accuracy.detach()
 
@@ -240,6 +270,8 @@ class CachedInfoNCE:
             query_keys=batch["query_keys"],
             passage_keys=batch["passage_keys"],
             cross_device=self.config.cross_device,
+            teacher_scores=batch.get("teacher_scores"),
+            teacher_temperature=self.config.teacher_temperature,
         )
 
     @staticmethod

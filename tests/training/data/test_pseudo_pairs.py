@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from llara_rag.encoding.adapter import TrainedLengths, adapter_digest, read_adapter_info
-from llara_rag.encoding.encoder import LLaRAEncoder
+from llara_rag.encoding.encoder import EncoderConfig, LLaRAEncoder
 from llara_rag.errors import InvalidInputError
 from llara_rag.training import AdaptationArguments, adapt
 from llara_rag.training.data.pseudo_pairs import PairConfig, crop_pair, ict_pair, make_pairs, title_pair
@@ -97,6 +97,66 @@ def test_negatives_come_from_another_document_even_when_every_rank_is_skipped(ti
     assert all(len(sample.keys) == 2 and sample.keys[0] != sample.keys[1] for sample in samples)
     with pytest.raises(InvalidInputError, match="at least two documents"):
         make_pairs(_corpus(tmp_path, [DOCUMENT]), tokenizer, config)
+
+
+TOPICS = [
+    DOCUMENT,
+    "Rust is a systems programming language. Python is a language for search and for data.",
+    "Wing lift comes from air pressure flow. A swept wing delays the shock at high speed.",
+    "The query is embedded as a query. The document text is embedded as a passage for search.",
+]
+
+
+def test_a_teacher_gives_each_pair_its_top_ranked_negatives_and_their_scores(tiny_backbone_dir, tmp_path):
+    """bm25: the scores are BM25's z-scores for the query; hybrid: the start encoder's vectors are cached
+    beside the checkpoints, and each pair carries one score a negative."""
+    from transformers import AutoTokenizer
+
+    from llara_rag.indexing.lexical import bm25_top, build_bm25
+    from llara_rag.retrieval.fusion import z_scores
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_backbone_dir)
+    config = PairConfig(passage_tokens=64, negatives=2, teacher="bm25")
+    samples, report, _ = make_pairs(_corpus(tmp_path, TOPICS), tokenizer, config)
+    assert report.teacher == "bm25" and len(samples) == len(TOPICS)
+    texts = [" ".join(TOPICS[i].split()) for i in range(len(TOPICS))]
+    for sample in samples:
+        assert len(sample.teacher) == 2 and sample.keys[0] not in sample.keys[1:]
+        (raw,) = bm25_top(build_bm25(texts), [str(i) for i in range(len(texts))], [sample.query], 10)
+        bm25 = z_scores(raw)
+        for key, score in zip(sample.keys[1:], sample.teacher):
+            assert score == pytest.approx(bm25.get(str(key), min(bm25.values())))
+
+    hybrid = config.model_copy(
+        update={
+            "teacher": "hybrid",
+            "teacher_encoder": EncoderConfig(model=str(tiny_backbone_dir), adapter="none", precision="fp32"),
+            "cache_dir": tmp_path / "checkpoints",
+        }
+    )
+    samples, report, _ = make_pairs(_corpus(tmp_path, TOPICS), tokenizer, hybrid)
+    assert report.teacher == "hybrid" and all(len(sample.teacher) == 2 for sample in samples)
+    assert list((tmp_path / "checkpoints").glob("pairs-*.npz")), "the teacher's vectors are cached"
+
+
+def test_a_teacher_without_negatives_or_without_a_start_adapter_is_refused(tiny_backbone_dir, tmp_path):
+    with pytest.raises(InvalidInputError, match="--pair-negatives 2"):
+        AdaptationArguments(output_dir=str(tmp_path), pair_teacher="bm25", pair_negatives=1)
+    with pytest.raises(ValueError, match="--pair-teacher"):
+        AdaptationArguments(output_dir=str(tmp_path), pair_teacher="teacher", pair_negatives=2)
+    args = _arguments(tmp_path, tiny_backbone_dir, pair_teacher="hybrid", pair_negatives=2, start_adapter=None)
+    with pytest.raises(InvalidInputError, match="--pair-teacher bm25"):
+        adapt(_corpus(tmp_path, TOPICS), tmp_path / "adapter", args)
+
+
+def test_adapt_trains_on_a_teachers_scores(tiny_backbone_dir, tmp_path):
+    args = _arguments(tmp_path, tiny_backbone_dir, stages="contrastive", pair_teacher="bm25", pair_negatives=2)
+    result = adapt(_corpus(tmp_path, TOPICS), tmp_path / "adapter", args)
+    info = read_adapter_info(result.adapter)
+    assert info is not None
+    contrastive = info.training["stages"]["contrastive"]
+    assert contrastive["pairs"]["teacher"] == "bm25" and contrastive["objective"]["group_size"] == 3
+    assert "scored by the bm25 teacher" in (result.adapter / "README.md").read_text()
 
 
 def _arguments(tmp_path, model, **overrides) -> AdaptationArguments:

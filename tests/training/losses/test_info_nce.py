@@ -108,3 +108,22 @@ def test_passages_of_the_query_document_are_not_its_negatives():
     assert masked.item() == pytest.approx(0.0, abs=1e-6), "the only other passage is masked out"
     unmasked, _ = info_nce(queries, passages, 1, 0.1)
     assert unmasked.item() > 1e-5 and accuracy.item() == 1.0
+
+
+def test_a_teacher_orders_each_querys_own_negatives():
+    """InfoNCE over every passage plus the KL divergence from the teacher's softmax over a query's own
+    negatives (passages 1-2 for query 0, 4-5 for query 1) to the query's, exactly as computed by hand."""
+    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    passages = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.8, 0.6], [0.0, 1.0], [0.8, -0.6], [0.6, 0.8]])
+    teacher = torch.tensor([[2.0, 1.0], [0.0, 3.0]])
+    loss, accuracy = info_nce(queries, passages, 3, 0.5, teacher_scores=teacher, teacher_temperature=2.0)
+    plain, _ = info_nce(queries, passages, 3, 0.5)
+    scores = queries @ passages.T / 0.5
+    targets = torch.softmax(teacher / 2.0, dim=1)
+    student = torch.log_softmax(scores[[[0], [1]], [[1, 2], [4, 5]]], dim=1)
+    distillation = (targets * (targets.log() - student)).sum() / 2
+    assert loss.item() == pytest.approx(plain.item() + distillation.item(), rel=1e-5)
+    assert distillation.item() > 0.05 and accuracy.item() == 1.0
+    agreeing = student * 0.5  # over its temperature of 0.5, the teacher's softmax is the student's
+    same, _ = info_nce(queries, passages, 3, 0.5, teacher_scores=agreeing, teacher_temperature=0.5)
+    assert same.item() == pytest.approx(plain.item(), abs=1e-5), "a teacher that agrees adds nothing"
