@@ -180,8 +180,8 @@ class StageArguments(TrainingArguments):
         default=False,
         metadata={
             "flag": "--bf16",
-            "help": "bf16 mixed precision: GPUs, and CPUs with native bf16 (AVX512_BF16 or AMX), where it runs "
-            "about twice as fast as fp32 (docs/adapt.md)",
+            "help": "bf16 mixed precision: GPUs, and CPUs with native bf16 (AVX512_BF16 or AMX), where it is "
+            "faster than fp32 and measured as good (docs/adapt.md); emulated, slower, elsewhere",
         },
     )
     seed: int = field(default=42, metadata={"flag": "--seed", "help": "seed of sampling and initialisation"})

@@ -213,8 +213,8 @@ class AdaptationArguments(StageArguments):
         default=PAIRS["negatives"].default,
         metadata={
             "flag": "--pair-negatives",
-            "help": "BM25-mined hard negatives per contrastive pair, below the top ranks and never of the "
-            "pair's own document (0: in-batch negatives only)",
+            "help": "hard negatives per contrastive pair, never of the pair's own document: BM25's below its top "
+            "10, or the best of --pair-teacher (0: in-batch negatives only)",
         },
     )
     pair_teacher: str = field(
@@ -677,8 +677,7 @@ def adapt(
     if with_contrastive:
         parts.append(
             f"label-free contrastive training (InfoNCE, τ={args.temperature}, {args.pair_maker} pairs, "
-            "in-batch negatives"
-            + (f", {args.negatives_phrase})" if args.pair_negatives else ")")
+            "in-batch negatives" + (f", {args.negatives_phrase})" if args.pair_negatives else ")")
         )
     description = (
         f"Unsupervised adaptation to the {corpus.documents} documents of `{source}`: {', then '.join(parts)}."

@@ -102,7 +102,7 @@ class PairConfig(BaseModel):
         le=1,
         description="generated: share of those passages asked for a question (else ict).",
     )
-    negatives: int = Field(default=0, ge=0, description="BM25-mined hard negatives per pair.")
+    negatives: int = Field(default=0, ge=0, description="Hard negatives per pair, mined as teacher says.")
     teacher: Teacher = Field(
         default="none",
         description="What ranks and scores the negatives: none (BM25 ranks, below skip_top), bm25, or hybrid "
