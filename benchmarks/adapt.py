@@ -21,6 +21,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import get_args
 
 from llara_rag.encoding.adapter import (
     DEFAULT_ADAPTER,
@@ -34,6 +35,7 @@ from llara_rag.encoding.backbone import DEFAULT_MODEL
 from llara_rag.encoding.encoder import EncoderConfig
 from llara_rag.evaluation import EvaluationConfig, evaluate
 from llara_rag.training import AdaptationArguments, adapt
+from llara_rag.training.data.pseudo_pairs import PairConfig, Teacher
 from llara_rag.training.unsupervised import STAGE_ONE_ADAPTER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +170,7 @@ NEGATIVES = {
 def reuse_stage_one(checkpoints: Path, name: str, recipe: dict) -> None:
     """Stage 1 copied from the run whose recipe differs in the contrastive stage's negatives alone: ``adapt``
     checks its record and trains it again if it differs after all."""
-    base = {key: value for key, value in recipe.items() if key not in ("negatives", "teacher", "start_share")}
+    base = {key: value for key, value in recipe.items() if key not in ("negatives", "teacher")}
     source = checkpoints.parent / f"adapt-{name}-{recipe_tag(base)}.checkpoints" / STAGE_ONE_ADAPTER
     target = checkpoints / STAGE_ONE_ADAPTER
     if base != recipe and source.is_dir() and not target.exists():
@@ -379,12 +381,12 @@ def main() -> None:
         "--pair-negatives",
         type=int,
         default=0,
-        help="BM25-mined hard negatives a contrastive pair (0: in-batch)",
+        help="hard negatives a contrastive pair (0: in-batch), mined as --pair-teacher says",
     )
     parser.add_argument(
         "--pair-teacher",
-        choices=("none", "bm25", "hybrid"),
-        default="none",
+        choices=get_args(Teacher),
+        default=PairConfig.model_fields["teacher"].default,
         help="what picks and scores the hard negatives (as `adapt --pair-teacher`)",
     )
     parser.add_argument("--contrastive-steps", type=int, default=18)

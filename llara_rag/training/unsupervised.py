@@ -214,7 +214,7 @@ class AdaptationArguments(StageArguments):
         metadata={
             "flag": "--pair-negatives",
             "help": "hard negatives per contrastive pair, never of the pair's own document: BM25's below its top "
-            "10, or the best of --pair-teacher (0: in-batch negatives only)",
+            f"{PAIRS['skip_top'].default}, or the best of --pair-teacher (0: in-batch negatives only)",
         },
     )
     pair_teacher: str = field(
@@ -222,9 +222,10 @@ class AdaptationArguments(StageArguments):
         metadata={
             "flag": "--pair-teacher",
             "choices": get_args(Teacher),
-            "help": "what picks and scores the --pair-negatives: none (BM25 ranks below its top 10), bm25, or "
-            "hybrid (BM25 + the --adapter encoder): negatives from the teacher's top ranks, and each query's "
-            "scores over its passages follow the teacher's (label-free distillation)",
+            "help": "what picks and scores the --pair-negatives: none (BM25's ranks below its top "
+            f"{PAIRS['skip_top'].default}), bm25, or hybrid (BM25 + the --adapter encoder): negatives from the "
+            "teacher's top ranks, and each query's scores over them follow the teacher's (label-free "
+            "distillation)",
         },
     )
     max_steps: int = field(
@@ -304,7 +305,7 @@ class AdaptationArguments(StageArguments):
                 )
             )
             raise InvalidInputError(f"{flag} {value!r}: {first['msg']}.") from None
-        if self.pair_teacher != "none" and self.pair_negatives < 2:
+        if self.pair_teacher != "none" and self.pair_negatives < 2 and "contrastive" in self.stage_list:
             raise InvalidInputError(
                 f"--pair-teacher {self.pair_teacher} ranks each pair's hard negatives against each other; pass "
                 "--pair-negatives 2 or more."
@@ -601,13 +602,12 @@ def adapt(
     stages = args.stage_list
     with_contrastive = "contrastive" in stages
     # Everything that can be refused is checked before the first stage trains.
+    pair_config = args.pairs_for_run(max(1, args.world_size), start) if with_contrastive else None
     backbone = load_backbone(args.model, device="cpu")
     finish = finishing(interpolation_step(args, start), whitening_step(args, source, backbone.hidden_size))
-    if with_contrastive:
+    if pair_config is not None:
         with args.main_process_first(desc="making pairs"):  # generated questions: one process writes them
-            samples, pairs, corpus = make_pairs(
-                source, backbone.tokenizer, args.pairs_for_run(max(1, args.world_size), start)
-            )
+            samples, pairs, corpus = make_pairs(source, backbone.tokenizer, pair_config)
         check_groups(samples, max(1, args.world_size))
     del backbone
     _log_plan(args, len(samples) if with_contrastive else 0)

@@ -143,7 +143,7 @@ def _write_beir(folder: Path) -> Path:
 def test_beir_mining_reads_only_the_given_split(tmp_path, monkeypatch):
     folder = _write_beir(tmp_path / "toy")
     recorder = RecordingSystem()
-    monkeypatch.setattr("llara_rag.training.data.pairs._ranker", lambda config: recorder)
+    monkeypatch.setattr("llara_rag.training.data.pairs.ranker", lambda config: recorder)
     groups, summary = load_groups(folder, "train", MiningConfig(negatives=3, skip_top=1))
     assert sorted(recorder.seen) == ["train-1", "train-2"], "a test query must never be ranked for mining"
     assert sorted(g.query for g in groups) == ["cats purr", "dogs bark"]

@@ -266,7 +266,10 @@ def generate_questions(
     report.too_short = len(asked) - len(long_enough)
     report.passages = len(long_enough)
     replies = _write(
-        [corpus[index] for index in long_enough], writer or generator_writer(generator, samples), cache, report
+        [corpus[index] for index in long_enough],
+        writer or generator_writer(generator, samples),
+        cache,
+        report,
     )
     seen: set[str] = set()  # a question asked of two passages is kept for the first only
     candidates: dict[int, list[str]] = {}

@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 PairMaker = Literal["ict", "crop", "next", "title", "generated"]
 Teacher = Literal["none", "bm25", "hybrid"]
 TEACHER_DEPTH = 20
-"""A teacher's negatives are drawn from its best this many passages of other documents."""
+"""A teacher's negatives are drawn from its best this many ranks, less those of the query's own document."""
 MINING = MiningConfig.model_fields
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 MIN_QUERY_WORDS = 4
@@ -111,8 +111,12 @@ class PairConfig(BaseModel):
     teacher_encoder: EncoderConfig | None = Field(
         default=None, description="hybrid: the encoder of the teacher's dense side (the start adapter)."
     )
-    skip_top: int = Field(default=MINING["skip_top"].default, ge=0, description="Top ranks never mined.")
-    depth: int = Field(default=MINING["depth"].default, gt=0, description="Deepest rank mined.")
+    skip_top: int = Field(
+        default=MINING["skip_top"].default, ge=0, description="Top ranks never mined (a teacher's: none)."
+    )
+    depth: int = Field(
+        default=MINING["depth"].default, gt=0, description="Deepest rank mined (a teacher's: TEACHER_DEPTH)."
+    )
     cache_dir: Path | None = Field(
         default=None, description=f"generated: where {CACHE_FILE} keeps the written questions."
     )
@@ -328,7 +332,8 @@ def _with_negatives(
             chosen = random.Random(f"{config.seed}:{qid}").choices(chosen, k=config.negatives)
         teacher: tuple[float, ...] = ()
         if config.teacher != "none":
-            scores = z_scores(run[qid]) if config.teacher == "bm25" else run[qid]  # hybrid: already z-scores
+            # hybrid: already z-scores; bm25: none when the query shares no word with any passage
+            scores = z_scores(run[qid]) if config.teacher == "bm25" and run[qid] else run[qid]
             floor = min(scores.values(), default=0.0)
             teacher = tuple(scores.get(doc_id, floor) for doc_id in chosen)
         negatives = [passages[int(doc_id)] for doc_id in chosen]

@@ -12,8 +12,8 @@ Every row carries a key (the document it came from, or a hash of its text): a pa
 query's key without being its positive is masked out of that query's negatives, so duplicate documents
 and several pairs of one document in a batch are never taught apart.
 
-Rows may carry a teacher's scores of their hard negatives (label-free pairs, whose negatives BM25 + the
-start encoder ranked): then each query's scores over its own negatives also follow the teacher's softmax
+Rows may carry a teacher's scores of their hard negatives (label-free pairs whose negatives BM25, or BM25 +
+the start encoder, ranked): then each query's scores over its own negatives also follow the teacher's softmax
 over them (KL divergence, as sentence-transformers' ``DistillKLDivLoss``; GPL and RocketQAv2 distil a
 stronger ranker so), which teaches how much less each is worth than the positive rather than only that it
 is. The positive is left out of that softmax: the teacher scores it on the text the query was cut from.
@@ -48,9 +48,10 @@ ACCURACY_METRIC = "accuracy"
 
 
 TEACHER_TEMPERATURE = 0.4
-"""Puts the teacher's scores on the student's scale. A student's logit is cos / τ, and the default's cosines
-spread ~0.1 over a query's candidates (CACM), so a standard deviation is ~2 logits at τ 0.05; the hybrid
-teacher's scores are sums of half z-scores, spread ~0.8: 2 / 0.8 = 1 / 0.4."""
+"""Puts the teacher's scores on about the student's scale. A student's logit is cos / τ, and the default's
+cosines spread 0.10 (standard deviation) over a query's candidates (30 CACM sentences against 400 of its
+documents), 2 logits at τ 0.05; the hybrid teacher's scores are means of two z-scores, spread from 0.7 to 1
+as the two correlate: 2 / 0.8 = 1 / 0.4."""
 
 
 class InfoNCEConfig(BaseModel):
@@ -90,7 +91,7 @@ def info_nce(
     Query i's positive is passage ``i * group_size``; the rest of its group and every other passage are
     its negatives, except passages whose key equals the query's (same document). With ``teacher_scores``
     (n, group_size - 1) of each query's own negatives, the KL divergence from the teacher's softmax over
-    them to the query's own (at ``temperature``) is added. With ``cross_device``
+    them (at ``teacher_temperature``) to the query's own (at ``temperature``) is added. With ``cross_device``
     under an initialised process group, passages (and keys) of all ranks are gathered with an
     autograd-aware all-gather, so gradients reach the rank that embedded them.
     """

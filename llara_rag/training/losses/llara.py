@@ -110,7 +110,9 @@ class ExampleBuilder:
         self.tokenizer = tokenizer
         self.max_text_tokens = max_text_tokens
         self.lowercase = lowercase
-        inputs = PromptInputs(tokenizer, special_ids, prompts, lowercase=lowercase)  # the ids the encoder serves
+        inputs = PromptInputs(
+            tokenizer, special_ids, prompts, lowercase=lowercase
+        )  # the ids the encoder serves
         self.head = inputs.head
         self.passage_block = inputs.tail["passage"]
         self.query_block = inputs.tail["query"]
@@ -122,7 +124,9 @@ class ExampleBuilder:
 
     def _ids(self, text: str) -> list[int]:
         """Text and targets alike: a lower-cased adapter learns to predict the lower-cased words it reads."""
-        return list(self.tokenizer(text.lower() if self.lowercase else text, add_special_tokens=False)["input_ids"])
+        return list(
+            self.tokenizer(text.lower() if self.lowercase else text, add_special_tokens=False)["input_ids"]
+        )
 
     def text_ids(self, text: str) -> list[int]:
         return self._ids(text)[: self.max_text_tokens]

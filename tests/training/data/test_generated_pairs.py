@@ -50,7 +50,9 @@ class FakeWriter:
 
     def __call__(self, passages: Sequence[str]) -> list[list[str]]:
         self.asked.extend(passages)
-        return [next(replies for start, replies in QUESTIONS.items() if p.startswith(start)) for p in passages]
+        return [
+            next(replies for start, replies in QUESTIONS.items() if p.startswith(start)) for p in passages
+        ]
 
 
 def _corpus(tmp_path: Path, rows: list[str]) -> Path:
@@ -95,8 +97,9 @@ def test_round_trip_keeps_questions_that_find_their_passage_and_the_rest_fall_ba
     assert (generation["passages"], generation["too_short"], generation["no_usable"]) == (4, 1, 1)
     assert (generation["filtered_out"], generation["kept"], generation["written"]) == (1, 2, 6)
     assert generation["questions_per_minute"] is not None and generation["pairs_per_minute"] is not None
-    assert "2 generated and 3 ict (1 passages too short to ask about, 1 without a usable question, 1 whose" in (
-        caplog.text
+    assert (
+        "2 generated and 3 ict (1 passages too short to ask about, 1 without a usable question, 1 whose"
+        in (caplog.text)
     )
     wider = PairConfig(maker="generated", round_trip_top=4, cache_dir=tmp_path / "run")
     samples, report, _ = make_pairs(docs, tokenizer, wider, writer=FakeWriter())
@@ -129,7 +132,9 @@ def test_a_generator_that_writes_nothing_usable_leaves_ict_pairs_and_says_so(tmp
     assert len(samples) == 4 and report.makers == {"generated": 0, "ict": 4}
     assert "0 generated and 4 ict" in caplog.text and "no generated pair" in caplog.text
     with pytest.raises(InvalidInputError, match="found no pair"):
-        make_pairs(_corpus(tmp_path, ["too short"]), tokenizer, PairConfig(maker="generated"), writer=FakeWriter())
+        make_pairs(
+            _corpus(tmp_path, ["too short"]), tokenizer, PairConfig(maker="generated"), writer=FakeWriter()
+        )
 
 
 def test_passages_are_drawn_up_to_the_budget_and_shared_with_ict(tmp_path, tokenizer):
@@ -155,18 +160,22 @@ def test_run_budget_is_what_the_contrastive_stage_reads(tmp_path):
     args = AdaptationArguments(
         output_dir=str(tmp_path), pair_maker="generated", contrastive_max_steps=5, contrastive_batch_size=8
     )
-    pairs = args.pairs_for_run(world=2)
+    pairs = args.pairs_for_run(world=2, start=None)
     assert (pairs.max_passages, pairs.cache_dir) == (80, tmp_path)
     epochs = AdaptationArguments(output_dir=str(tmp_path), pair_maker="generated", contrastive_max_steps=-1)
-    assert epochs.pairs_for_run(world=1).max_passages == -1
+    assert epochs.pairs_for_run(world=1, start=None).max_passages == -1
     with pytest.raises(InvalidInputError, match="--pair-maker"):
         AdaptationArguments(output_dir=str(tmp_path), pair_maker="generated", generated_share=2.0)
 
 
-def test_adapt_trains_on_generated_pairs_with_hard_negatives(tiny_chat_model_dir, tiny_backbone_dir, tmp_path):
+def test_adapt_trains_on_generated_pairs_with_hard_negatives(
+    tiny_chat_model_dir, tiny_backbone_dir, tmp_path
+):
     """The tiny random chat model writes the questions (mostly unusable: ict stands in) and training runs
     on groups of a positive and a mined negative; the record says how many pairs each maker gave."""
-    docs = _corpus(tmp_path, [CATS, RUST, WING, MARKET, CATS.replace("Cats", "Dogs"), RUST.replace("Rust", "Go")])
+    docs = _corpus(
+        tmp_path, [CATS, RUST, WING, MARKET, CATS.replace("Cats", "Dogs"), RUST.replace("Rust", "Go")]
+    )
     args = AdaptationArguments(
         output_dir=str(tmp_path / "checkpoints"),
         model=str(tiny_backbone_dir),

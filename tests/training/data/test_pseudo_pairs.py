@@ -139,18 +139,48 @@ def test_a_teacher_gives_each_pair_its_top_ranked_negatives_and_their_scores(tin
     assert list((tmp_path / "checkpoints").glob("pairs-*.npz")), "the teacher's vectors are cached"
 
 
+def test_a_teachers_negatives_come_from_its_top_ranks(tiny_backbone_dir, tmp_path):
+    """30 documents that all share the query's words: each negative is among the teacher's best
+    TEACHER_DEPTH of the others (drawn from all 29, two each for 30 queries would not be)."""
+    from transformers import AutoTokenizer
+
+    from llara_rag.indexing.lexical import bm25_top, build_bm25
+    from llara_rag.training.data.pseudo_pairs import TEACHER_DEPTH
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_backbone_dir)
+    rows = [
+        f"The wing model {i} was tested in the tunnel at speed. Lift rose {'sharply ' * (i % 6)}by {i} percent."
+        for i in range(30)
+    ]
+    config = PairConfig(passage_tokens=64, negatives=2, teacher="bm25", keep_sentence=0.0)
+    samples, _, _ = make_pairs(_corpus(tmp_path, rows), tokenizer, config)
+    ids = [str(i) for i in range(len(rows))]
+    for sample in samples:
+        (ranking,) = bm25_top(build_bm25(rows), ids, [sample.query], len(rows))
+        others = [
+            int(doc)
+            for doc, _ in sorted(ranking.items(), key=lambda item: -item[1])
+            if int(doc) != sample.keys[0]
+        ]
+        assert all(others.index(key) < TEACHER_DEPTH for key in sample.keys[1:])
+
+
 def test_a_teacher_without_negatives_or_without_a_start_adapter_is_refused(tiny_backbone_dir, tmp_path):
     with pytest.raises(InvalidInputError, match="--pair-negatives 2"):
         AdaptationArguments(output_dir=str(tmp_path), pair_teacher="bm25", pair_negatives=1)
     with pytest.raises(ValueError, match="--pair-teacher"):
         AdaptationArguments(output_dir=str(tmp_path), pair_teacher="teacher", pair_negatives=2)
-    args = _arguments(tmp_path, tiny_backbone_dir, pair_teacher="hybrid", pair_negatives=2, start_adapter=None)
+    args = _arguments(
+        tmp_path, tiny_backbone_dir, pair_teacher="hybrid", pair_negatives=2, start_adapter=None
+    )
     with pytest.raises(InvalidInputError, match="--pair-teacher bm25"):
         adapt(_corpus(tmp_path, TOPICS), tmp_path / "adapter", args)
 
 
 def test_adapt_trains_on_a_teachers_scores(tiny_backbone_dir, tmp_path):
-    args = _arguments(tmp_path, tiny_backbone_dir, stages="contrastive", pair_teacher="bm25", pair_negatives=2)
+    args = _arguments(
+        tmp_path, tiny_backbone_dir, stages="contrastive", pair_teacher="bm25", pair_negatives=2
+    )
     result = adapt(_corpus(tmp_path, TOPICS), tmp_path / "adapter", args)
     info = read_adapter_info(result.adapter)
     assert info is not None

@@ -99,7 +99,10 @@ def test_targets_are_unique_and_drop_special_and_stop_words(backbone):
 def test_a_lower_cased_builder_reads_and_predicts_lower_case(backbone):
     folded = ExampleBuilder(backbone.tokenizer, backbone.special_ids, max_text_tokens=64, lowercase=True)
     cased = ExampleBuilder(backbone.tokenizer, backbone.special_ids, max_text_tokens=64)
-    shouted, plain = Record("a", 0, "The CATS purr", "DOGS bark"), Record("a", 0, "the cats purr", "dogs bark")
+    shouted, plain = (
+        Record("a", 0, "The CATS purr", "DOGS bark"),
+        Record("a", 0, "the cats purr", "dogs bark"),
+    )
     assert folded(shouted) == folded(plain) == cased(plain)
     assert cased(shouted) != cased(plain)
 
