@@ -296,15 +296,9 @@ class AdaptationArguments(StageArguments):
             self.pairs  # noqa: B018 - builds (and so validates) the pair maker's settings before any model loads
         except ValidationError as error:
             first = error.errors()[0]
-            flag, value = (
-                ("--pair-teacher", self.pair_teacher)
-                if first["loc"][0] == "teacher"
-                else (
-                    "--pair-maker",
-                    self.pair_maker,
-                )
-            )
-            raise InvalidInputError(f"{flag} {value!r}: {first['msg']}.") from None
+            field_name = "pair_teacher" if first["loc"][0] == "teacher" else "pair_maker"
+            flag = "--" + field_name.replace("_", "-")
+            raise InvalidInputError(f"{flag} {getattr(self, field_name)!r}: {first['msg']}.") from None
         if self.pair_teacher != "none" and self.pair_negatives < 2 and "contrastive" in self.stage_list:
             raise InvalidInputError(
                 f"--pair-teacher {self.pair_teacher} ranks each pair's hard negatives against each other; pass "

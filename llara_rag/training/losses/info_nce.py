@@ -16,7 +16,8 @@ Rows may carry a teacher's scores of their hard negatives (label-free pairs whos
 the start encoder, ranked): then each query's scores over its own negatives also follow the teacher's softmax
 over them (KL divergence, as sentence-transformers' ``DistillKLDivLoss``; GPL and RocketQAv2 distil a
 stronger ranker so), which teaches how much less each is worth than the positive rather than only that it
-is. The positive is left out of that softmax: the teacher scores it on the text the query was cut from.
+is. The positive is left out of that softmax: the teacher ranks the whole window the query was cut
+from, query included, far above anything else.
 """
 
 from __future__ import annotations
