@@ -36,7 +36,7 @@ from llara_rag.encoding.encoder import EncoderConfig
 from llara_rag.evaluation import EvaluationConfig, evaluate
 from llara_rag.training import AdaptationArguments, adapt
 from llara_rag.training.data.pseudo_pairs import PairConfig, Teacher
-from llara_rag.training.unsupervised import STAGE_ONE_ADAPTER
+from llara_rag.training.unsupervised import MEASURED_SUPERVISED_STEPS, STAGE_ADAPTER
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -81,6 +81,8 @@ def recipe_of(args: argparse.Namespace) -> dict[str, float | int | str]:
             recipe["negatives"] = args.pair_negatives
         if args.pair_teacher != "none":
             recipe["teacher"] = args.pair_teacher
+    if "supervised" in args.stages:
+        recipe["supervised_steps"] = args.supervised_steps
     if args.bf16:
         recipe["bf16"] = True
     if args.start_adapter != NONE:
@@ -112,6 +114,8 @@ def recipe_tag(recipe: dict) -> str:
         contrastive += f"-neg{recipe['negatives']}"
     if "teacher" in recipe:
         contrastive += f"-teacher{recipe['teacher']}"
+    if "supervised_steps" in recipe:
+        contrastive += f"-then-sup{recipe['supervised_steps']}"
     start = f"from-{Path(str(recipe['start'])).name}-" if "start" in recipe else ""
     if "start_digest" in recipe:
         start += f"{recipe['start_digest']}-"
@@ -153,6 +157,10 @@ def describe_recipe(recipe: dict, training: dict) -> str:
                 else ""
             )
         )
+    if "supervised_steps" in recipe:
+        parts.append(
+            f"then {recipe['supervised_steps']} x {recipe['contrastive_batch']} of the default's supervised groups"
+        )
     if "start_share" in recipe:
         parts.append(f"{recipe['start_share']:g} of the start adapter kept")
     if recipe.get("bf16"):
@@ -168,11 +176,14 @@ NEGATIVES = {
 
 
 def reuse_stage_one(checkpoints: Path, name: str, recipe: dict) -> None:
-    """Stage 1 copied from the run whose recipe differs in the contrastive stage's negatives alone: ``adapt``
-    checks its record and trains it again if it differs after all."""
-    base = {key: value for key, value in recipe.items() if key not in ("negatives", "teacher")}
-    source = checkpoints.parent / f"adapt-{name}-{recipe_tag(base)}.checkpoints" / STAGE_ONE_ADAPTER
-    target = checkpoints / STAGE_ONE_ADAPTER
+    """Stage 1 copied from the run whose recipe differs in the contrastive stage's negatives or the supervised
+    stage alone: ``adapt`` checks its record and trains it again if it differs after all."""
+    base = {
+        key: value for key, value in recipe.items() if key not in ("negatives", "teacher", "supervised_steps")
+    }
+    stage_one = STAGE_ADAPTER.format("ebae-ebar")
+    source = checkpoints.parent / f"adapt-{name}-{recipe_tag(base)}.checkpoints" / stage_one
+    target = checkpoints / stage_one
     if base != recipe and source.is_dir() and not target.exists():
         logger.info("Stage 1 taken from %s", source.parent.name)
         shutil.copytree(source, target)
@@ -207,6 +218,7 @@ def train(name: str, args: argparse.Namespace) -> dict:
             contrastive_learning_rate=args.contrastive_lr,
             contrastive_batch_size=args.contrastive_batch_size,
             temperature=args.temperature,
+            supervised_max_steps=args.supervised_steps,
             save_steps=10,
             start_adapter=None if args.start_adapter == NONE else args.start_adapter,
             start_share=args.start_share,
@@ -375,7 +387,17 @@ def main() -> None:
         default=0,
         help="-1: a quarter of the hidden size (after the contrastive stage it measured worse), 0: none",
     )
-    parser.add_argument("--stages", default="ebae-ebar,contrastive", help="ebae-ebar, contrastive or both")
+    parser.add_argument(
+        "--stages",
+        default=AdaptationArguments.stages,
+        help="as `adapt --stages`: ebae-ebar, contrastive, supervised",
+    )
+    parser.add_argument(
+        "--supervised-steps",
+        type=int,
+        default=MEASURED_SUPERVISED_STEPS,
+        help="steps of the supervised stage (the default's own groups), when --stages has it",
+    )
     parser.add_argument("--pair-maker", default="ict", help="ict, crop, next or title")
     parser.add_argument(
         "--pair-negatives",

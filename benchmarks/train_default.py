@@ -10,8 +10,9 @@
 No text of Cranfield, CACM or adi is read, so the default's figures there are zero-shot: what a user gets
 on their own documents. Texts are lower-cased in training and serving (``lowercase``), so capitals, as
 typed or as indexed, do not change a vector.
-3. ``export``: the LoRA matrices and the sixteen special-token rows in fp16, the training record and a
-   model card into the package folder.
+3. ``export``: the LoRA matrices and the sixteen special-token rows in fp16, the training record, a model
+   card and the supervised stage's pairs (gzipped: ``adapt --stages ...,supervised`` replays them) into the
+   package folder.
 
 Each stage keeps its adapter and checkpoints under ``build/default`` (relative to the repository, so
 the records name no machine's paths): rerunning the command skips finished stages and resumes an
@@ -24,6 +25,7 @@ interrupted one.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import logging
 import os
@@ -33,6 +35,7 @@ from pathlib import Path
 
 from llara_rag.encoding.adapter import (
     DEFAULT_ADAPTER,
+    DEFAULT_SUPERVISED_PAIRS,
     PEFT_FILES,
     read_adapter_info,
     write_adapter_info,
@@ -129,11 +132,16 @@ def supervised_pairs(args: argparse.Namespace, path: Path) -> Path:
     return write_if_changed(path, content)
 
 
+def pairs_file(args: argparse.Namespace) -> Path:
+    """The supervised stage's groups, beside its adapter."""
+    name = "pairs.jsonl" if args.supervised_name == "supervised" else f"{args.supervised_name}.pairs.jsonl"
+    return WORK / name
+
+
 def supervised(args: argparse.Namespace) -> Path:
     adapter = WORK / args.supervised_name
-    pairs = "pairs.jsonl" if args.supervised_name == "supervised" else f"{args.supervised_name}.pairs.jsonl"
     finetune(
-        supervised_pairs(args, WORK / pairs),
+        supervised_pairs(args, pairs_file(args)),
         adapter,
         ContrastiveArguments(
             output_dir=str(WORK / "checkpoints" / args.supervised_name),
@@ -178,6 +186,8 @@ def export(source: Path, target: Path, args: argparse.Namespace) -> None:
     save_file({name: tensor.half().contiguous() for name, tensor in weights.items()}, target / PEFT_FILES[1])
     (target / PEFT_FILES[0]).write_bytes((source / PEFT_FILES[0]).read_bytes())
     write_adapter_info(target, info)
+    with gzip.GzipFile(DEFAULT_SUPERVISED_PAIRS, "wb", mtime=0) as pairs:  # mtime 0: the same bytes every export
+        pairs.write(pairs_file(args).read_bytes())
     stages = unsupervised.training["stages"]
     data = supervised.training["data"]
     description = (
@@ -191,7 +201,10 @@ def export(source: Path, target: Path, args: argparse.Namespace) -> None:
         f"passage while any is left), {supervised.training['steps']} steps of 64 queries with {args.negatives} BM25 hard "
         f"negative(s) each, τ={args.temperature}, lr {args.supervised_lr:g}. Texts lower-cased in training and "
         f"serving: {args.lowercase}. Test queries and test judgments were never read, and no text of the "
-        "collections the project measures it on zero-shot (Cranfield, CACM, adi). Weights stored in fp16.\n\n"
+        "collections the project measures it on zero-shot (Cranfield, CACM, adi). Weights stored in fp16. "
+        f"`{DEFAULT_SUPERVISED_PAIRS.name}` holds the supervised stage's groups (query, positive, negative), "
+        "which `llara-rag adapt --stages ebae-ebar,contrastive,supervised` replays; SQuAD's share-alike "
+        "license applies to its SQuAD groups.\n\n"
         "## Data\n" + "\n".join(source_line(name) for name in dict.fromkeys(CORPORA + SUPERVISED))
     )
     write_model_card(target, info, description)

@@ -36,6 +36,9 @@ LLARA_CONFIG_FILE = "llara_config.json"
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
 DEFAULT_ADAPTER = Path(__file__).parents[1] / "default_adapter"
 """The retrieval-trained adapter shipped for the default backbone (``benchmarks/train_default.py`` made it)."""
+DEFAULT_SUPERVISED_PAIRS = DEFAULT_ADAPTER / "supervised_pairs.jsonl.gz"
+"""The labelled groups the default adapter's supervised stage trained on, shipped so ``adapt`` can replay
+them after a corpus has moved the adapter (SciFact and SQuAD train questions; licenses in its model card)."""
 DEFAULT = "default"
 """``adapter="default"``: the shipped adapter on the default backbone, no adapter on any other model."""
 NONE = "none"

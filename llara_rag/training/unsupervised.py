@@ -5,10 +5,13 @@
    trained on the one-pass EBAE/EBAR objective, which teaches the special tokens to stand for a passage;
 2. ``contrastive``: InfoNCE on (pseudo-query, passage) pairs made from the same documents
    (:mod:`llara_rag.training.data.pseudo_pairs`), continuing stage 1's LoRA, which teaches it to rank;
+3. ``supervised`` (when asked for): InfoNCE on labelled groups that are not the user's (by default the default
+   adapter's own supervised pairs, shipped beside it), continuing stage 2's LoRA: the supervised stage the
+   start adapter once had, replayed after the corpus has moved it;
 then fits the domain whitening (:mod:`llara_rag.encoding.whitening`) on a sample of the windows and writes one
-adapter directory that ``LLaRAEncoder(adapter=...)`` loads. ``stages`` runs either stage alone.
-Checkpoints go to ``args.output_dir`` (the CLI uses ``OUTPUT.checkpoints``), stage 1's finished adapter
-too; rerunning the same command after an interruption resumes where it stopped.
+adapter directory that ``LLaRAEncoder(adapter=...)`` loads. ``stages`` picks the stages, run in that order.
+Checkpoints go to ``args.output_dir`` (the CLI uses ``OUTPUT.checkpoints``), each stage's finished adapter
+too when another stage follows; rerunning the same command after an interruption resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -25,7 +28,13 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from llara_rag.encoding.adapter import DEFAULT, AdapterDirectory, TrainedLengths, apply_adapter
+from llara_rag.encoding.adapter import (
+    DEFAULT,
+    DEFAULT_SUPERVISED_PAIRS,
+    AdapterDirectory,
+    TrainedLengths,
+    apply_adapter,
+)
 from llara_rag.encoding.backbone import load_backbone
 from llara_rag.encoding.encoder import EncoderConfig, LLaRAEncoder
 from llara_rag.encoding.whitening import default_dimensions, fit_whitening
@@ -44,11 +53,13 @@ from llara_rag.training.data.corpus import (
     corpus_digest,
     write_records,
 )
-from llara_rag.training.data.groups import check_groups
+from llara_rag.training.data.groups import GroupSample, check_groups, draw_samples
+from llara_rag.training.data.pairs import load_groups
 from llara_rag.training.data.pseudo_pairs import PairConfig, PairMaker, Teacher, make_pairs
 from llara_rag.training.interpolation import interpolate_adapter
 from llara_rag.training.losses.info_nce import DEFAULT_CHUNK_TOKENS
 from llara_rag.training.losses.llara import ExampleBuilder, LLaRALoss, ObjectiveConfig, collate_examples
+from llara_rag.training.supervised import source_digest
 from llara_rag.training.trainer import (
     AdapterTrainer,
     StageArguments,
@@ -66,15 +77,21 @@ PAIRS = PairConfig.model_fields
 
 RECORDS_FILE = "records.jsonl"
 """The training windows, saved beside the checkpoints so what the adapter learnt from can be inspected."""
-STAGES = ("ebae-ebar", "contrastive")
+STAGES = ("ebae-ebar", "contrastive", "supervised")
 MEASURED_BUDGET = 0
 """The step count that asks for the measured budget: 40 EBAE/EBAR steps of 8 windows and 18 contrastive
 steps of 64 pairs, the recipe every adaptation figure of benchmarks/results/adaptation.md was measured with,
 each at most one pass over its data. It stays fixed as corpora grow, so a run's time does not: a larger corpus is sampled, not read whole (-1 and the epoch flags read it
 whole); a smaller one is read once rather than over and over."""
-MEASURED_STEPS, MEASURED_CONTRASTIVE_STEPS = 40, 18
-STAGE_ONE_ADAPTER = "ebae-ebar-adapter"
-"""Stage 1's finished adapter, inside the checkpoint folder: stage 2 starts from it, a rerun skips stage 1."""
+MEASURED_STEPS, MEASURED_CONTRASTIVE_STEPS, MEASURED_SUPERVISED_STEPS = 40, 18, 14
+SUPERVISED_NEGATIVES = 1
+"""Hard negatives a supervised group trains with: the default's supervised stage's one BM25 negative (mined
+for a group of a user's file that has none)."""
+STAGE_ADAPTER = "{}-adapter"
+"""A finished stage's adapter inside the checkpoint folder, when another stage follows: the next starts from
+it, a rerun skips the stage."""
+SUPERVISED_FIELDS = frozenset({"supervised_pairs", "supervised_max_steps"})
+"""Settings of the supervised stage alone: changing them retrains neither label-free stage."""
 CONTRASTIVE_FIELDS = frozenset(
     {
         "stages",
@@ -96,6 +113,8 @@ CONTRASTIVE_FIELDS = frozenset(
     }
 )
 """Settings of the contrastive stage alone: changing them does not retrain a finished stage 1."""
+STAGE_FIELDS = {"ebae-ebar": frozenset(), "contrastive": CONTRASTIVE_FIELDS, "supervised": SUPERVISED_FIELDS}
+"""Each stage's own settings: a finished stage is kept when only a later stage's settings changed."""
 FINISH_FIELDS = frozenset({"whitening_dims", "whitening_samples", "start_share"})
 """Fields of the steps after training (whitening, interpolation): changing them trains no stage again."""
 CONTRASTIVE_DEFAULTS = frozenset({"output_dir", "logging_dir", "dataloader_drop_last", "run_name"})
@@ -158,7 +177,25 @@ class AdaptationArguments(StageArguments):
         default="ebae-ebar,contrastive",
         metadata={
             "flag": "--stages",
-            "help": "the stages to run, comma-separated: ebae-ebar, contrastive or both (ebae-ebar first)",
+            "help": "the stages to run, comma-separated, always in this order: ebae-ebar (the documents' "
+            "windows), contrastive (pairs made from them), supervised (--supervised-pairs replayed after them)",
+        },
+    )
+    supervised_pairs: str = field(
+        default=DEFAULT,
+        metadata={
+            "flag": "--supervised-pairs",
+            "help": "the supervised stage's labelled groups, none of them the documents': 'default' (the default "
+            "adapter's own supervised pairs, SciFact and SQuAD train questions, shipped beside it) or a JSONL "
+            "file of query/pos/neg objects",
+        },
+    )
+    supervised_max_steps: int = field(
+        default=MEASURED_BUDGET,
+        metadata={
+            "flag": "--supervised-steps",
+            "help": f"supervised optimizer steps of --contrastive-batch-size groups (0: the measured budget, "
+            f"{MEASURED_SUPERVISED_STEPS} steps or one epoch of groups if fewer; -1: one epoch)",
         },
     )
     pair_maker: str = field(
@@ -304,7 +341,12 @@ class AdaptationArguments(StageArguments):
                 f"--pair-teacher {self.pair_teacher} ranks each pair's hard negatives against each other; pass "
                 "--pair-negatives 2 or more."
             )
-        if "contrastive" in self.stage_list:
+        if "supervised" in self.stage_list and not self.supervised_path.is_file():
+            raise InvalidInputError(
+                f"--supervised-pairs {self.supervised_pairs}: no such file; pass a JSONL file of query/pos/neg "
+                "objects, or 'default' for the pairs shipped with the default adapter."
+            )
+        if {"contrastive", "supervised"} & set(self.stage_list):
             check_contrastive_settings(self.temperature, self.chunk_tokens, self.contrastive_batch_size)
         try:
             ObjectiveConfig.model_validate(self._objective_values())
@@ -342,6 +384,14 @@ class AdaptationArguments(StageArguments):
         return tuple(stage.strip() for stage in self.stages.split(",") if stage.strip())
 
     @property
+    def supervised_path(self) -> Path:
+        return (
+            DEFAULT_SUPERVISED_PAIRS
+            if self.supervised_pairs == DEFAULT
+            else Path(self.supervised_pairs).expanduser()
+        )
+
+    @property
     def pairs(self) -> PairConfig:
         return PairConfig(
             maker=self.pair_maker,  # type: ignore[arg-type] - validated in __post_init__
@@ -375,24 +425,27 @@ class AdaptationArguments(StageArguments):
             update["teacher_encoder"] = EncoderConfig(model=self.model, adapter=str(start), precision="auto")
         return self.pairs.model_copy(update=update)
 
-    def contrastive(self, start_adapter: Path | None) -> ContrastiveArguments:
-        """The contrastive stage's arguments: every shared setting, its own schedule, checkpoints in a subfolder."""
+    def contrastive(self, start_adapter: Path | None, stage: str = "contrastive") -> ContrastiveArguments:
+        """The arguments of an InfoNCE stage (``contrastive`` or ``supervised``): every shared setting, the
+        stage's own schedule and negatives, checkpoints in a subfolder named for it."""
         from dataclasses import fields
 
         own = {f.name for f in fields(ContrastiveArguments) if f.init}
         shared = {name: getattr(self, name) for name in own & {f.name for f in fields(self) if f.init}}
-        stage = {
-            "output_dir": str(Path(self.output_dir) / "contrastive"),
+        supervised = stage == "supervised"
+        negatives = SUPERVISED_NEGATIVES if supervised else self.pair_negatives
+        schedule = {
+            "output_dir": str(Path(self.output_dir) / stage),
             "start_adapter": str(start_adapter) if start_adapter else None,
-            "max_steps": self.contrastive_max_steps,
-            "num_train_epochs": self.contrastive_epochs,
+            "max_steps": self.supervised_max_steps if supervised else self.contrastive_max_steps,
+            "num_train_epochs": 1.0 if supervised else self.contrastive_epochs,
             "learning_rate": self.contrastive_learning_rate,
             "per_device_train_batch_size": self.contrastive_batch_size,
-            "negatives": self.pair_negatives,
-            "miner": "bm25" if self.pair_negatives else "none",
+            "negatives": negatives,
+            "miner": "bm25" if negatives else "none",
         }
         kept = {name: value for name, value in shared.items() if name not in CONTRASTIVE_DEFAULTS}
-        return ContrastiveArguments(**(kept | stage))
+        return ContrastiveArguments(**(kept | schedule))
 
 
 @dataclass
@@ -538,7 +591,7 @@ def _stage_one(
     return trainer, corpus
 
 
-def _log_plan(args: AdaptationArguments, pairs: int) -> None:
+def _log_plan(args: AdaptationArguments, pairs: int, groups: int) -> None:
     """The budget, before anything trains: each stage's steps and what they cover."""
     stages = args.stage_list
     parts = []
@@ -547,15 +600,21 @@ def _log_plan(args: AdaptationArguments, pairs: int) -> None:
             args.max_steps, f"{args.max_steps} steps"
         )
         parts.append(f"ebae-ebar {steps} of {args.per_device_train_batch_size} windows")
-    if "contrastive" in stages:
-        batch = args.contrastive_batch_size
-        asked = budget_steps(args.contrastive_max_steps, MEASURED_CONTRASTIVE_STEPS, pairs, batch)
-        steps = f"{asked} steps" if asked > 0 else f"{args.contrastive_epochs:g} epoch(s)"
-        covered = asked * batch / pairs if asked > 0 and pairs else 1.0
-        parts.append(f"contrastive {steps} of {batch} pairs ({min(covered, 1.0):.0%} of {pairs} pairs)")
+    batch = args.contrastive_batch_size
+    for stage, rows, asked_steps, measured, what in (
+        ("contrastive", pairs, args.contrastive_max_steps, MEASURED_CONTRASTIVE_STEPS, "pairs"),
+        ("supervised", groups, args.supervised_max_steps, MEASURED_SUPERVISED_STEPS, "labelled groups"),
+    ):
+        if stage not in stages:
+            continue
+        asked = budget_steps(asked_steps, measured, rows, batch)
+        epochs = args.contrastive_epochs if stage == "contrastive" else 1.0
+        steps = f"{asked} steps" if asked > 0 else f"{epochs:g} epoch(s)"
+        covered = asked * batch / rows if asked > 0 and rows else 1.0
+        parts.append(f"{stage} {steps} of {batch} {what} ({min(covered, 1.0):.0%} of {rows})")
     logger.info(
-        "Plan: %s (--max-steps and --contrastive-steps change it); each stage logs its time estimate when "
-        "it starts.",
+        "Plan: %s (--max-steps, --contrastive-steps and --supervised-steps change it); each stage logs its "
+        "time estimate when it starts.",
         ", then ".join(parts),
     )
 
@@ -587,107 +646,137 @@ def adapt(
     """
     import torch
 
+    stages = [stage for stage in STAGES if stage in args.stage_list]
     data = {"corpus_digest": corpus_digest(check_source(source))}
+    if "supervised" in stages:
+        data["supervised_digest"] = source_digest(args.supervised_path)
     run = start_run(args, adapter_dir, data, resume=resume, overwrite=overwrite, source=source)
     if run.finished:
         return AdaptationResult(adapter=Path(adapter_dir), training=run.finished.training)
     start, recipe, resume = run.start, run.recipe, run.resume
     started, cpu_started = time.perf_counter(), time.process_time()
-    stages = args.stage_list
-    with_contrastive = "contrastive" in stages
     # Everything that can be refused is checked before the first stage trains.
-    pair_config = args.pairs_for_run(max(1, args.world_size), start) if with_contrastive else None
+    pair_config = args.pairs_for_run(max(1, args.world_size), start) if "contrastive" in stages else None
     backbone = load_backbone(args.model, device="cpu")
     finish = finishing(interpolation_step(args, start), whitening_step(args, source, backbone.hidden_size))
+    samples: list[GroupSample] = []
+    corpus: dict[str, Any] = {}
     if pair_config is not None:
         with args.main_process_first(desc="making pairs"):  # generated questions: one process writes them
-            samples, pairs, corpus = make_pairs(source, backbone.tokenizer, pair_config)
+            samples, pairs, summary = make_pairs(source, backbone.tokenizer, pair_config)
+        corpus = summary.as_dict()
         check_groups(samples, max(1, args.world_size))
     del backbone
-    _log_plan(args, len(samples) if with_contrastive else 0)
+    labelled: list[GroupSample] = []
+    if "supervised" in stages:
+        groups, labelled_data = load_groups(
+            args.supervised_path, "train", args.contrastive(None, "supervised").mining
+        )
+        labelled = draw_samples(groups, SUPERVISED_NEGATIVES, args.seed)
+        check_groups(labelled, max(1, args.world_size))
+    _log_plan(args, len(samples), len(labelled))
     records: dict[str, Any] = {}
-    stage_one = Path(args.output_dir) / STAGE_ONE_ADAPTER
-    stage_one_recipe = {k: v for k, v in recipe.items() if k not in CONTRASTIVE_FIELDS | FINISH_FIELDS}
     trainer: AdapterTrainer | None = None
-    if "ebae-ebar" in stages:
-        finished = finished_stage(stage_one, stage_one_recipe) if with_contrastive else None
+    previous = start
+    for index, stage in enumerate(stages):
+        followed = index < len(stages) - 1
+        stage_dir = Path(args.output_dir) / STAGE_ADAPTER.format(stage)
+        # A stage's recipe: the settings of every stage up to it, so changing a later one keeps it.
+        later = set().union(*(STAGE_FIELDS[name] for name in STAGES[STAGES.index(stage) + 1 :]))
+        stage_recipe = {k: v for k, v in recipe.items() if k not in later | FINISH_FIELDS | {"stages"}}
+        finished = finished_stage(stage, stage_dir, stage_recipe) if followed else None
         if finished is not None:
-            logger.info("Stage ebae-ebar already complete in %s; starting the contrastive stage", stage_one)
-            records["ebae-ebar"] = finished
-        else:
-            cpu = time.process_time()
-            trainer, corpus = _stage_one(source, args, start, resume=resume, evaluator=evaluator)
-            records["ebae-ebar"] = {
-                "recipe": stage_one_recipe,
-                **_stage_one_record(trainer, args, corpus),
-                "cpu_seconds": round(time.process_time() - cpu, 1),
-            }
-            if with_contrastive:
-                trainer.write_adapter(
-                    stage_one,
-                    stage="adaptation",
-                    training=records["ebae-ebar"],
-                    description=f"Stage 1 (EBAE + EBAR) of an adaptation to `{source}`.",
-                    lengths=args.window_lengths,
-                )
-                del trainer  # its model and optimizer state are not needed by stage 2
-                trainer = None
-    if with_contrastive:
-        first = stage_one if "ebae-ebar" in stages else start
+            logger.info("Stage %s already complete in %s; going on", stage, stage_dir)
+            records[stage], previous = finished, str(stage_dir)
+            corpus = corpus or finished.get("corpus", {})
+            continue
         cpu = time.process_time()
-        cargs = args.contrastive(first)
-        per_step = min(cargs.per_device_train_batch_size, len(samples)) * cargs.gradient_accumulation_steps
-        cargs.max_steps = budget_steps(
-            cargs.max_steps, MEASURED_CONTRASTIVE_STEPS, len(samples), per_step * max(1, cargs.world_size)
-        )
-        logger.info(
-            "Stage contrastive: %d %s pairs, %d a step, in-batch negatives%s",
-            len(samples),
-            args.pair_maker,
-            cargs.per_device_train_batch_size,
-            f" and {args.negatives_phrase}" if args.pair_negatives else "",
-        )
-        trainer = train_contrastive(samples, cargs, start=first, resume=resume, evaluator=evaluator)
-        records["contrastive"] = {
-            **trainer.summary(),
-            "inputs": inputs_record(cargs),
-            "pairs": pairs.as_dict(),
-            "continued_from": start_record(str(first)) if first else None,
-            "cpu_seconds": round(time.process_time() - cpu, 1),
-        }
+        if stage == "ebae-ebar":
+            trainer, summary = _stage_one(source, args, previous, resume=resume, evaluator=evaluator)
+            corpus = summary.as_dict()
+            records[stage] = {"recipe": stage_recipe, **_stage_one_record(trainer, args, summary)}
+            lengths = args.window_lengths
+        else:
+            cargs = args.contrastive(Path(previous) if previous else None, stage)
+            rows = samples if stage == "contrastive" else labelled
+            per_step = min(cargs.per_device_train_batch_size, len(rows)) * cargs.gradient_accumulation_steps
+            measured = MEASURED_CONTRASTIVE_STEPS if stage == "contrastive" else MEASURED_SUPERVISED_STEPS
+            cargs.max_steps = budget_steps(
+                cargs.max_steps, measured, len(rows), per_step * max(1, cargs.world_size)
+            )
+            logger.info(
+                "Stage %s: %d %s, %d a step, in-batch negatives%s",
+                stage,
+                len(rows),
+                f"{args.pair_maker} pairs"
+                if stage == "contrastive"
+                else f"labelled groups of {args.supervised_pairs}",
+                cargs.per_device_train_batch_size,
+                f" and {cargs.negatives} hard negative(s) a group" if cargs.negatives else "",
+            )
+            trainer = train_contrastive(rows, cargs, start=previous, resume=resume, evaluator=evaluator)
+            records[stage] = {
+                "recipe": stage_recipe,
+                **trainer.summary(),
+                "inputs": inputs_record(cargs),
+                "pairs" if stage == "contrastive" else "data": (
+                    pairs.as_dict() if stage == "contrastive" else labelled_data.as_dict()
+                ),
+                "continued_from": start_record(str(previous)) if previous else None,
+            }
+            lengths = cargs.trained_lengths
+        records[stage]["cpu_seconds"] = round(time.process_time() - cpu, 1)
+        if followed:
+            trainer.write_adapter(
+                stage_dir,
+                stage="adaptation",
+                training=records[stage],
+                description=f"Stage {stage} of an adaptation to `{source}`.",
+                lengths=lengths,
+            )
+            previous = str(stage_dir)
+            trainer = None  # its model and optimizer state are not needed by the next stage
     assert trainer is not None
     training = {
         "recipe": recipe,
         "stages": records,
-        "corpus": {"source": str(source), **corpus.as_dict()},
+        "corpus": {"source": str(source), **corpus},
         "continued_from": start_record(start) if start else None,
         "seconds": round(time.perf_counter() - started, 1),
         "cpu_seconds": round(time.process_time() - cpu_started, 1),
         "cpu": torch.backends.cpu.get_cpu_capability(),  # AVX2 took ~1.4x AVX512's CPU seconds
     }
-    parts = []
-    if "ebae-ebar" in stages:
-        parts.append(f"LLaRA EBAE + EBAR on windows of {args.window_tokens} tokens")
-    if with_contrastive:
-        parts.append(
-            f"label-free contrastive training (InfoNCE, τ={args.temperature}, {args.pair_maker} pairs, "
-            "in-batch negatives" + (f", {args.negatives_phrase})" if args.pair_negatives else ")")
-        )
-    description = (
-        f"Unsupervised adaptation to the {corpus.documents} documents of `{source}`: {', then '.join(parts)}."
-    )
     adapter = trainer.write_adapter(
         adapter_dir,
         stage="adaptation",
         training=training,
-        description=description,
-        lengths=cargs.trained_lengths if with_contrastive else args.window_lengths,
+        description=_description(args, stages, source, corpus.get("documents"), len(labelled)),
+        lengths=lengths,
         finish=finish,
     )
     return AdaptationResult(adapter=adapter, training=training)
 
 
-def finished_stage(directory: Path, recipe: dict[str, Any]) -> dict[str, Any] | None:
+def _description(
+    args: AdaptationArguments, stages: list[str], source: str | Path, documents: object, groups: int
+) -> str:
+    """The model card's summary of what trained the adapter."""
+    parts = []
+    if "ebae-ebar" in stages:
+        parts.append(f"LLaRA EBAE + EBAR on windows of {args.window_tokens} tokens")
+    if "contrastive" in stages:
+        parts.append(
+            f"label-free contrastive training (InfoNCE, τ={args.temperature}, {args.pair_maker} pairs, "
+            "in-batch negatives" + (f", {args.negatives_phrase})" if args.pair_negatives else ")")
+        )
+    if "supervised" in stages:
+        parts.append(
+            f"supervised InfoNCE on {groups} labelled groups of `{args.supervised_pairs}` (not of these documents)"
+        )
+    return f"Unsupervised adaptation to the {documents} documents of `{source}`: {', then '.join(parts)}."
+
+
+def finished_stage(stage: str, directory: Path, recipe: dict[str, Any]) -> dict[str, Any] | None:
     """A finished stage adapter's training record when it was trained with ``recipe``, else None (retrain)."""
     from llara_rag.encoding.adapter import LLARA_CONFIG_FILE, read_adapter_info
     from llara_rag.errors import AdapterError
@@ -697,9 +786,9 @@ def finished_stage(directory: Path, recipe: dict[str, Any]) -> dict[str, Any] | 
     try:
         info = read_adapter_info(directory)
     except AdapterError as error:
-        logger.warning("Retraining stage ebae-ebar: %s", error)
+        logger.warning("Retraining stage %s: %s", stage, error)
         return None
     if info is None or info.training.get("recipe") != recipe:
-        logger.info("Stage ebae-ebar in %s was trained with other settings; training it again", directory)
+        logger.info("Stage %s in %s was trained with other settings; training it again", stage, directory)
         return None
     return info.training

@@ -10,6 +10,7 @@ dropped, and every skipped input is counted with its reason so the user can see 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
@@ -103,8 +104,10 @@ class CorpusSummary(SkipLog):
 
 
 def jsonl_rows(path: Path, summary: SkipLog) -> Iterator[tuple[str, object]]:
-    """(``file:line`` name, parsed value) per non-blank line; a line that is not JSON is skipped by name."""
-    with path.open(encoding="utf-8") as handle:
+    """(``file:line`` name, parsed value) per non-blank line (of a gzip file too, by its ``.gz`` suffix); a
+    line that is not JSON is skipped by name."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             name = f"{path.name}:{number}"
             if not line.strip():

@@ -247,9 +247,9 @@ def load_groups(
     """Reads a JSONL file or a BEIR folder (its ``split`` qrels only) into groups with hard negatives."""
     path = Path(source).expanduser()
     if path.is_file():
-        if path.suffix.lower() != ".jsonl":
+        if not path.name.lower().endswith((".jsonl", ".jsonl.gz")):
             raise InvalidInputError(
-                f"{path} is not a .jsonl file; pass a JSONL file ({JSONL_LAYOUT}) or a BEIR folder."
+                f"{path} is not a .jsonl (or .jsonl.gz) file; pass a JSONL file ({JSONL_LAYOUT}) or a BEIR folder."
             )
         summary = PairsSummary(source=str(path), split=None, miner=config.miner)
         groups = _jsonl_groups(path, config, summary)

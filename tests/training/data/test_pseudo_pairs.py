@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import logging
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -256,6 +259,56 @@ def test_two_stage_adapt_writes_one_adapter_recording_both_stages(tiny_backbone_
     assert continued_info.training["recipe"]["start_adapter_digest"] == adapter_digest(alone.adapter)
     again = LLaRAEncoder(model=str(tiny_backbone_dir), adapter=str(continued.adapter)).encode_queries(texts)
     assert np.abs(again - one).max() > 1e-4, "the continued adapter kept training"
+
+
+def test_a_supervised_stage_replays_labelled_groups_after_the_corpus_stages(
+    tiny_backbone_dir, tmp_path, caplog
+):
+    docs = _corpus(tmp_path, TOPICS)
+    groups = [
+        {"query": f"{topic.split()[asked]} question {index}", "pos": [topic], "neg": [TOPICS[index - 1]]}
+        for index, topic in enumerate(TOPICS)
+        for asked in range(2)
+    ]
+    labelled = tmp_path / "groups.jsonl.gz"
+    with gzip.open(labelled, "wt", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(group) + "\n" for group in groups)
+    stages = "ebae-ebar,contrastive,supervised"
+    args = _arguments(tmp_path, tiny_backbone_dir, stages=stages, supervised_pairs=str(labelled))
+    result = adapt(docs, tmp_path / "adapter", args)
+    info = read_adapter_info(result.adapter)
+    assert info is not None
+    records = info.training["stages"]
+    assert list(records) == ["ebae-ebar", "contrastive", "supervised"]
+    supervised = records["supervised"]
+    assert supervised["data"]["groups"] == len(groups) and supervised["objective"]["group_size"] == 2
+    assert supervised["continued_from"]["path"] == str(tmp_path / "checkpoints" / "contrastive-adapter")
+    assert supervised["steps"] == 2, "the measured 14 steps of 4, capped at one pass over 8 groups"
+    assert f"{len(groups)} labelled groups of `{labelled}`" in (result.adapter / "README.md").read_text()
+    digest = adapter_digest(result.adapter)
+
+    shutil.rmtree(result.adapter)  # as if interrupted after the last checkpoint: the same command again
+    caplog.set_level(logging.INFO, logger="llara_rag.training.unsupervised")
+    again = adapt(docs, tmp_path / "adapter", args)
+    assert "Stage ebae-ebar already complete" in caplog.text
+    assert "Stage contrastive already complete" in caplog.text
+    assert adapter_digest(again.adapter) == digest, "the supervised stage resumed from its last checkpoint"
+
+    with pytest.raises(InvalidInputError, match="--supervised-pairs .*missing.jsonl: no such file"):
+        _arguments(
+            tmp_path, tiny_backbone_dir, stages=stages, supervised_pairs=str(tmp_path / "missing.jsonl")
+        )
+
+
+def test_the_shipped_supervised_pairs_are_the_default_adapters_groups():
+    from llara_rag.encoding.adapter import DEFAULT_ADAPTER, DEFAULT_SUPERVISED_PAIRS
+    from llara_rag.training.data.pairs import MiningConfig, load_groups
+
+    groups, summary = load_groups(DEFAULT_SUPERVISED_PAIRS, "train", MiningConfig(miner="none", negatives=1))
+    info = read_adapter_info(DEFAULT_ADAPTER)
+    assert info is not None
+    assert summary.groups == len(groups) == info.training["supervised"]["data"]["groups"]
+    assert all(len(group.negatives) == 1 for group in groups)
 
 
 def test_unknown_stages_and_makers_are_refused_before_any_model_loads(tmp_path):
