@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import get_args
 
 from llara_rag.encoding.adapter import (
-    DEFAULT_ADAPTER,
     LLARA_CONFIG_FILE,
     NONE,
+    SHIPPED,
     WHITENING_FILE,
     adapter_digest,
     read_adapter_info,
@@ -89,9 +89,9 @@ def recipe_of(args: argparse.Namespace) -> dict[str, float | int | str]:
         recipe["start"] = args.start_adapter
         if args.start_share:
             recipe["start_share"] = args.start_share
-    if args.start_adapter == "default":
+    if args.start_adapter in SHIPPED:
         # the shipped default changes between releases: a run from another default is another recipe
-        recipe["start_digest"] = adapter_digest(DEFAULT_ADAPTER)[:8]
+        recipe["start_digest"] = adapter_digest(SHIPPED[args.start_adapter])[:8]
     return recipe
 
 
@@ -440,6 +440,14 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS, help="where adaptation.{json,md} go")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # the start adapter and share `adapt` resolves from the stages (-1 share, `default` start), recorded as run
+    resolved = AdaptationArguments(
+        output_dir=str(args.runs),
+        stages=args.stages,
+        start_adapter=args.start_adapter,
+        start_share=args.start_share,
+    )
+    args.start_adapter, args.start_share = resolved.start_adapter, resolved.start_share
     path = args.results / "adaptation.json"
     recipe = recipe_of(args)
     for name in args.datasets.split(","):

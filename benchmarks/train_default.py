@@ -36,7 +36,10 @@ from pathlib import Path
 from llara_rag.encoding.adapter import (
     DEFAULT_ADAPTER,
     DEFAULT_SUPERVISED_PAIRS,
+    DEFAULT_UNSUPERVISED,
     PEFT_FILES,
+    SHIPPED,
+    AdapterInfo,
     read_adapter_info,
     write_adapter_info,
     write_model_card,
@@ -167,10 +170,21 @@ def source_line(name: str) -> str:
     return f"- `{DATA / name}`: {record.get('name', name)} ({origin}). License: {record['license']}"
 
 
-def export(source: Path, target: Path, args: argparse.Namespace) -> None:
-    """The shipped copy: fp16 LoRA matrices and token rows, both stages' records, a card naming data and recipe."""
+def ship(source: Path, target: Path, info: AdapterInfo, description: str) -> None:
+    """An adapter copied into the package: fp16 LoRA matrices and token rows, its record and model card."""
     from safetensors.torch import load_file, save_file
 
+    target.mkdir(parents=True, exist_ok=True)
+    weights = load_file(source / PEFT_FILES[1])
+    save_file({name: tensor.half().contiguous() for name, tensor in weights.items()}, target / PEFT_FILES[1])
+    (target / PEFT_FILES[0]).write_bytes((source / PEFT_FILES[0]).read_bytes())
+    write_adapter_info(target, info)
+    write_model_card(target, info, description)
+
+
+def export(source: Path, target: Path, args: argparse.Namespace) -> None:
+    """The shipped copies: the default (both stages' records, a card naming data and recipe), its unsupervised
+    stage and its supervised groups, which ``adapt`` continues and replays."""
     supervised = read_adapter_info(source)
     unsupervised = read_adapter_info(WORK / "unsupervised")
     assert supervised is not None and unsupervised is not None, "train the two stages first"
@@ -181,12 +195,9 @@ def export(source: Path, target: Path, args: argparse.Namespace) -> None:
         "supervised": {**supervised.training, "continued_from": "the unsupervised stage above"},
     }
     info = supervised.model_copy(update={"training": training})
-    target.mkdir(parents=True, exist_ok=True)
-    weights = load_file(source / PEFT_FILES[1])
-    save_file({name: tensor.half().contiguous() for name, tensor in weights.items()}, target / PEFT_FILES[1])
-    (target / PEFT_FILES[0]).write_bytes((source / PEFT_FILES[0]).read_bytes())
-    write_adapter_info(target, info)
-    with gzip.GzipFile(DEFAULT_SUPERVISED_PAIRS, "wb", mtime=0) as pairs:  # mtime 0: the same bytes every export
+    with gzip.GzipFile(
+        DEFAULT_SUPERVISED_PAIRS, "wb", mtime=0
+    ) as pairs:  # mtime 0: the same bytes every export
         pairs.write(pairs_file(args).read_bytes())
     stages = unsupervised.training["stages"]
     data = supervised.training["data"]
@@ -202,12 +213,22 @@ def export(source: Path, target: Path, args: argparse.Namespace) -> None:
         f"negative(s) each, τ={args.temperature}, lr {args.supervised_lr:g}. Texts lower-cased in training and "
         f"serving: {args.lowercase}. Test queries and test judgments were never read, and no text of the "
         "collections the project measures it on zero-shot (Cranfield, CACM, adi). Weights stored in fp16. "
-        f"`{DEFAULT_SUPERVISED_PAIRS.name}` holds the supervised stage's groups (query, positive, negative), "
-        "which `llara-rag adapt --stages ebae-ebar,contrastive,supervised` replays; SQuAD's share-alike "
-        "license applies to its SQuAD groups.\n\n"
+        f"`{DEFAULT_SUPERVISED_PAIRS.name}` holds the supervised stage's groups (query, positive, negative) "
+        f"and `{SHIPPED[DEFAULT_UNSUPERVISED].name}/` the unsupervised stage: `llara-rag adapt` continues that "
+        "stage on a user's documents, then replays these groups. SQuAD's share-alike license applies to the "
+        "SQuAD groups.\n\n"
         "## Data\n" + "\n".join(source_line(name) for name in dict.fromkeys(CORPORA + SUPERVISED))
     )
-    write_model_card(target, info, description)
+    ship(source, target, info, description)
+    ship(
+        WORK / "unsupervised",
+        SHIPPED[DEFAULT_UNSUPERVISED],
+        unsupervised,
+        "Stage (1) of llara-rag's default adapter for the embedded SmolLM2, before its supervised stage "
+        f"(`--adapter {DEFAULT_UNSUPERVISED}`): label-free, on the documents of {', '.join(CORPORA)}; made "
+        "and licensed as the card one folder up says. It is where `llara-rag adapt` starts: the user's "
+        "documents are trained on after it, then the default's supervised groups again.",
+    )
 
 
 def main() -> None:

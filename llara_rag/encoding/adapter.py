@@ -41,22 +41,31 @@ DEFAULT_SUPERVISED_PAIRS = DEFAULT_ADAPTER / "supervised_pairs.jsonl.gz"
 them after a corpus has moved the adapter (SciFact and SQuAD train questions; licenses in its model card)."""
 DEFAULT = "default"
 """``adapter="default"``: the shipped adapter on the default backbone, no adapter on any other model."""
+DEFAULT_UNSUPERVISED = "default-unsupervised"
+"""``adapter="default-unsupervised"``: the shipped adapter's first, label-free stage (what its supervised
+stage continued), on the default backbone: where ``adapt`` starts when it replays that supervised stage."""
+SHIPPED = {DEFAULT: DEFAULT_ADAPTER, DEFAULT_UNSUPERVISED: DEFAULT_ADAPTER / "unsupervised"}
+"""The adapters shipped in the package, by the name every record and option uses for them."""
 NONE = "none"
 """``adapter="none"``: the bare backbone, its special-token rows untrained."""
 
 
 def adapter_name(directory: str | None) -> str | None:
-    """What a saved configuration records for a resolved adapter: the shipped one by name, so the record
+    """What a saved configuration records for a resolved adapter: a shipped one by name, so the record
     reads the same on every machine and install; any other by its path."""
-    return DEFAULT if directory is not None and Path(directory) == DEFAULT_ADAPTER else directory
+    if directory is None:
+        return None
+    resolved = Path(directory).resolve()
+    return next((name for name, path in SHIPPED.items() if path.resolve() == resolved), directory)
 
 
 def resolve_adapter(adapter: str | None, *, default_backbone: bool) -> str | None:
-    """The adapter directory ``adapter`` names, or None for the bare backbone."""
+    """The adapter directory ``adapter`` names, or None for the bare backbone (and for a shipped adapter's
+    name on another backbone than the one it was trained for)."""
     if adapter is None or adapter.lower() == NONE:
         return None
-    if adapter == DEFAULT:
-        return str(DEFAULT_ADAPTER) if default_backbone else None
+    if adapter in SHIPPED:
+        return str(SHIPPED[adapter]) if default_backbone else None
     return adapter
 
 

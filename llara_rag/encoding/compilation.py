@@ -10,16 +10,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import torch
 
 
-def compile_repeated_layers(model: torch.nn.Module) -> int:
-    """Compiles, in place, each block of the first ``ModuleList`` of ``model`` whose modules share a class;
-    returns how many (0 where it has no such stack). Run the model without a KV cache: its per-layer index
-    would compile each block apart."""
+def repeated_layers(model: torch.nn.Module) -> Sequence[torch.nn.Module]:
+    """The blocks of the first ``ModuleList`` of ``model`` whose modules share a class (a transformer's stack of
+    decoder layers), bottom to top; empty where it has none."""
     import torch
 
-    layers = next(
+    return next(
         (
             module
             for module in model.modules()
@@ -27,6 +28,12 @@ def compile_repeated_layers(model: torch.nn.Module) -> int:
         ),
         (),
     )
+
+
+def compile_repeated_layers(model: torch.nn.Module) -> int:
+    """Compiles, in place, each block of :func:`repeated_layers`; returns how many (0 where it has no such
+    stack). Run the model without a KV cache: its per-layer index would compile each block apart."""
+    layers = repeated_layers(model)
     for layer in layers:
         layer.compile(dynamic=True)
     return len(layers)

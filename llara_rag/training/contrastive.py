@@ -189,11 +189,11 @@ def inputs_record(args: ContrastiveArguments) -> dict[str, Any]:
 
 def start_record(directory: str) -> dict[str, Any]:
     """The adapter a stage continued; the shipped one by its name, not by where this machine installed it."""
-    from llara_rag.encoding.adapter import DEFAULT, DEFAULT_ADAPTER, adapter_digest, read_adapter_info
+    from llara_rag.encoding.adapter import adapter_digest, adapter_name, read_adapter_info
 
     info = read_adapter_info(directory)
     return {
-        "path": DEFAULT if Path(directory).resolve() == DEFAULT_ADAPTER.resolve() else str(directory),
+        "path": adapter_name(str(directory)),
         "digest": adapter_digest(directory),
         "stage": info.stage if info else None,
     }

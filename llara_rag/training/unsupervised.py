@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from llara_rag.encoding.adapter import (
     DEFAULT,
     DEFAULT_SUPERVISED_PAIRS,
+    DEFAULT_UNSUPERVISED,
     AdapterDirectory,
     TrainedLengths,
     apply_adapter,
@@ -129,9 +130,10 @@ class AdaptationArguments(StageArguments):
         default=DEFAULT,
         metadata={
             "flag": "--adapter",
-            "help": "the adapter adaptation continues: 'default' (the one shipped for the default backbone; "
-            "from it both stages measured better on Cranfield and CACM than from a fresh LoRA), 'none' (a "
-            "fresh LoRA on the bare backbone, as on any other backbone) or a directory",
+            "help": "the adapter adaptation continues: 'default' (the one shipped for the default backbone, "
+            "or, when the supervised stage runs, its label-free first stage, 'default-unsupervised': the "
+            "default is then made again with the documents trained on before its supervised stage), 'none' "
+            "(a fresh LoRA on the bare backbone, as on any other backbone) or a directory",
         },
     )
     window_tokens: int = field(
@@ -166,15 +168,16 @@ class AdaptationArguments(StageArguments):
     )
     whitening_samples: int = field(default=512, metadata={"help": "windows the whitening is fitted on"})
     start_share: float = field(
-        default=0.5,
+        default=-1,
         metadata={
             "flag": "--start-share",
             "help": "the share of the start adapter (--adapter) kept in the result: the trained adapter is "
-            "moved that far back to it in weight space (WiSE-FT; docs/adapt.md). 0: the trained weights alone",
+            "moved that far back to it in weight space (WiSE-FT; docs/adapt.md). 0: the trained weights alone; "
+            "-1: 0 when the supervised stage runs, else 0.5 (the shares measured with each)",
         },
     )
     stages: str = field(
-        default="ebae-ebar,contrastive",
+        default="ebae-ebar,contrastive,supervised",
         metadata={
             "flag": "--stages",
             "help": "the stages to run, comma-separated, always in this order: ebae-ebar (the documents' "
@@ -319,6 +322,12 @@ class AdaptationArguments(StageArguments):
     )
 
     def __post_init__(self) -> None:
+        supervised = "supervised" in self.stage_list
+        if self.start_share < 0:
+            self.start_share = 0.0 if supervised else 0.5
+        if supervised and self.start_adapter == DEFAULT:
+            # the supervised stage replays the default's last stage: start where that stage started
+            self.start_adapter = DEFAULT_UNSUPERVISED
         if not 0 <= self.start_share < 1:
             raise InvalidInputError(
                 f"--start-share {self.start_share}: pass a share from 0 (the trained adapter alone) up to, not "

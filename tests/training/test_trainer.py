@@ -12,7 +12,9 @@ torch = pytest.importorskip("torch")
 
 from llara_rag.encoding.adapter import (
     DEFAULT_ADAPTER,
+    DEFAULT_UNSUPERVISED,
     LLARA_CONFIG_FILE,
+    SHIPPED,
     WHITENING_FILE,
     TrainedLengths,
     adapter_digest,
@@ -257,12 +259,18 @@ def test_adapt_continues_the_shipped_default_on_its_backbone_only(tiny_backbone_
         args = AdaptationArguments(output_dir=str(tmp_path / "checkpoints"), **fields)
         return start_run(args, tmp_path / "adapter", {}, resume=True, overwrite=False)
 
-    shipped = start(model=DEFAULT_MODEL)
+    shipped = start(model=DEFAULT_MODEL, stages="ebae-ebar,contrastive")
     assert shipped.start == str(DEFAULT_ADAPTER)
     assert shipped.recipe["start_adapter_digest"] == adapter_digest(DEFAULT_ADAPTER)
+    assert shipped.recipe["start_share"] == 0.5
     assert start(model=DEFAULT_MODEL, start_adapter="none").start is None
     assert start(model=str(tiny_backbone_dir)).start is None, "the default adapter fits its backbone alone"
     assert start_record(shipped.start)["path"] == "default", "not this machine's install path"
+    replayed = start(model=DEFAULT_MODEL)  # the default stages replay the default's supervised stage
+    assert replayed.start == str(SHIPPED[DEFAULT_UNSUPERVISED]) and replayed.recipe["start_share"] == 0
+    assert start_record(replayed.start)["path"] == DEFAULT_UNSUPERVISED
+    info = read_adapter_info(replayed.start)
+    assert info is not None and info.training == read_adapter_info(DEFAULT_ADAPTER).training["unsupervised"]
 
 
 def test_training_flushes_subnormal_floats_and_restores_them_after():

@@ -211,6 +211,7 @@ def _arguments(tmp_path, model, **overrides) -> AdaptationArguments:
         "whitening_dims": 0,
         "logging_steps": 1,
         "disable_tqdm": True,
+        "stages": "ebae-ebar,contrastive",
     }
     return AdaptationArguments(**{**fields, **overrides})
 
