@@ -89,6 +89,7 @@ def unsupervised(args: argparse.Namespace) -> Path:
         AdaptationArguments(
             output_dir=str(WORK / "checkpoints" / "unsupervised"),
             start_adapter=None,  # made from the bare backbone, not from the adapter it replaces
+            stages="ebae-ebar,contrastive",  # the supervised stage is the next one, on its own pairs
             max_steps=args.steps,
             contrastive_max_steps=args.contrastive_steps,
             contrastive_learning_rate=args.contrastive_lr,

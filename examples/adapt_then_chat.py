@@ -4,7 +4,9 @@
     python examples/adapt_then_chat.py --max-steps 400  # a longer budget retrieves better
 
 LLaRA's adaptation keeps training the shipped default's small LoRA adapter on the folder's own text, so
-the embedder learns the folder's vocabulary (SEV1, Keel, TravelDesk...). The vectors change, so the adapted model gets its own
+the embedder learns the folder's vocabulary (SEV1, Keel, TravelDesk...). For a quick run it trains the two
+corpus stages alone; `llara-rag adapt` also replays the default's supervised stage after them (about 20
+minutes more on two cores, docs/adapt.md). The vectors change, so the adapted model gets its own
 collection: the store refuses to mix vectors of two encoders. Each question below names the file that
 answers it, so the comparison is a small, honest retrieval test, not an impression.
 """
@@ -89,6 +91,7 @@ def main() -> None:
         output_dir=str(args.workdir / "adapter.checkpoints"),
         model=args.model,
         max_steps=args.max_steps,
+        stages="ebae-ebar,contrastive",
         per_device_train_batch_size=args.batch_size,
         save_steps=args.max_steps,
         logging_steps=max(1, args.max_steps // 4),

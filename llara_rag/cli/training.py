@@ -110,7 +110,8 @@ def add_adapt(sub: argparse._SubParsersAction, generated: bool) -> None:
         ("docs", "a folder of documents, a .jsonl file with a 'text' field, or a BEIR folder"),
         "AdaptationArguments",
         generated,
-        help="adapt the embedder to your documents, without labels (LLaRA EBAE/EBAR, then contrastive pairs)",
+        help="adapt the embedder to your documents, without labels (LLaRA EBAE/EBAR, then contrastive pairs, "
+        "then the default's own supervised pairs again)",
         description="Trains a LoRA adapter on DOCS (a folder of txt/md/html/pdf/docx, a .jsonl file or a BEIR "
         "folder) and writes it to --output. Rerun the same command to resume after an interruption. "
         "On many GPUs: torchrun --nproc-per-node 8 $(which llara-rag) adapt DOCS --output DIR [--deepspeed ds.json].",
