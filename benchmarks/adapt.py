@@ -103,9 +103,10 @@ def recipe_tag(recipe: dict) -> str:
     )
     targets = "-idf" if recipe["targets"] == "idf" else ""
     shape = f"-w{recipe['window']}-b{recipe['batch']}"
+    supervised = f"-then-sup{recipe['supervised_steps']}" if "supervised_steps" in recipe else ""
     stage_one = f"s{recipe['steps']}-lr{recipe['lr']:g}{tokens}{weights}{targets}{shape}"
     if "contrastive" not in recipe["stages"]:
-        return stage_one + whitening
+        return stage_one + whitening + supervised
     contrastive = (
         f"{recipe['pairs']}{recipe['contrastive_steps']}x{recipe['contrastive_batch']}"
         f"-lr{recipe['contrastive_lr']:g}-tau{recipe['temperature']:g}"
@@ -114,16 +115,14 @@ def recipe_tag(recipe: dict) -> str:
         contrastive += f"-neg{recipe['negatives']}"
     if "teacher" in recipe:
         contrastive += f"-teacher{recipe['teacher']}"
-    if "supervised_steps" in recipe:
-        contrastive += f"-then-sup{recipe['supervised_steps']}"
     start = f"from-{Path(str(recipe['start'])).name}-" if "start" in recipe else ""
     if "start_digest" in recipe:
         start += f"{recipe['start_digest']}-"
     share = f"-share{recipe['start_share']:g}" if "start_share" in recipe else ""
     share += "-bf16" if recipe.get("bf16") else ""
     if "ebae-ebar" not in recipe["stages"]:
-        return start + contrastive + whitening + share
-    return f"{start}{stage_one}-then-{contrastive}{whitening}{share}"
+        return start + contrastive + supervised + whitening + share
+    return f"{start}{stage_one}-then-{contrastive}{supervised}{whitening}{share}"
 
 
 def is_default_weighting(recipe: dict[str, float | int]) -> bool:
@@ -158,9 +157,7 @@ def describe_recipe(recipe: dict, training: dict) -> str:
             )
         )
     if "supervised_steps" in recipe:
-        parts.append(
-            f"then {recipe['supervised_steps']} x {recipe['contrastive_batch']} of the default's supervised groups"
-        )
+        parts.append(f"then {recipe['supervised_steps']} steps of the default's supervised groups")
     if "start_share" in recipe:
         parts.append(f"{recipe['start_share']:g} of the start adapter kept")
     if recipe.get("bf16"):
@@ -418,8 +415,8 @@ def main() -> None:
     parser.add_argument(
         "--start-adapter",
         default=AdaptationArguments.start_adapter,
-        help="adapter the training continues: 'default' (the shipped one, as `adapt` does), 'none' (a fresh "
-        "LoRA) or a folder",
+        help="adapter the training continues, as `adapt --adapter`: 'default' (the shipped one, or its "
+        "unsupervised stage when the supervised stage runs), 'none' (a fresh LoRA) or a folder",
     )
     parser.add_argument(
         "--start-share",
@@ -443,11 +440,16 @@ def main() -> None:
     # the start adapter and share `adapt` resolves from the stages (-1 share, `default` start), recorded as run
     resolved = AdaptationArguments(
         output_dir=str(args.runs),
+        model=args.model,
         stages=args.stages,
         start_adapter=args.start_adapter,
         start_share=args.start_share,
     )
-    args.start_adapter, args.start_share = resolved.start_adapter, resolved.start_share
+    args.stages, args.start_adapter, args.start_share = (
+        resolved.stages,
+        resolved.start_adapter,
+        resolved.start_share,
+    )
     path = args.results / "adaptation.json"
     recipe = recipe_of(args)
     for name in args.datasets.split(","):

@@ -196,9 +196,9 @@ def export(source: Path, target: Path, args: argparse.Namespace) -> None:
         "supervised": {**supervised.training, "continued_from": "the unsupervised stage above"},
     }
     info = supervised.model_copy(update={"training": training})
-    with gzip.GzipFile(
-        DEFAULT_SUPERVISED_PAIRS, "wb", mtime=0
-    ) as pairs:  # mtime 0: the same bytes every export
+    target.mkdir(parents=True, exist_ok=True)
+    # mtime 0: the same bytes every export
+    with gzip.GzipFile(target / DEFAULT_SUPERVISED_PAIRS.name, "wb", mtime=0) as pairs:
         pairs.write(pairs_file(args).read_bytes())
     stages = unsupervised.training["stages"]
     data = supervised.training["data"]
@@ -223,7 +223,7 @@ def export(source: Path, target: Path, args: argparse.Namespace) -> None:
     ship(source, target, info, description)
     ship(
         WORK / "unsupervised",
-        SHIPPED[DEFAULT_UNSUPERVISED],
+        target / SHIPPED[DEFAULT_UNSUPERVISED].name,
         unsupervised,
         "Stage (1) of llara-rag's default adapter for the embedded SmolLM2, before its supervised stage "
         f"(`--adapter {DEFAULT_UNSUPERVISED}`): label-free, on the documents of {', '.join(CORPORA)}; made "

@@ -6,7 +6,7 @@
 LLaRA's adaptation keeps training the shipped default's small LoRA adapter on the folder's own text, so
 the embedder learns the folder's vocabulary (SEV1, Keel, TravelDesk...). For a quick run it trains the two
 corpus stages alone; `llara-rag adapt` also replays the default's supervised stage after them (about 20
-minutes more on two cores, docs/adapt.md). The vectors change, so the adapted model gets its own
+minutes more on two cores with --bf16, docs/adapt.md). The vectors change, so the adapted model gets its own
 collection: the store refuses to mix vectors of two encoders. Each question below names the file that
 answers it, so the comparison is a small, honest retrieval test, not an impression.
 """

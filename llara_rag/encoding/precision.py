@@ -14,7 +14,7 @@ precision_quality.md and precision_quality_avx2.md), so every precision
 keeps the fp32 fingerprint: a collection indexed on one machine is searched at whatever precision
 another picks. The vector cache keys them apart all the same.
 
-int8 is torchao's dynamic quantisation of every linear layer (weights per output channel, activations per
+int8 is torchao's dynamic quantisation of the linear layers, but the top decoder layer's (weights per output channel, activations per
 token, int8 matmuls) of the adapter-merged fp32 model after SmoothQuant (Xiao et al. 2023) has moved the
 large-activation input channels' range into the weights, calibrated on the fixed text of
 :mod:`llara_rag.encoding.calibration`; its transformer layers run through ``torch.compile``: eager, torchao's
@@ -230,7 +230,7 @@ def int8_network(
     network: torch.nn.Module, calibration: Iterable[Mapping[str, torch.Tensor]]
 ) -> torch.nn.Module:
     """``network`` smoothed and quantised to int8 in place (:func:`smoothquant_int8`), then compiled: each of
-    its repeated layers (seconds, one graph for all), or the whole of it where it has none (minutes)."""
+    its repeated layers (seconds: one graph for the int8 layers, one for the fp32 top), or the whole of it where it has none (minutes)."""
     from llara_rag.encoding.compilation import compile_repeated_layers
 
     network = smoothquant_int8(network, calibration)

@@ -74,8 +74,9 @@ SCHEDULE_FIELDS = (
 """The TrainingArguments fields that change what is learnt (and so belong to a run's recipe)."""
 RUNTIME_FIELDS = ("chunk_tokens", "compile_layers")
 """Settings of memory and speed alone: changing them does not make a finished run a different one."""
-CHECKPOINT_SUBFOLDERS = ("contrastive", "ebae-ebar-adapter")
-"""What a multi-stage run keeps beside its checkpoints: the later stage's, and the earlier stage's adapter."""
+CHECKPOINT_SUBFOLDERS = ("contrastive", "supervised", "ebae-ebar-adapter", "contrastive-adapter")
+"""What a multi-stage run (``adapt``) keeps beside its checkpoints: each later stage's checkpoints, and each
+finished stage's adapter that a later stage continued."""
 
 
 @dataclass

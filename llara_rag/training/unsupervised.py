@@ -1,11 +1,12 @@
 """Label-free adaptation: a user's documents in, an adapter that retrieves better on them out.
 
-``adapt(DOCS, OUTPUT, AdaptationArguments(...))`` runs LLaRA's two stages on the documents alone:
+``adapt(DOCS, OUTPUT, AdaptationArguments(...))`` runs LLaRA's two stages on the documents alone, then
+(by default, from the shipped default) that default's own supervised stage again:
 1. ``ebae-ebar``: the documents cut into (window, next window) records; LoRA (+ the special-token rows)
    trained on the one-pass EBAE/EBAR objective, which teaches the special tokens to stand for a passage;
 2. ``contrastive``: InfoNCE on (pseudo-query, passage) pairs made from the same documents
    (:mod:`llara_rag.training.data.pseudo_pairs`), continuing stage 1's LoRA, which teaches it to rank;
-3. ``supervised`` (when asked for): InfoNCE on labelled groups that are not the user's (by default the default
+3. ``supervised``: InfoNCE on labelled groups that are not the user's (by default the default
    adapter's own supervised pairs, shipped beside it), continuing stage 2's LoRA: the supervised stage the
    start adapter once had, replayed after the corpus has moved it;
 then fits the domain whitening (:mod:`llara_rag.encoding.whitening`) on a sample of the windows and writes one
@@ -19,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +38,7 @@ from llara_rag.encoding.adapter import (
     TrainedLengths,
     apply_adapter,
 )
-from llara_rag.encoding.backbone import load_backbone
+from llara_rag.encoding.backbone import DEFAULT_MODEL, load_backbone
 from llara_rag.encoding.encoder import EncoderConfig, LLaRAEncoder
 from llara_rag.encoding.whitening import default_dimensions, fit_whitening
 from llara_rag.errors import InvalidInputError
@@ -55,7 +57,7 @@ from llara_rag.training.data.corpus import (
     write_records,
 )
 from llara_rag.training.data.groups import GroupSample, check_groups, draw_samples
-from llara_rag.training.data.pairs import load_groups
+from llara_rag.training.data.pairs import MiningConfig, load_groups
 from llara_rag.training.data.pseudo_pairs import PairConfig, PairMaker, Teacher, make_pairs
 from llara_rag.training.interpolation import interpolate_adapter
 from llara_rag.training.losses.info_nce import DEFAULT_CHUNK_TOKENS
@@ -79,10 +81,14 @@ PAIRS = PairConfig.model_fields
 RECORDS_FILE = "records.jsonl"
 """The training windows, saved beside the checkpoints so what the adapter learnt from can be inspected."""
 STAGES = ("ebae-ebar", "contrastive", "supervised")
+INFO_NCE_STAGES = frozenset({"contrastive", "supervised"})
+AUTO_STAGES = "auto"
+"""``--stages auto``: all three from the shipped default on its backbone (the supervised stage replays that
+default's own), the two corpus stages from any other start, where replaying it is not measured."""
 MEASURED_BUDGET = 0
-"""The step count that asks for the measured budget: 40 EBAE/EBAR steps of 8 windows and 18 contrastive
-steps of 64 pairs, the recipe every adaptation figure of benchmarks/results/adaptation.md was measured with,
-each at most one pass over its data. It stays fixed as corpora grow, so a run's time does not: a larger corpus is sampled, not read whole (-1 and the epoch flags read it
+"""The step count that asks for the measured budget: 40 EBAE/EBAR steps of 8 windows, 18 contrastive steps
+of 64 pairs and 14 supervised steps of 64 groups, the recipe the adaptation figures of
+benchmarks/results/adaptation.md and docs/adapt.md were measured with, each at most one pass over its data. It stays fixed as corpora grow, so a run's time does not: a larger corpus is sampled, not read whole (-1 and the epoch flags read it
 whole); a smaller one is read once rather than over and over."""
 MEASURED_STEPS, MEASURED_CONTRASTIVE_STEPS, MEASURED_SUPERVISED_STEPS = 40, 18, 14
 SUPERVISED_NEGATIVES = 1
@@ -91,7 +97,7 @@ for a group of a user's file that has none)."""
 STAGE_ADAPTER = "{}-adapter"
 """A finished stage's adapter inside the checkpoint folder, when another stage follows: the next starts from
 it, a rerun skips the stage."""
-SUPERVISED_FIELDS = frozenset({"supervised_pairs", "supervised_max_steps"})
+SUPERVISED_FIELDS = frozenset({"supervised_pairs", "supervised_max_steps", "supervised_digest"})
 """Settings of the supervised stage alone: changing them retrains neither label-free stage."""
 CONTRASTIVE_FIELDS = frozenset(
     {
@@ -113,13 +119,13 @@ CONTRASTIVE_FIELDS = frozenset(
         "passage_max_length",
     }
 )
-"""Settings of the contrastive stage alone: changing them does not retrain a finished stage 1."""
+"""Settings of the contrastive stage alone (``stages`` too: a stage's recipe records the stages before it)."""
 STAGE_FIELDS = {"ebae-ebar": frozenset(), "contrastive": CONTRASTIVE_FIELDS, "supervised": SUPERVISED_FIELDS}
 """Each stage's own settings: a finished stage is kept when only a later stage's settings changed."""
 FINISH_FIELDS = frozenset({"whitening_dims", "whitening_samples", "start_share"})
 """Fields of the steps after training (whitening, interpolation): changing them trains no stage again."""
 CONTRASTIVE_DEFAULTS = frozenset({"output_dir", "logging_dir", "dataloader_drop_last", "run_name"})
-"""Fields the contrastive stage keeps its own value of rather than taking stage 1's."""
+"""Fields an InfoNCE stage keeps its own value of rather than taking the adaptation's."""
 
 
 @dataclass
@@ -162,8 +168,8 @@ class AdaptationArguments(StageArguments):
         metadata={
             "flag": "--whitening-dims",
             "help": "directions kept by the domain whitening fitted after training on the windows (-1: a "
-            "quarter of the hidden size after --stages ebae-ebar alone, none after the contrastive stage, "
-            "where it measured worse; 0: none)",
+            "quarter of the hidden size after --stages ebae-ebar alone, none after a contrastive or supervised "
+            "stage, where it measured worse; 0: none)",
         },
     )
     whitening_samples: int = field(default=512, metadata={"help": "windows the whitening is fitted on"})
@@ -173,15 +179,16 @@ class AdaptationArguments(StageArguments):
             "flag": "--start-share",
             "help": "the share of the start adapter (--adapter) kept in the result: the trained adapter is "
             "moved that far back to it in weight space (WiSE-FT; docs/adapt.md). 0: the trained weights alone; "
-            "-1: 0 when the supervised stage runs, else 0.5 (the shares measured with each)",
+            "-1: 0 when the supervised stage runs, else 0.5 (the share measured with each)",
         },
     )
     stages: str = field(
-        default="ebae-ebar,contrastive,supervised",
+        default=AUTO_STAGES,
         metadata={
             "flag": "--stages",
             "help": "the stages to run, comma-separated, always in this order: ebae-ebar (the documents' "
-            "windows), contrastive (pairs made from them), supervised (--supervised-pairs replayed after them)",
+            "windows), contrastive (pairs made from them), supervised (--supervised-pairs replayed after them); "
+            "auto: all three from --adapter default on the default backbone, the first two from any other start",
         },
     )
     supervised_pairs: str = field(
@@ -322,8 +329,11 @@ class AdaptationArguments(StageArguments):
     )
 
     def __post_init__(self) -> None:
+        if self.stages == AUTO_STAGES:
+            shipped = self.start_adapter == DEFAULT and self.model == DEFAULT_MODEL
+            self.stages = ",".join(STAGES if shipped else STAGES[:2])
         supervised = "supervised" in self.stage_list
-        if self.start_share < 0:
+        if self.start_share == -1:
             self.start_share = 0.0 if supervised else 0.5
         if supervised and self.start_adapter == DEFAULT:
             # the supervised stage replays the default's last stage: start where that stage started
@@ -336,7 +346,7 @@ class AdaptationArguments(StageArguments):
         unknown = set(self.stage_list) - set(STAGES)
         if unknown or not self.stage_list:
             raise InvalidInputError(
-                f"--stages {self.stages!r}: choose one or both of {', '.join(STAGES)} (comma-separated)."
+                f"--stages {self.stages!r}: choose any of {', '.join(STAGES)} (comma-separated), or {AUTO_STAGES}."
             )
         try:
             self.pairs  # noqa: B018 - builds (and so validates) the pair maker's settings before any model loads
@@ -350,9 +360,11 @@ class AdaptationArguments(StageArguments):
                 f"--pair-teacher {self.pair_teacher} ranks each pair's hard negatives against each other; pass "
                 "--pair-negatives 2 or more."
             )
-        if "supervised" in self.stage_list and not self.supervised_path.is_file():
+        path = self.supervised_path
+        if supervised and not (path.is_file() and path.name.lower().endswith((".jsonl", ".jsonl.gz"))):
+            problem = "not a .jsonl or .jsonl.gz file" if path.exists() else "no such file"
             raise InvalidInputError(
-                f"--supervised-pairs {self.supervised_pairs}: no such file; pass a JSONL file of query/pos/neg "
+                f"--supervised-pairs {self.supervised_pairs}: {problem}; pass a JSONL file of query/pos/neg "
                 "objects, or 'default' for the pairs shipped with the default adapter."
             )
         if {"contrastive", "supervised"} & set(self.stage_list):
@@ -399,6 +411,11 @@ class AdaptationArguments(StageArguments):
             if self.supervised_pairs == DEFAULT
             else Path(self.supervised_pairs).expanduser()
         )
+
+    @property
+    def supervised_mining(self) -> MiningConfig:
+        """How a group of the supervised file without a negative gets one: BM25 over the file's passages."""
+        return MiningConfig(miner="bm25", negatives=SUPERVISED_NEGATIVES, seed=self.seed)
 
     @property
     def pairs(self) -> PairConfig:
@@ -510,8 +527,8 @@ def whitening_step(
     Built before training, so an impossible ``whitening_dims`` is refused before the hours of training;
     the windows are read only when a whitening is fitted.
     """
-    if args.whitening_dims == 0 or (args.whitening_dims < 0 and "contrastive" in args.stage_list):
-        # After the contrastive stage whitening measured worse (benchmarks/results/adaptation.md): ranking is
+    if args.whitening_dims == 0 or (args.whitening_dims < 0 and set(args.stage_list) & INFO_NCE_STAGES):
+        # After an InfoNCE stage whitening measured worse (benchmarks/results/adaptation.md): ranking is
         # learnt there, not corrected after.
         return None
     dimensions = args.whitening_dims if args.whitening_dims > 0 else default_dimensions(hidden_size)
@@ -657,7 +674,11 @@ def adapt(
 
     stages = [stage for stage in STAGES if stage in args.stage_list]
     data = {"corpus_digest": corpus_digest(check_source(source))}
-    if "supervised" in stages:
+    labelled: list[GroupSample] = []
+    if "supervised" in stages:  # read first: a bad file is refused before anything is cleared or loaded
+        groups, labelled_data = load_groups(args.supervised_path, "train", args.supervised_mining)
+        labelled = draw_samples(groups, SUPERVISED_NEGATIVES, args.seed)
+        check_groups(labelled, max(1, args.world_size))
         data["supervised_digest"] = source_digest(args.supervised_path)
     run = start_run(args, adapter_dir, data, resume=resume, overwrite=overwrite, source=source)
     if run.finished:
@@ -676,29 +697,29 @@ def adapt(
         corpus = summary.as_dict()
         check_groups(samples, max(1, args.world_size))
     del backbone
-    labelled: list[GroupSample] = []
-    if "supervised" in stages:
-        groups, labelled_data = load_groups(
-            args.supervised_path, "train", args.contrastive(None, "supervised").mining
-        )
-        labelled = draw_samples(groups, SUPERVISED_NEGATIVES, args.seed)
-        check_groups(labelled, max(1, args.world_size))
     _log_plan(args, len(samples), len(labelled))
     records: dict[str, Any] = {}
     trainer: AdapterTrainer | None = None
-    previous = start
+    previous, trained = start, False
     for index, stage in enumerate(stages):
         followed = index < len(stages) - 1
         stage_dir = Path(args.output_dir) / STAGE_ADAPTER.format(stage)
-        # A stage's recipe: the settings of every stage up to it, so changing a later one keeps it.
+        # A stage's recipe: the settings of every stage up to it, so changing a later one keeps it, and
+        # (after the first) the stages it continued.
         later = set().union(*(STAGE_FIELDS[name] for name in STAGES[STAGES.index(stage) + 1 :]))
         stage_recipe = {k: v for k, v in recipe.items() if k not in later | FINISH_FIELDS | {"stages"}}
-        finished = finished_stage(stage, stage_dir, stage_recipe) if followed else None
+        if index:
+            stage_recipe["stages"] = ",".join(stages[: index + 1])
+        finished = finished_stage(stage, stage_dir, stage_recipe) if followed and not trained else None
         if finished is not None:
             logger.info("Stage %s already complete in %s; going on", stage, stage_dir)
             records[stage], previous = finished, str(stage_dir)
-            corpus = corpus or finished.get("corpus", {})
+            corpus = finished.get("corpus") or corpus
             continue
+        if not trained:  # what later stages left from an earlier run continued other weights than these
+            for name in stages[index + 1 :]:
+                shutil.rmtree(Path(args.output_dir) / name, ignore_errors=True)
+        trained = True
         cpu = time.process_time()
         if stage == "ebae-ebar":
             trainer, summary = _stage_one(source, args, previous, resume=resume, evaluator=evaluator)
@@ -782,7 +803,8 @@ def _description(
         parts.append(
             f"supervised InfoNCE on {groups} labelled groups of `{args.supervised_pairs}` (not of these documents)"
         )
-    return f"Unsupervised adaptation to the {documents} documents of `{source}`: {', then '.join(parts)}."
+    documents_of = f"the {documents} documents of `{source}`" if documents else f"`{source}`"
+    return f"Adaptation to {documents_of}, no label of theirs read: {', then '.join(parts)}."
 
 
 def finished_stage(stage: str, directory: Path, recipe: dict[str, Any]) -> dict[str, Any] | None:

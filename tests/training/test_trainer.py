@@ -273,6 +273,18 @@ def test_adapt_continues_the_shipped_default_on_its_backbone_only(tiny_backbone_
     assert info is not None and info.training == read_adapter_info(DEFAULT_ADAPTER).training["unsupervised"]
 
 
+def test_a_restart_clears_every_stages_checkpoints_and_adapters(tmp_path):
+    from llara_rag.training.trainer import clear_checkpoints
+
+    kept = tmp_path / "records.jsonl"
+    kept.write_text("{}")
+    stale = ["checkpoint-4", "contrastive", "supervised", "ebae-ebar-adapter", "contrastive-adapter"]
+    for name in stale:
+        (tmp_path / name / "checkpoint-2").mkdir(parents=True)
+    clear_checkpoints(str(tmp_path))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["records.jsonl"]
+
+
 def test_training_flushes_subnormal_floats_and_restores_them_after():
     import torch
 
@@ -287,7 +299,7 @@ def test_training_flushes_subnormal_floats_and_restores_them_after():
 def test_an_adaptation_that_continues_an_adapter_ends_halfway_back_to_it(
     tiny_backbone_dir, docs, trained, tmp_path
 ):
-    """--start-share 0.5 (the default): the result is one LoRA of both ranks; 0 keeps the trained one."""
+    """--start-share 0.5 (the default without the supervised stage): the result is one LoRA of both ranks; 0 keeps the trained one."""
     start = trained[1].adapter
     rank = json.loads((start / "adapter_config.json").read_text())["r"]
     for share, expected in ((0.5, 2 * rank), (0.0, rank)):

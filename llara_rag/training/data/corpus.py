@@ -106,18 +106,23 @@ class CorpusSummary(SkipLog):
 def jsonl_rows(path: Path, summary: SkipLog) -> Iterator[tuple[str, object]]:
     """(``file:line`` name, parsed value) per non-blank line (of a gzip file too, by its ``.gz`` suffix); a
     line that is not JSON is skipped by name."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            name = f"{path.name}:{number}"
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                summary.skip(name, f"invalid JSON ({error.msg})")
-                continue
-            yield name, row
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                name = f"{path.name}:{number}"
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    summary.skip(name, f"invalid JSON ({error.msg})")
+                    continue
+                yield name, row
+    except (gzip.BadGzipFile, EOFError) as error:
+        raise InvalidInputError(
+            f"{path} is not a readable gzip file ({error}); pass it uncompressed."
+        ) from None
 
 
 def _jsonl_documents(path: Path, summary: CorpusSummary) -> Iterator[tuple[str, str]]:

@@ -289,12 +289,28 @@ def test_a_supervised_stage_replays_labelled_groups_after_the_corpus_stages(
     digest = adapter_digest(result.adapter)
 
     shutil.rmtree(result.adapter)  # as if interrupted after the last checkpoint: the same command again
-    caplog.set_level(logging.INFO, logger="llara_rag.training.unsupervised")
+    caplog.set_level(logging.INFO, logger="llara_rag.training")
     again = adapt(docs, tmp_path / "adapter", args)
     assert "Stage ebae-ebar already complete" in caplog.text
     assert "Stage contrastive already complete" in caplog.text
-    assert adapter_digest(again.adapter) == digest, "the supervised stage resumed from its last checkpoint"
+    assert f"Resuming from {tmp_path / 'checkpoints' / 'supervised' / 'checkpoint-2'}" in caplog.text
+    assert adapter_digest(again.adapter) == digest
 
+    wrong = tmp_path / "groups.json"
+    wrong.write_text("{}")
+    with pytest.raises(
+        InvalidInputError, match="--supervised-pairs .*groups.json: not a .jsonl or .jsonl.gz file"
+    ):
+        _arguments(tmp_path, tiny_backbone_dir, stages=stages, supervised_pairs=str(wrong))
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(b"not gzip at all")
+    with pytest.raises(InvalidInputError, match="broken.jsonl.gz is not a readable gzip file"):
+        adapt(
+            docs,
+            tmp_path / "broken",
+            _arguments(tmp_path / "b", tiny_backbone_dir, stages=stages, supervised_pairs=str(broken)),
+        )
+    assert not (tmp_path / "b" / "checkpoints").exists(), "refused before anything was written"
     with pytest.raises(InvalidInputError, match="--supervised-pairs .*missing.jsonl: no such file"):
         _arguments(
             tmp_path, tiny_backbone_dir, stages=stages, supervised_pairs=str(tmp_path / "missing.jsonl")
@@ -302,14 +318,37 @@ def test_a_supervised_stage_replays_labelled_groups_after_the_corpus_stages(
 
 
 def test_the_shipped_supervised_pairs_are_the_default_adapters_groups():
-    from llara_rag.encoding.adapter import DEFAULT_ADAPTER, DEFAULT_SUPERVISED_PAIRS
-    from llara_rag.training.data.pairs import MiningConfig, load_groups
+    """The file the default's supervised stage read, byte for byte: its recorded digest is of that file."""
+    import hashlib
 
-    groups, summary = load_groups(DEFAULT_SUPERVISED_PAIRS, "train", MiningConfig(miner="none", negatives=1))
+    from llara_rag.encoding.adapter import DEFAULT_ADAPTER, DEFAULT_SUPERVISED_PAIRS
+
     info = read_adapter_info(DEFAULT_ADAPTER)
     assert info is not None
-    assert summary.groups == len(groups) == info.training["supervised"]["data"]["groups"]
-    assert all(len(group.negatives) == 1 for group in groups)
+    supervised = info.training["supervised"]
+    trained_on = supervised["data"]["source"].rsplit("/", 1)[-1]
+    digest = hashlib.sha256(trained_on.encode() + gzip.decompress(DEFAULT_SUPERVISED_PAIRS.read_bytes()))
+    assert digest.hexdigest()[:16] == supervised["recipe"]["source"]
+
+
+def test_the_stages_and_share_follow_the_start():
+    """All three stages, from the default's unsupervised stage and kept whole, only where the supervised stage
+    replays what that default was trained on; the two corpus stages, halfway back, from any other start."""
+    from llara_rag.encoding.adapter import DEFAULT_UNSUPERVISED
+
+    shipped = AdaptationArguments(output_dir="unused")
+    assert (shipped.stages, shipped.start_adapter, shipped.start_share) == (
+        "ebae-ebar,contrastive,supervised",
+        DEFAULT_UNSUPERVISED,
+        0.0,
+    )
+    for other in ({"start_adapter": "none"}, {"model": "some/other-model"}):
+        args = AdaptationArguments(output_dir="unused", **other)
+        assert (args.stages, args.start_share) == ("ebae-ebar,contrastive", 0.5)
+    two = AdaptationArguments(output_dir="unused", stages="ebae-ebar,contrastive")
+    assert (two.start_adapter, two.start_share) == ("default", 0.5)
+    with pytest.raises(InvalidInputError, match="--start-share -0.3"):
+        AdaptationArguments(output_dir="unused", start_share=-0.3)
 
 
 def test_unknown_stages_and_makers_are_refused_before_any_model_loads(tmp_path):
