@@ -698,6 +698,24 @@ def adapt(
         check_groups(samples, max(1, args.world_size))
     del backbone
     _log_plan(args, len(samples), len(labelled))
+    # each InfoNCE stage: its rows, measured step budget, what the log calls them, what its record keeps
+    infonce_inputs: dict[str, tuple[list[GroupSample], int, str, dict[str, Any]]] = {}
+    if pair_config is not None:
+        pair_record = {"pairs": pairs.as_dict()}
+        infonce_inputs["contrastive"] = (
+            samples,
+            MEASURED_CONTRASTIVE_STEPS,
+            f"{args.pair_maker} pairs",
+            pair_record,
+        )
+    if labelled:
+        groups_of = f"labelled groups of {args.supervised_pairs}"
+        infonce_inputs["supervised"] = (
+            labelled,
+            MEASURED_SUPERVISED_STEPS,
+            groups_of,
+            {"data": labelled_data.as_dict()},
+        )
     records: dict[str, Any] = {}
     trainer: AdapterTrainer | None = None
     previous, trained = start, False
@@ -728,9 +746,8 @@ def adapt(
             lengths = args.window_lengths
         else:
             cargs = args.contrastive(Path(previous) if previous else None, stage)
-            rows = samples if stage == "contrastive" else labelled
+            rows, measured, what, data_record = infonce_inputs[stage]
             per_step = min(cargs.per_device_train_batch_size, len(rows)) * cargs.gradient_accumulation_steps
-            measured = MEASURED_CONTRASTIVE_STEPS if stage == "contrastive" else MEASURED_SUPERVISED_STEPS
             cargs.max_steps = budget_steps(
                 cargs.max_steps, measured, len(rows), per_step * max(1, cargs.world_size)
             )
@@ -738,9 +755,7 @@ def adapt(
                 "Stage %s: %d %s, %d a step, in-batch negatives%s",
                 stage,
                 len(rows),
-                f"{args.pair_maker} pairs"
-                if stage == "contrastive"
-                else f"labelled groups of {args.supervised_pairs}",
+                what,
                 cargs.per_device_train_batch_size,
                 f" and {cargs.negatives} hard negative(s) a group" if cargs.negatives else "",
             )
@@ -749,9 +764,7 @@ def adapt(
                 "recipe": stage_recipe,
                 **trainer.summary(),
                 "inputs": inputs_record(cargs),
-                "pairs" if stage == "contrastive" else "data": (
-                    pairs.as_dict() if stage == "contrastive" else labelled_data.as_dict()
-                ),
+                **data_record,
                 "continued_from": start_record(str(previous)) if previous else None,
             }
             lengths = cargs.trained_lengths
