@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import (
@@ -44,6 +44,7 @@ from llara_rag.errors import GeneratorError, ModelNotFoundError
 from llara_rag.extras import require
 
 if TYPE_CHECKING:
+    import torch
     from llama_index.core.llms import LLM
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -335,15 +336,32 @@ class LocalGenerator(CustomLLM):
         self._cancelled.clear()
         with torch.no_grad():
             output = self._model.generate(
-                **inputs,
+                **self._shared_prompts(inputs, drawn),
                 max_new_tokens=self.config.max_new_tokens,
-                num_return_sequences=drawn,
                 **self._generate_kwargs(),
             )
         texts = self._tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
         if drawn == 1:
             return [[text] * samples for text in texts]
         return [texts[index * samples : (index + 1) * samples] for index in range(len(prompts))]
+
+    def _shared_prompts(self, inputs: Mapping[str, torch.Tensor], samples: int) -> dict[str, Any]:
+        """``generate``'s inputs for ``samples`` replies a prompt, each prompt read once: its tokens but the last
+        run through the model here and their cache repeated for every sample, where ``num_return_sequences``
+        would read each prompt once per sample (most of a short reply's cost)."""
+        if samples == 1:
+            return dict(inputs)
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: as generate numbers them
+        cache = self._model(
+            input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True
+        ).past_key_values
+        cache.batch_repeat_interleave(samples)
+        return {
+            "input_ids": ids.repeat_interleave(samples, dim=0),
+            "attention_mask": mask.repeat_interleave(samples, dim=0),
+            "cache": cache,
+        }
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:

@@ -39,7 +39,7 @@ def run_index(args: argparse.Namespace) -> int:
     config = IngestConfig(**option_values(args, options_of(IngestConfig)))
     store = store_config(args)
     check_before_loading(args.docs, store, config, encoder_config(args).passage_max_length)
-    embed_model = embedding(args)
+    embed_model = embedding(args, store)
     start = time.perf_counter()
     summary = index_folder(Path(args.docs), store, embed_model, config)
     print(summary.report())
@@ -82,7 +82,7 @@ def run_query(args: argparse.Namespace) -> int:
     retrieval = retrieval_config(args, parse_where(args.where))
     store = store_config(args)
     existing_collection(store)  # a missing database or collection is named before the model loads
-    retriever = open_retriever(store, embedding(args), retrieval)
+    retriever = open_retriever(store, embedding(args, store), retrieval)
     hits = search(retriever, args.question)
     if not hits:
         print(f"No results: {why_no_results(retriever)}", file=sys.stderr)

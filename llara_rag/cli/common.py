@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from llara_rag.encoding.encoder import EncoderConfig
     from llara_rag.indexing.store import StoreConfig
     from llara_rag.retrieval.retriever import RetrievalConfig
+
+logger = logging.getLogger(__name__)
 
 SERVER_ENV = "LLARA_RAG_CHROMA_SERVER"
 
@@ -61,8 +64,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, bulk: bool = False) 
         choices=get_args(Precision),
         default="auto" if bulk else None,
         help="encode with fp32 or bf16 weights, or int8 (CPUs; compiled at the first batch); auto: the "
-        "fastest this CPU was measured to run without moving retrieval quality. Vectors of every precision "
-        "search each other's collections. (default: "
+        "fastest this CPU was measured to run without moving retrieval quality, fp32 on a collection indexed at "
+        "fp32. Vectors of every precision search each other's collections. (default: "
         + ("auto" if bulk else "fp32 on CPU, bf16 on GPU: a few texts do not repay int8's compilation")
         + ")",
     )
@@ -94,10 +97,23 @@ def _placement(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def embedding(args: argparse.Namespace) -> LLaRAEmbedding:
+def embedding(args: argparse.Namespace, store: StoreConfig | None = None) -> LLaRAEmbedding:
+    """The encoder the options name; ``auto`` against ``store``'s collection indexed at fp32 (or bf16) runs fp32,
+    so its new vectors and queries are of the precision its vectors are: int8 queries on fp32 vectors moved
+    nDCG@10 by more than int8 on both sides did (docs/encoder.md)."""
     from llara_rag.encoding.embedding import LLaRAEmbedding
 
-    return LLaRAEmbedding(model_name=args.model, **_placement(args))
+    placement = _placement(args)
+    if args.precision == "auto" and store is not None:
+        from llara_rag.indexing.store import indexed_at_int8
+
+        if indexed_at_int8(store) is False:
+            logger.info(
+                "Collection %r was indexed at fp32 (or bf16): encoding at fp32, as its vectors were",
+                store.collection,
+            )
+            placement["precision"] = "fp32"
+    return LLaRAEmbedding(model_name=args.model, **placement)
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:

@@ -50,7 +50,7 @@ def run_chat(args: argparse.Namespace) -> int:
     config = chat_config(args)
     store = store_config(args)
     existing_collection(store)  # a missing database or collection is named before the models load
-    return open_chat_session(store, embedding(args), generator, config).run()
+    return open_chat_session(store, embedding(args, store), generator, config).run()
 
 
 def add_serve(sub: argparse._SubParsersAction, generated: bool) -> None:
@@ -99,7 +99,7 @@ def run_serve(args: argparse.Namespace) -> int:
     chat_on = store is not None and not args.no_chat
     generator = generator_config(args) if chat_on else None
     chat = chat_config(args)
-    embed_model = embedding(args)
+    embed_model = embedding(args, store)
     llm = None
     if generator is not None:
         from llara_rag.chat.engine import answer_mode

@@ -370,6 +370,13 @@ def find_collection(config: StoreConfig) -> Collection | None:
         return None
 
 
+def indexed_at_int8(config: StoreConfig) -> bool | None:
+    """Whether the collection's vectors were written at int8; None where it does not exist or has no pin."""
+    collection = find_collection(config)
+    identity = ModelIdentity.from_metadata(collection.metadata) if collection is not None else None
+    return None if identity is None else identity.precision == "int8"
+
+
 def open_store(
     config: StoreConfig, model: LLaRAEmbedding | ModelIdentity, *, create: bool = True
 ) -> PinnedChromaVectorStore:

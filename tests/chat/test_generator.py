@@ -74,3 +74,37 @@ def test_sample_writes_each_conversation_its_replies_in_one_batch(tiny_generator
     assert [len(texts) for texts in replies] == [3, 3]
     greedy = tiny_generator.complete("what is a chunk?").text  # temperature 0: every sample is the greedy one
     assert replies[0] == [greedy] * 3, "left padding leaves the shorter prompt's reply unchanged"
+
+
+def test_samples_read_each_prompt_once_and_draw_what_generate_would(tiny_chat_model_dir: Path) -> None:
+    """The prompt's cache is shared by its samples: the replies are those ``num_return_sequences`` draws from
+    the same seed, which reads every prompt once per sample."""
+    import torch
+
+    generator = LocalGenerator(
+        GeneratorConfig(model=str(tiny_chat_model_dir), max_new_tokens=10, temperature=1.0)
+    )
+    conversations = [
+        [ChatMessage(role="user", content="what is a chunk?")],
+        [ChatMessage(role="user", content="how does the index store a vector and a chunk?")],
+    ]
+    shapes: list[tuple[int, int]] = []
+    hook = generator._model.register_forward_pre_hook(
+        lambda _module, _args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    torch.manual_seed(0)
+    replies = generator.sample(conversations, samples=3)
+    hook.remove()
+    assert all(rows == 2 for rows, tokens in shapes if tokens > 1), f"a prompt read per sample: {shapes}"
+    tokenizer = generator.tokenizer
+    prompts = [generator.messages_to_prompt(conversation) for conversation in conversations]
+    inputs = tokenizer(
+        prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
+    )
+    torch.manual_seed(0)
+    output = generator._model.generate(
+        **inputs, max_new_tokens=10, num_return_sequences=3, **generator._generate_kwargs()
+    )
+    expected = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert [reply for replies_of in replies for reply in replies_of] == expected
+    assert len(set(expected)) > 1, "sampled, not greedy"
