@@ -77,6 +77,12 @@ def recipe_of(args: argparse.Namespace) -> dict[str, float | int | str]:
             "contrastive_batch": args.contrastive_batch_size,
             "temperature": args.temperature,
         }
+        if args.pair_maker == "generated":
+            recipe |= {
+                "questions": args.questions_per_passage,
+                "generated_share": args.generated_share,
+                "generate_passages": args.generate_passages,
+            }
         if args.pair_negatives:
             recipe["negatives"] = args.pair_negatives
         if args.pair_teacher != "none":
@@ -111,6 +117,11 @@ def recipe_tag(recipe: dict) -> str:
         f"{recipe['pairs']}{recipe['contrastive_steps']}x{recipe['contrastive_batch']}"
         f"-lr{recipe['contrastive_lr']:g}-tau{recipe['temperature']:g}"
     )
+    if recipe["pairs"] == "generated":
+        drawn = recipe["generate_passages"]
+        contrastive += f"-q{recipe['questions']}-share{recipe['generated_share']:g}" + (
+            f"-of{drawn}" if drawn > 0 else ""
+        )
     if recipe.get("negatives"):
         contrastive += f"-neg{recipe['negatives']}"
     if "teacher" in recipe:
@@ -148,7 +159,7 @@ def describe_recipe(recipe: dict, training: dict) -> str:
         parts.append(f"{recipe['steps']} x {recipe['batch']} windows of {recipe['window']}, {rate}")
     if "contrastive" in recipe["stages"]:
         parts.append(
-            f"then {recipe['contrastive_steps']} x {recipe['contrastive_batch']} {recipe['pairs']} pairs, "
+            f"then {recipe['contrastive_steps']} x {recipe['contrastive_batch']} {pairs_in_words(recipe, training)}, "
             f"lr {recipe['contrastive_lr']:g}, τ {recipe['temperature']:g}"
             + (
                 f", {recipe['negatives']} {NEGATIVES[recipe.get('teacher', 'none')]}"
@@ -163,6 +174,25 @@ def describe_recipe(recipe: dict, training: dict) -> str:
     if recipe.get("bf16"):
         parts.append("bf16 autocast")
     return f"{'; '.join(parts)}, {whitening}"
+
+
+def pairs_in_words(recipe: dict, training: dict) -> str:
+    """The contrastive stage's pairs; generated ones with what the generator kept and what that cost."""
+    if recipe["pairs"] != "generated":
+        return f"{recipe['pairs']} pairs"
+    report = training.get("stages", {}).get("contrastive", {}).get("pairs", {})
+    generation, makers = report.get("generation") or {}, report.get("makers") or {}
+    kept = (
+        f": {makers.get('generated', 0)} generated + {makers.get('ict', 0)} ict, "
+        f"{generation.get('written', 0)} questions written at {generation.get('questions_per_minute')} a minute "
+        f"({generation.get('cpu_minutes')} CPU min)"
+        if generation
+        else ""
+    )
+    return (
+        f"generated pairs ({recipe['questions']} questions a passage for {recipe['generated_share']:g} of "
+        f"them{kept})"
+    )
 
 
 NEGATIVES = {
@@ -209,6 +239,9 @@ def train(name: str, args: argparse.Namespace) -> dict:
             whitening_dims=args.whitening_dims,
             stages=args.stages,
             pair_maker=args.pair_maker,
+            questions_per_passage=args.questions_per_passage,
+            generated_share=args.generated_share,
+            generate_passages=args.generate_passages,
             pair_negatives=args.pair_negatives,
             pair_teacher=args.pair_teacher,
             contrastive_max_steps=args.contrastive_steps,
@@ -395,7 +428,25 @@ def main() -> None:
         default=MEASURED_SUPERVISED_STEPS,
         help="steps of the supervised stage (the default's own groups), when --stages has it",
     )
-    parser.add_argument("--pair-maker", default="ict", help="ict, crop, next or title")
+    parser.add_argument("--pair-maker", default="ict", help="ict, crop, next, title or generated")
+    parser.add_argument(
+        "--questions-per-passage",
+        type=int,
+        default=AdaptationArguments.questions_per_passage,
+        help="generated: questions sampled a passage (as `adapt`)",
+    )
+    parser.add_argument(
+        "--generated-share",
+        type=float,
+        default=AdaptationArguments.generated_share,
+        help="generated: share of the drawn passages asked for a question; ict pairs for the rest",
+    )
+    parser.add_argument(
+        "--generate-passages",
+        type=int,
+        default=AdaptationArguments.generate_passages,
+        help="generated: passages drawn (-1: as many as the contrastive stage reads)",
+    )
     parser.add_argument(
         "--pair-negatives",
         type=int,

@@ -6,17 +6,20 @@ are the figures to compare, the absolute rates only this run's. Single-query lat
 way over SciFact queries. Peak RSS is each variant's own, from a fresh process that loads it and encodes
 one batch. ``auto`` is the precision ``llara_rag.encoding.precision.AUTO`` picks on this CPU; its figures are those
 of the precision picked. ``--cap-isa avx2`` runs the same on a newer CPU held to AVX2 instructions by
-the variables PyTorch, its compiler, oneDNN and MKL read (:data:`AVX2_CAPS`): a stand-in for an AVX2 host,
-whose caches and clocks it does not have. ``benchmarks/reference_speed.py`` compares the encoder with the published
-reference procedure, and this module's helpers serve the other speed benchmarks.
+the variables PyTorch, its compiler, oneDNN and MKL read (:data:`AVX2_CAPS`): a rough stand-in for an AVX2
+host, whose caches, clocks and int8 kernels it does not have (held, int8 ran 1.6x fp32; on an AVX2 host, far
+slower than fp32). Results are named for the instructions they ran on: ``encode_speed_avx2`` for an AVX2
+host or a held run, ``encode_speed`` otherwise. ``benchmarks/reference_speed.py`` compares the encoder with
+the published reference procedure, and this module's helpers serve the other speed benchmarks.
 
     python benchmarks/encode_speed.py [--passages 64] [--rounds 3] [--queries 40] [--batch-size 16]
-    python benchmarks/encode_speed.py --cap-isa avx2   # as on an AVX2 CPU: encode_speed_avx2.{json,md}
+    python benchmarks/encode_speed.py --cap-isa avx2   # an AVX512 CPU held to AVX2
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -48,6 +51,19 @@ def hold_to_avx2() -> None:
     # the compiler's on-disk cache does not key its kernels by instruction set: start from an empty one
     fresh = {"TORCHINDUCTOR_CACHE_DIR": tempfile.mkdtemp(prefix="inductor-avx2-")}
     os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_CAPS, **fresh})
+
+
+def cpu_model() -> str:
+    """The CPU's model name and family, as Linux reports them (hosts of one name differ in instructions)."""
+    fields: dict[str, str] = {}
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name", platform.processor() or platform.machine())
+    return (
+        f"{name}, family {fields['cpu family']} model {fields['model']}" if "cpu family" in fields else name
+    )
 
 
 def avx2_flags(flags: frozenset[str]) -> frozenset[str]:
@@ -177,13 +193,15 @@ def main() -> None:
             variants[name][1](query)
             latency[name].append(1000 * (time.perf_counter() - start))
     rss = {name: in_subprocess(_rss_child, name, passages, args.batch_size)["peak_rss_mb"] for name in names}
-    flags, suffix = cpu_flags(), ""
+    flags = cpu_flags()
     isa = instruction_set(flags)
-    host = f"a {isa} CPU"
+    host = f"a {isa} CPU ({cpu_model()})"
+    # results are named for the instructions they ran on: an AVX2 host's replace a held run's
+    suffix = "" if "avx512f" in flags and not args.cap_isa else "_avx2"
     if args.cap_isa:
         flags = avx2_flags(flags)
         caps = ", ".join(f"`{name}={value}`" for name, value in AVX2_CAPS.items())
-        isa, suffix = instruction_set(flags), "_avx2"
+        isa = instruction_set(flags)
         host = (
             f"{isa}: {host} held to AVX2 by {caps} (PyTorch ran at {torch.backends.cpu.get_cpu_capability()})"
         )

@@ -355,7 +355,7 @@ class LocalGenerator(CustomLLM):
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: as generate numbers them
         cache = self._model(
             input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True
-        ).past_key_values
+        ).cache
         cache.batch_repeat_interleave(samples)
         return {
             "input_ids": ids.repeat_interleave(samples, dim=0),

@@ -12,7 +12,8 @@ one and searched at the other, both ways, moved nDCG@10 by at most 0.0113, on ad
 where one query's swap is 0.006; by at most 0.0056 on Cranfield and SciFact: benchmarks/results/
 precision_quality.md and precision_quality_avx2.md), so every precision
 keeps the fp32 fingerprint: a collection indexed on one machine is searched at whatever precision
-another picks. The vector cache keys them apart all the same.
+another picks (the commands' ``auto`` runs fp32 on a collection indexed at fp32: int8 queries on fp32
+vectors moved nDCG@10 most). The vector cache keys them apart all the same.
 
 int8 is torchao's dynamic quantisation of the linear layers, but the top decoder layer's (weights per output channel, activations per
 token, int8 matmuls) of the adapter-merged fp32 model after SmoothQuant (Xiao et al. 2023) has moved the
@@ -50,6 +51,8 @@ Precision = Literal["auto", "fp32", "bf16", "int8"]
 
 NATIVE_BF16 = frozenset({"avx512_bf16", "amx_bf16"})
 """CPU flags under which bf16 matmuls run in hardware; elsewhere bf16 is emulated and slower than fp32."""
+NATIVE_INT8 = frozenset({"avx512_vnni", "amx_int8"})
+"""CPU flags under which the compiled int8 matmuls were measured fast; without them int8 ran slower than fp32."""
 
 
 @dataclass(frozen=True)
@@ -67,14 +70,11 @@ AUTO: tuple[Measured, ...] = (
         "int8",
         "benchmarks/results/encode_speed.md, benchmarks/results/precision_quality.md",
     ),
-    Measured(
-        frozenset({"avx2"}),
-        "int8",
-        "benchmarks/results/encode_speed_avx2.md, benchmarks/results/precision_quality_avx2.md",
-    ),
 )
 """First match this install can run wins (int8 needs torchao and a C++ compiler); CPUs matching none keep
-fp32. bf16 is in no row: slower than int8, it moved adi as much."""
+fp32. bf16 is in no row: slower than int8, it moved adi as much. AVX2 CPUs are in none: on an AVX2 host (no
+VNNI) the compiled int8 layers ran at a fraction of fp32's speed (benchmarks/results/encode_speed_avx2.md),
+which an AVX512 CPU held to AVX2 had not shown."""
 
 
 @cache
@@ -130,6 +130,12 @@ def resolve_precision(
         _announce(precision)
     elif precision == "int8":
         _require_int8(on_gpu)
+        if not cpu_flags() & NATIVE_INT8:
+            logger.warning(
+                "--precision int8 on a CPU without int8 dot-product instructions (%s: no avx512_vnni or "
+                "amx_int8) ran slower than fp32 where measured; pass --precision fp32 or auto.",
+                instruction_set(),
+            )
     elif precision == "bf16" and on_gpu:
         _require_gpu_bf16()
     elif precision == "bf16":

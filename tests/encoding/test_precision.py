@@ -34,7 +34,7 @@ def test_auto_picks_int8_where_it_was_measured_and_can_run(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert auto_precision(EPYC) == "int8"
-    assert auto_precision(HASWELL) == "int8"
+    assert auto_precision(HASWELL) == "fp32", "int8 without VNNI ran slower than fp32 on an AVX2 host"
     assert auto_precision(NEHALEM) == "fp32", "no table row measured a CPU without AVX2"
     assert auto_precision(frozenset()) == "fp32"
     monkeypatch.setattr(precision_module, "int8_missing", lambda: "torchao is not installed (fix)")
@@ -57,6 +57,18 @@ def test_auto_resolves_on_the_cpu_when_the_config_is_made(
     config = EncoderConfig(model=str(tiny_backbone_dir), adapter=None, device="cpu", precision="auto")
     assert config.precision == expected
     assert config.dtype == "float32"
+
+
+def test_int8_without_vnni_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(precision_module, "int8_missing", lambda: None)
+    for flags, slow in ((HASWELL, True), (EPYC, False)):
+        monkeypatch.setattr(precision_module, "cpu_flags", lambda flags=flags: flags)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="llara_rag.encoding.precision"):
+            assert resolve_precision("int8", "cpu") == "int8"
+        assert ("ran slower than fp32" in caplog.text) is slow
 
 
 def test_auto_on_a_gpu_keeps_the_dtype_rule() -> None:

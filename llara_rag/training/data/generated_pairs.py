@@ -202,6 +202,7 @@ def _write(
     report.cached = len(passages) - len(missing)
     if not missing:
         return replies
+    missing.sort(key=lambda index: len(passages[index]))  # batches of like lengths: less padding to read
     started, cpu = time.perf_counter(), time.process_time()
     with tqdm(total=len(missing), desc="Writing questions", unit="passage") as bar:
         for start in range(0, len(missing), BATCH_PASSAGES):

@@ -106,6 +106,25 @@ def test_round_trip_keeps_questions_that_find_their_passage_and_the_rest_fall_ba
     assert report.makers["generated"] == 3, "the wing question finds its passage within BM25's top 4"
 
 
+def test_passages_are_asked_about_in_batches_of_like_length(monkeypatch):
+    """A batch is padded to its longest prompt: passages go to the generator shortest first."""
+    from llara_rag.training.data import generated_pairs
+
+    monkeypatch.setattr(generated_pairs, "BATCH_PASSAGES", 2)
+    batches: list[list[str]] = []
+
+    def writer(passages: Sequence[str]) -> list[list[str]]:
+        batches.append(list(passages))
+        return [["Why?"] for _ in passages]
+
+    corpus = [" ".join(["word"] * (20 + 10 * (index % 4))) + f" {index}" for index in range(8)]
+    generated_pairs.generate_questions(
+        corpus, range(8), generator="fake", samples=1, top=1, cache_path=None, writer=writer
+    )
+    lengths = [[len(text.split()) for text in batch] for batch in batches]
+    assert lengths == [[21, 21], [31, 31], [41, 41], [51, 51]]
+
+
 def test_a_second_run_reads_every_question_from_the_cache(tmp_path, tokenizer):
     docs = _corpus(tmp_path, [CATS, RUST, WING, MARKET])
     config = PairConfig(maker="generated", round_trip_top=1, cache_dir=tmp_path / "run")
