@@ -119,7 +119,7 @@ def recipe_tag(recipe: dict) -> str:
     )
     if recipe["pairs"] == "generated":
         drawn = recipe["generate_passages"]
-        contrastive += f"-q{recipe['questions']}-share{recipe['generated_share']:g}" + (
+        contrastive += f"-q{recipe['questions']}-gen{recipe['generated_share']:g}" + (
             f"-of{drawn}" if drawn > 0 else ""
         )
     if recipe.get("negatives"):
@@ -182,13 +182,15 @@ def pairs_in_words(recipe: dict, training: dict) -> str:
         return f"{recipe['pairs']} pairs"
     report = training.get("stages", {}).get("contrastive", {}).get("pairs", {})
     generation, makers = report.get("generation") or {}, report.get("makers") or {}
-    kept = (
-        f": {makers.get('generated', 0)} generated + {makers.get('ict', 0)} ict, "
-        f"{generation.get('written', 0)} questions written at {generation.get('questions_per_minute')} a minute "
-        f"({generation.get('cpu_minutes')} CPU min)"
-        if generation
-        else ""
-    )
+    kept = ""
+    if generation:
+        written = (
+            f"{generation['written']} questions written at {generation['questions_per_minute']} a minute "
+            f"({generation['cpu_minutes']} CPU min)"
+            if generation.get("written")
+            else "every question read from the cache"
+        )
+        kept = f": {makers.get('generated', 0)} generated + {makers.get('ict', 0)} ict, {written}"
     return (
         f"generated pairs ({recipe['questions']} questions a passage for {recipe['generated_share']:g} of "
         f"them{kept})"

@@ -8,12 +8,12 @@ one batch. ``auto`` is the precision ``llara_rag.encoding.precision.AUTO`` picks
 of the precision picked. ``--cap-isa avx2`` runs the same on a newer CPU held to AVX2 instructions by
 the variables PyTorch, its compiler, oneDNN and MKL read (:data:`AVX2_CAPS`): a rough stand-in for an AVX2
 host, whose caches, clocks and int8 kernels it does not have (held, int8 ran 1.6x fp32; on an AVX2 host, far
-slower than fp32). Results are named for the instructions they ran on: ``encode_speed_avx2`` for an AVX2
-host or a held run, ``encode_speed`` otherwise. ``benchmarks/reference_speed.py`` compares the encoder with
+slower than fp32). Results are named for the instructions they ran on: ``encode_speed`` on AVX512 + VNNI,
+``encode_speed_avx2`` on an AVX2 host, ``encode_speed_avx2_held`` for a held run. ``benchmarks/reference_speed.py`` compares the encoder with
 the published reference procedure, and this module's helpers serve the other speed benchmarks.
 
     python benchmarks/encode_speed.py [--passages 64] [--rounds 3] [--queries 40] [--batch-size 16]
-    python benchmarks/encode_speed.py --cap-isa avx2   # an AVX512 CPU held to AVX2
+    python benchmarks/encode_speed.py --cap-isa avx2   # an AVX512 CPU held to AVX2: encode_speed_avx2_held
 """
 
 from __future__ import annotations
@@ -196,8 +196,13 @@ def main() -> None:
     flags = cpu_flags()
     isa = instruction_set(flags)
     host = f"a {isa} CPU ({cpu_model()})"
-    # results are named for the instructions they ran on: an AVX2 host's replace a held run's
-    suffix = "" if "avx512f" in flags and not args.cap_isa else "_avx2"
+    # results are named for the instructions they ran on: AVX512 + VNNI hosts (int8's AUTO row) unsuffixed
+    if args.cap_isa:
+        suffix = "_avx2_held"
+    elif {"avx512f", "avx512_vnni"} <= flags:
+        suffix = ""
+    else:
+        suffix = "_" + isa.split("+")[0].lower().replace("-", "_")
     if args.cap_isa:
         flags = avx2_flags(flags)
         caps = ", ".join(f"`{name}={value}`" for name, value in AVX2_CAPS.items())

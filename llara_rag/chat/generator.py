@@ -349,13 +349,20 @@ class LocalGenerator(CustomLLM):
         """``generate``'s inputs for ``samples`` replies a prompt, each prompt read once: its tokens but the last
         run through the model here and their cache repeated for every sample, where ``num_return_sequences``
         would read each prompt once per sample (most of a short reply's cost)."""
-        if samples == 1:
-            return dict(inputs)
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        expanded = {"num_return_sequences": samples, **inputs}
+        if samples == 1 or ids.shape[1] < 2 or self._model.generation_config.cache_implementation:
+            return expanded  # nothing to share, or a cache generate must build itself
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: as generate numbers them
         cache = self._model(
-            input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True
+            input_ids=ids[:, :-1],
+            attention_mask=mask[:, :-1],
+            position_ids=positions[:, :-1],
+            use_cache=True,
+            logits_to_keep=1,
         ).cache
+        if cache is None:
+            return expanded
         cache.batch_repeat_interleave(samples)
         return {
             "input_ids": ids.repeat_interleave(samples, dim=0),

@@ -104,7 +104,7 @@ def embedding(args: argparse.Namespace, store: StoreConfig | None = None) -> LLa
     from llara_rag.encoding.embedding import LLaRAEmbedding
 
     placement = _placement(args)
-    if args.precision == "auto" and store is not None:
+    if args.precision == "auto" and store is not None and _auto_is_int8(args):
         from llara_rag.indexing.store import indexed_at_int8
 
         if indexed_at_int8(store) is False:
@@ -114,6 +114,12 @@ def embedding(args: argparse.Namespace, store: StoreConfig | None = None) -> LLa
             )
             placement["precision"] = "fp32"
     return LLaRAEmbedding(model_name=args.model, **placement)
+
+
+def _auto_is_int8(args: argparse.Namespace) -> bool:
+    from llara_rag.encoding.precision import resolve_precision
+
+    return resolve_precision("auto", args.device, args.devices) == "int8"
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:

@@ -52,7 +52,8 @@ Precision = Literal["auto", "fp32", "bf16", "int8"]
 NATIVE_BF16 = frozenset({"avx512_bf16", "amx_bf16"})
 """CPU flags under which bf16 matmuls run in hardware; elsewhere bf16 is emulated and slower than fp32."""
 NATIVE_INT8 = frozenset({"avx512_vnni", "amx_int8"})
-"""CPU flags under which the compiled int8 matmuls were measured fast; without them int8 ran slower than fp32."""
+"""int8 dot-product instructions of the CPUs int8 is offered on (VNNI measured fast); on an AVX2 host without
+any, int8 ran at a twentieth of fp32's speed. AVX-VNNI CPUs are unmeasured, so warned about as well."""
 
 
 @dataclass(frozen=True)

@@ -253,16 +253,23 @@ def test_torchaos_import_notices_stay_out_of_every_command() -> None:
     assert "torchao" not in result.stderr and "register_constant" not in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("indexed", ["fp32", "int8", None])
+@pytest.mark.parametrize(
+    ("indexed", "device", "expected"),
+    [("fp32", "cpu", "fp32"), ("int8", "cpu", "auto"), (None, "cpu", "auto"), ("fp32", "cuda", "auto")],
+)
 def test_auto_encodes_at_the_precision_of_the_collection_it_reads(
-    tiny_backbone_dir: Path, tmp_path: Path, indexed: str | None
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, indexed: str | None, device: str, expected: str
 ) -> None:
-    """int8 queries on fp32 vectors moved nDCG@10 more than int8 on both sides: ``auto`` on a collection indexed
-    at fp32 runs fp32; on an int8 one, or a new one, what this CPU's row picks."""
+    """int8 queries on fp32 vectors moved nDCG@10 more than int8 on both sides: where ``auto`` picks int8, a
+    collection indexed at fp32 is read at fp32; an int8 or new one, or a GPU (its dtype rule), keep ``auto``."""
     from llara_rag.cli.common import embedding, store_config
+    from llara_rag.encoding import embedding as embedding_module
     from llara_rag.indexing.store import ModelIdentity, open_store
 
-    argv = ["query", "q", "--model", str(tiny_backbone_dir), "--adapter", "none", "--device", "cpu"]
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: EPYC)
+    monkeypatch.setattr(precision_module, "int8_missing", lambda: None)
+    monkeypatch.setattr(embedding_module, "LLaRAEmbedding", lambda **settings: settings)
+    argv = ["query", "q", "--device", device]
     args = build_parser(argv).parse_args([*argv, "--db", str(tmp_path), "--precision", "auto"])
     store = store_config(args)
     if indexed is not None:
@@ -270,5 +277,4 @@ def test_auto_encodes_at_the_precision_of_the_collection_it_reads(
             fingerprint="f" * 16, dimension=8, model="m", precision=indexed if indexed == "int8" else None
         )
         open_store(store, pin)
-    expected = "fp32" if indexed == "fp32" else auto_precision()
-    assert embedding(args, store).encoder.config.precision == expected
+    assert embedding(args, store)["precision"] == expected
