@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import get_args
 
+from llara_rag.cli.flags import add_options, options_of
 from llara_rag.encoding.adapter import (
     LLARA_CONFIG_FILE,
     NONE,
@@ -192,8 +193,9 @@ def pairs_in_words(recipe: dict, training: dict) -> str:
         )
         kept = f": {makers.get('generated', 0)} generated + {makers.get('ict', 0)} ict, {written}"
     return (
-        f"generated pairs ({recipe['questions']} questions a passage for {recipe['generated_share']:g} of "
-        f"them{kept})"
+        f"generated pairs ({recipe['questions']} questions a passage"
+        + (f", for {recipe['generated_share']:g} of the passages" if recipe["generated_share"] != 1 else "")
+        + f"{kept})"
     )
 
 
@@ -431,24 +433,8 @@ def main() -> None:
         help="steps of the supervised stage (the default's own groups), when --stages has it",
     )
     parser.add_argument("--pair-maker", default="ict", help="ict, crop, next, title or generated")
-    parser.add_argument(
-        "--questions-per-passage",
-        type=int,
-        default=AdaptationArguments.questions_per_passage,
-        help="generated: questions sampled a passage (as `adapt`)",
-    )
-    parser.add_argument(
-        "--generated-share",
-        type=float,
-        default=AdaptationArguments.generated_share,
-        help="generated: share of the drawn passages asked for a question; ict pairs for the rest",
-    )
-    parser.add_argument(
-        "--generate-passages",
-        type=int,
-        default=AdaptationArguments.generate_passages,
-        help="generated: passages drawn (-1: as many as the contrastive stage reads)",
-    )
+    generation = ("questions_per_passage", "generated_share", "generate_passages")
+    add_options(parser, [option for option in options_of(AdaptationArguments) if option.field in generation])
     parser.add_argument(
         "--pair-negatives",
         type=int,
