@@ -206,12 +206,24 @@ NEGATIVES = {
 }
 
 
+LATER_STAGES = (
+    "negatives",
+    "teacher",
+    "supervised_steps",
+    "questions",
+    "generated_share",
+    "generate_passages",
+)
+"""Recipe keys of the stages after EBAE/EBAR, which leave it as it is."""
+
+
 def reuse_stage_one(checkpoints: Path, name: str, recipe: dict) -> None:
-    """Stage 1 copied from the run whose recipe differs in the contrastive stage's negatives or the supervised
-    stage alone: ``adapt`` checks its record and trains it again if it differs after all."""
-    base = {
-        key: value for key, value in recipe.items() if key not in ("negatives", "teacher", "supervised_steps")
-    }
+    """Stage 1 copied from the run whose recipe differs in the later stages alone (their negatives, the
+    supervised stage, any pair maker but ict's): ``adapt`` checks its record and trains it again if it
+    differs after all."""
+    base = {key: value for key, value in recipe.items() if key not in LATER_STAGES}
+    if "pairs" in base:
+        base["pairs"] = "ict"
     stage_one = STAGE_ADAPTER.format("ebae-ebar")
     source = checkpoints.parent / f"adapt-{name}-{recipe_tag(base)}.checkpoints" / stage_one
     target = checkpoints / stage_one
