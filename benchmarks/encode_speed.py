@@ -19,7 +19,6 @@ the published reference procedure, and this module's helpers serve the other spe
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import multiprocessing
 import os
@@ -55,11 +54,9 @@ def hold_to_avx2() -> None:
 
 def cpu_model() -> str:
     """The CPU's model name and family, as Linux reports them (hosts of one name differ in instructions)."""
-    fields: dict[str, str] = {}
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as handle:
-        for line in handle:
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
+    from llara_rag.encoding.precision import cpu_info
+
+    fields = cpu_info()
     name = fields.get("model name", platform.processor() or platform.machine())
     return (
         f"{name}, family {fields['cpu family']} model {fields['model']}" if "cpu family" in fields else name

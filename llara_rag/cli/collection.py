@@ -35,11 +35,12 @@ def add_index(sub: argparse._SubParsersAction, generated: bool) -> None:
 
 def run_index(args: argparse.Namespace) -> int:
     from llara_rag.indexing.ingest import IngestConfig, check_before_loading, index_folder
+    from llara_rag.indexing.store import find_collection
 
     config = IngestConfig(**option_values(args, options_of(IngestConfig)))
     store = store_config(args)
     check_before_loading(args.docs, store, config, encoder_config(args).passage_max_length)
-    embed_model = embedding(args, store)
+    embed_model = embedding(args, find_collection(store))
     start = time.perf_counter()
     summary = index_folder(Path(args.docs), store, embed_model, config)
     print(summary.report())
@@ -81,8 +82,8 @@ def run_query(args: argparse.Namespace) -> int:
     check_question(args.question)
     retrieval = retrieval_config(args, parse_where(args.where))
     store = store_config(args)
-    existing_collection(store)  # a missing database or collection is named before the model loads
-    retriever = open_retriever(store, embedding(args, store), retrieval)
+    collection = existing_collection(store)  # a missing one is named before the model loads
+    retriever = open_retriever(store, embedding(args, collection), retrieval)
     hits = search(retriever, args.question)
     if not hits:
         print(f"No results: {why_no_results(retriever)}", file=sys.stderr)

@@ -12,6 +12,8 @@ from llara_rag.encoding.backbone import DEFAULT_MODEL
 from llara_rag.encoding.precision import Precision
 
 if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
+
     from llara_rag.chat.engine import ChatConfig
     from llara_rag.chat.generator import GeneratorConfig
     from llara_rag.encoding.embedding import LLaRAEmbedding
@@ -97,20 +99,20 @@ def _placement(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def embedding(args: argparse.Namespace, store: StoreConfig | None = None) -> LLaRAEmbedding:
-    """The encoder the options name; ``auto`` against ``store``'s collection indexed at fp32 (or bf16) runs fp32,
-    so its new vectors and queries are of the precision its vectors are: int8 queries on fp32 vectors moved
+def embedding(args: argparse.Namespace, collection: Collection | None = None) -> LLaRAEmbedding:
+    """The encoder the options name; ``auto`` against a ``collection`` indexed at fp32 (or bf16) runs fp32, so
+    its new vectors and queries are of the precision its vectors are: int8 queries on fp32 vectors moved
     nDCG@10 by more than int8 on both sides did (docs/encoder.md)."""
     from llara_rag.encoding.embedding import LLaRAEmbedding
 
     placement = _placement(args)
-    if args.precision == "auto" and store is not None and _auto_is_int8(args):
+    if args.precision == "auto" and collection is not None:
         from llara_rag.indexing.store import indexed_at_int8
 
-        if indexed_at_int8(store) is False:
+        if indexed_at_int8(collection) is False and _auto_is_int8(args):
             logger.info(
                 "Collection %r was indexed at fp32 (or bf16): encoding at fp32, as its vectors were",
-                store.collection,
+                collection.name,
             )
             placement["precision"] = "fp32"
     return LLaRAEmbedding(model_name=args.model, **placement)

@@ -49,8 +49,8 @@ def run_chat(args: argparse.Namespace) -> int:
     generator = generator_config(args)
     config = chat_config(args)
     store = store_config(args)
-    existing_collection(store)  # a missing database or collection is named before the models load
-    return open_chat_session(store, embedding(args, store), generator, config).run()
+    collection = existing_collection(store)  # a missing one is named before the models load
+    return open_chat_session(store, embedding(args, collection), generator, config).run()
 
 
 def add_serve(sub: argparse._SubParsersAction, generated: bool) -> None:
@@ -94,12 +94,11 @@ def run_serve(args: argparse.Namespace) -> int:
 
     config = ServiceConfig(**option_values(args, options_of(ServiceConfig)), api_key=args.api_key or None)
     store = None if args.embeddings_only else store_config(args)
-    if store is not None:
-        existing_collection(store)  # a missing database or collection is named before the models load
+    collection = None if store is None else existing_collection(store)  # named before the models load
     chat_on = store is not None and not args.no_chat
     generator = generator_config(args) if chat_on else None
     chat = chat_config(args)
-    embed_model = embedding(args, store)
+    embed_model = embedding(args, collection)
     llm = None
     if generator is not None:
         from llara_rag.chat.engine import answer_mode

@@ -79,17 +79,25 @@ which an AVX512 CPU held to AVX2 had not shown."""
 
 
 @cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as Linux reports them; empty where ``/proc/cpuinfo`` is absent."""
+def cpu_info() -> dict[str, str]:
+    """The first processor's fields as Linux reports them (``flags``, ``model name``, ...); empty where
+    ``/proc/cpuinfo`` is absent."""
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return frozenset()
+        return {}
+    fields: dict[str, str] = {}
     for line in text.splitlines():
+        if not line.strip():  # the end of the first processor's block
+            break
         name, _, value = line.partition(":")
-        if name.strip() == "flags":
-            return frozenset(value.split())
-    return frozenset()
+        fields.setdefault(name.strip(), value.strip())
+    return fields
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags; empty where Linux does not report them."""
+    return frozenset(cpu_info().get("flags", "").split())
 
 
 def instruction_set(flags: frozenset[str] | None = None) -> str:

@@ -370,9 +370,8 @@ def find_collection(config: StoreConfig) -> Collection | None:
         return None
 
 
-def indexed_at_int8(config: StoreConfig) -> bool | None:
-    """Whether the collection's vectors were written at int8; None where it does not exist or has no pin."""
-    collection = find_collection(config)
+def indexed_at_int8(collection: Collection | None) -> bool | None:
+    """Whether ``collection``'s vectors were written at int8; None where there is none or it has no pin."""
     identity = ModelIdentity.from_metadata(collection.metadata) if collection is not None else None
     return None if identity is None else identity.precision == "int8"
 

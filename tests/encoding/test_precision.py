@@ -264,7 +264,7 @@ def test_auto_encodes_at_the_precision_of_the_collection_it_reads(
     collection indexed at fp32 is read at fp32; an int8 or new one, or a GPU (its dtype rule), keep ``auto``."""
     from llara_rag.cli.common import embedding, store_config
     from llara_rag.encoding import embedding as embedding_module
-    from llara_rag.indexing.store import ModelIdentity, open_store
+    from llara_rag.indexing.store import ModelIdentity, find_collection, open_store
 
     monkeypatch.setattr(precision_module, "cpu_flags", lambda: EPYC)
     monkeypatch.setattr(precision_module, "int8_missing", lambda: None)
@@ -277,4 +277,4 @@ def test_auto_encodes_at_the_precision_of_the_collection_it_reads(
             fingerprint="f" * 16, dimension=8, model="m", precision=indexed if indexed == "int8" else None
         )
         open_store(store, pin)
-    assert embedding(args, store)["precision"] == expected
+    assert embedding(args, find_collection(store))["precision"] == expected
