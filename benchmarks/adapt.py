@@ -203,6 +203,7 @@ NEGATIVES = {
     "none": "BM25 negative(s) a pair",
     "bm25": "negative(s) a pair scored by the BM25 teacher",
     "hybrid": "negative(s) a pair scored by the hybrid teacher (BM25 + the start adapter)",
+    "minilm-hybrid": "negative(s) a pair scored by the MiniLM hybrid teacher (BM25 + all-MiniLM-L6-v2)",
 }
 
 

@@ -132,7 +132,7 @@ Encode = Callable[[list[str]], np.ndarray]
 def build(name: str, batch_size: int) -> tuple[Encode, Callable[[str], np.ndarray]]:
     """(encode passages, encode one query) of a variant: a precision of the default encoder, or MiniLM."""
     if name == MINILM:
-        from llara_rag.evaluation.baselines import load_minilm
+        from llara_rag.ranking.baselines import load_minilm
 
         minilm = load_minilm(batch_size=batch_size)
         return (lambda texts: minilm.encode(texts, show_progress=False)), (

@@ -36,9 +36,9 @@ from pathlib import Path
 from llara_rag.encoding.adapter import adapter_digest, resolve_adapter
 from llara_rag.encoding.encoder import EncoderConfig
 from llara_rag.evaluation import VectorCache, load_collection
-from llara_rag.evaluation.baselines import minilm_system
 from llara_rag.evaluation.metrics import mean_scores
 from llara_rag.indexing.spelling import Speller
+from llara_rag.ranking.baselines import minilm_system
 from llara_rag.ranking.beir import Collection
 from llara_rag.ranking.systems import BM25System, DenseSystem, RetrievalSystem, llara_system
 from llara_rag.retrieval.fusion import CANDIDATES, HEAD, Run, convex_fusion, fuse, head_strength

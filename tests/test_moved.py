@@ -18,6 +18,7 @@ MOVED_MODULES = {
     "llara_rag.chroma_embedding": "llara_rag.indexing.chroma_embedding",
     "llara_rag.fusion": "llara_rag.retrieval.fusion",
     "llara_rag.generator": "llara_rag.chat.generator",
+    "llara_rag.evaluation.baselines": "llara_rag.ranking.baselines",
 }
 
 

@@ -6,7 +6,6 @@ collections and systems themselves live in :mod:`llara_rag.ranking` (re-exported
 negative miners share.
 """
 
-from llara_rag.evaluation.baselines import minilm_system, raw_llm_system
 from llara_rag.evaluation.during_training import RetrievalEvaluator
 from llara_rag.evaluation.harness import DEPTH, EvaluationConfig, build_systems, evaluate, evaluate_systems
 from llara_rag.evaluation.metrics import METRICS, mean_scores, per_query_scores
@@ -22,6 +21,8 @@ from llara_rag.ranking import (
     VectorCache,
     llara_system,
     load_collection,
+    minilm_system,
+    raw_llm_system,
 )
 
 __all__ = [

@@ -27,10 +27,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llara_rag.encoding.encoder import EncoderConfig
-from llara_rag.evaluation.baselines import minilm_system, raw_llm_system
 from llara_rag.evaluation.metrics import mean_scores
 from llara_rag.evaluation.report import write_report
 from llara_rag.evaluation.results import EvaluationResult, SystemResult
+from llara_rag.ranking.baselines import minilm_system, raw_llm_system
 from llara_rag.ranking.beir import Collection, load_collection
 from llara_rag.ranking.cache import VectorCache
 from llara_rag.ranking.systems import BM25System, HybridSystem, RetrievalSystem, llara_system

