@@ -21,8 +21,8 @@ below its ``skip_top`` ranks (likely positives too) and never of the query's own
 ``teacher`` (BM25; the hybrid of BM25 and the start encoder, which beats both of its parts; or
 ``minilm-hybrid``, BM25 and all-MiniLM-L6-v2, a supervised encoder that never read the user's documents
 either), they come from the teacher's own top ranks instead, unskipped, and the pair carries the
-teacher's scores of them (z-scores over the query's candidates, as the hybrid fuses them), which the loss then follows (GPL, Wang et
-al. 2022, with a teacher that needs no label).
+teacher's scores of them (z-scores over the query's candidates, as the hybrid fuses them), which the loss
+then follows (GPL, Wang et al. 2022, with a teacher that needs no label).
 
 Every pair carries its document's key, so two pairs of one document (or of duplicate documents) never serve
 as each other's negatives (:mod:`llara_rag.training.losses.info_nce`).
